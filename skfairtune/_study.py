@@ -1,0 +1,245 @@
+"""Optuna plumbing for the search: sampler, pruner, storage and the resume contract."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+__all__ = [
+    "make_sampler",
+    "make_pruner",
+    "make_storage",
+    "redact_url",
+    "open_study",
+    "PRUNERS",
+]
+
+PRUNERS = ("successive_halving", "hyperband", "none")
+_ATTR = "skfairtune"
+
+
+def redact_url(url) -> str:
+    """Hide the password of a database URL (or of any text holding one).
+
+    Used for every log line, repr and error message that could show a
+    storage URL: the user-info password and ``password=`` options become
+    ``***``.
+
+    Parameters
+    ----------
+    url : object
+        A URL, an error message or any object (its ``str``).
+
+    Returns
+    -------
+    text : str
+        The text with passwords replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact_url("postgresql+psycopg://ann:s3cr@t@db.example:5432/search")
+    'postgresql+psycopg://ann:***@db.example:5432/search'
+    >>> redact_url("postgresql://db/search?user=ann&password=s3cret")
+    'postgresql://db/search?user=ann&password=***'
+    """
+    text = str(url)
+    # The user-info ends at the last "@" before the host: passwords may hold "@" unencoded.
+    text = re.sub(r"(://[^:/@\s]*):[^\s/]*@", r"\1:***@", text)
+    return re.sub(r"(?i)\b((?:password|passwd|pwd)\s*=\s*)[^&\s;'\"]+", r"\1***", text)
+
+
+def _scrub(message: str, url: str) -> str:
+    """An error message without the URL's password, even where a driver echoed it bare."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - unparsable URL: nothing more to hide than redact_url finds
+        password = None
+    if password:
+        message = message.replace(str(password), "***")
+    return redact_url(message)
+
+
+def make_sampler(sampler, seed: int | None):
+    if sampler is None:
+        # Optuna's TPE as in the paper, but seeded: the reference code sets no seed.
+        return optuna.samplers.TPESampler(seed=seed)
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise TypeError(f"`sampler` must be None or an optuna sampler; got {sampler!r}.")
+    return sampler
+
+
+def make_pruner(pruner, max_epochs: int):
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return pruner
+    if pruner == "successive_halving":
+        # The paper's settings (appendix A.5).
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource="auto", reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
+        )
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=4)
+    if pruner in ("none", None):
+        return optuna.pruners.NopPruner()
+    raise ValueError(
+        f"`pruner` must be one of {PRUNERS}, None or an optuna pruner; got {pruner!r}."
+    )
+
+
+def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90):
+    """The Optuna storage for ``storage``.
+
+    ``None`` keeps the study in memory; a file path is an Optuna journal file
+    (``.db``, ``.sqlite``, ``.sqlite3``: SQLite), for several processes on one
+    machine; a URL is Optuna's RDB storage (PostgreSQL for several machines)
+    with heartbeats: a trial whose worker stops beating for ``grace_period``
+    seconds is failed and retried with its parameters (at most 3 times).
+    Optuna storage objects are used as they are.
+
+    Parameters
+    ----------
+    storage : None, str, path-like or optuna storage
+        Where the study lives.
+    heartbeat_interval : int, default=30
+        Seconds between heartbeats of a running trial (URLs only).
+    grace_period : int or None, default=90
+        Seconds without a heartbeat after which a trial counts as dead;
+        None means twice ``heartbeat_interval``.
+
+    Returns
+    -------
+    storage : optuna storage or None
+
+    Examples
+    --------
+    >>> make_storage(None) is None
+    True
+    >>> make_storage("sqlite:///:memory:", heartbeat_interval=5).get_heartbeat_interval()
+    5
+    """
+    if storage is None or isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    if not isinstance(storage, (str, os.PathLike)):
+        raise TypeError(
+            f"`storage` must be None, a file path, a database URL or an optuna storage; got {type(storage).__name__}."
+        )
+    for name, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"`{name}` must be a positive int (seconds); got {value!r}.")
+    text = str(storage)
+    if "://" in text:
+        return _rdb_storage(text, heartbeat_interval, grace_period)
+    path = Path(text)
+    if path.exists() and path.is_dir():
+        raise ValueError(f"`storage={text!r}` is a directory; pass a file path such as '{text}/search.log'.")
+    if not path.parent.exists():
+        raise ValueError(f"`storage={text!r}`: folder {str(path.parent)!r} does not exist; create it first.")
+    if path.suffix in (".db", ".sqlite", ".sqlite3"):
+        return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _rdb_storage(url: str, heartbeat_interval, grace_period):
+    from ._parallel import MAX_RETRY, RetryDeadTrial
+
+    scheme = url.split("://", 1)[0]
+    engine_kwargs = {}
+    if scheme.startswith("postgresql") and "connect_timeout" not in url:
+        # An unreachable host fails in seconds instead of hanging on the OS's TCP timeout.
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                # A trial whose worker died is re-queued with the same parameters.
+                heartbeat_stale_trial_callback=RetryDeadTrial(max_retry=MAX_RETRY),
+            )
+    except Exception as exc:  # noqa: BLE001 - the driver decides the type
+        lines = [line for line in _scrub(str(exc), url).splitlines() if line.strip()]
+        message = (lines[0] if lines else type(exc).__name__)[:300]
+        hint = ""
+        if isinstance(exc, ImportError) or "No module named" in str(exc) or "Can't load plugin" in str(exc):
+            hint = (" The database driver is missing or the scheme is unknown: for PostgreSQL "
+                    "`pip install \"psycopg[binary]\"` and write 'postgresql+psycopg://...'.")
+        raise ValueError(
+            f"`storage={redact_url(url)!r}` could not be opened: {message}.{hint} Check the URL "
+            "(e.g. 'postgresql+psycopg://user:password@host:5432/db' or 'sqlite:///search.db') "
+            "and that the server is reachable."
+        ) from None
+
+
+def open_study(*, study, storage, study_name, sampler, pruner, signature: dict):
+    """Create or resume the study and check that a resumed one is the same search.
+
+    ``signature`` holds what must not change between runs of one study (search
+    space, scoring, resource); a mismatch fails here, before any training.
+    """
+    if study is not None:
+        if not isinstance(study, optuna.Study):
+            raise TypeError(f"`study` must be an optuna.Study or None; got {type(study).__name__}.")
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise ValueError(
+                "`study` was created with direction 'minimize'; FairTuneSearchCV maximises its "
+                "scoring (higher is better). Create the study with direction='maximize'."
+            )
+        created = study
+    else:
+        storage_obj = make_storage(storage)
+        try:
+            created = optuna.create_study(
+                study_name=study_name, storage=storage_obj, sampler=sampler, pruner=pruner,
+                direction="maximize", load_if_exists=study_name is not None,
+            )
+        except Exception as exc:  # noqa: BLE001 - database errors may quote the URL
+            clean = _scrub(str(exc), str(storage))
+            if clean == str(exc):
+                raise
+            # Chained exceptions would print the password: raise a clean one, unchained.
+            raise RuntimeError(
+                f"opening study {study_name!r} in storage {redact_url(storage)!r} failed: {clean}"
+            ) from None
+        # Optuna loads an existing study whatever its direction: check it here.
+        directions = [d.name.lower() for d in created.directions]
+        if directions != ["maximize"]:
+            raise ValueError(
+                f"study {created.study_name!r} in storage {redact_url(storage)!r} was created with "
+                f"direction(s) {directions}; FairTuneSearchCV maximises its scoring (higher is "
+                "better). Use another `study_name` (or a new storage)."
+            )
+    stored = created.user_attrs.get(_ATTR)
+    if stored is None:
+        if created.trials and study is None:
+            raise ValueError(
+                f"study {created.study_name!r} already has {len(created.trials)} trials that were not "
+                "made by FairTuneSearchCV; use a new `study_name`."
+            )
+        created.set_user_attr(_ATTR, signature)
+    else:
+        differences = {k: (stored.get(k), v) for k, v in signature.items() if stored.get(k) != _jsonable(v)}
+        if differences:
+            detail = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in differences.items())
+            raise ValueError(
+                f"study {created.study_name!r} was made by a different search ({detail}). Resume it "
+                "with the same settings, or start a new study with another `study_name`."
+            )
+    return created
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

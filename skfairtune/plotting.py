@@ -1,0 +1,475 @@
+"""Figures of a FairTune search, after the paper's (Dutt et al., ICLR 2024).
+
+- :func:`plot_mask_selection`: which LayerNorm / attention / MLP units the
+  best mask (or the top-k masks) fine-tunes, per block (paper figure 4);
+- :func:`plot_search_convergence`: the objective of every trial and the best
+  so far, pruned trials marked (figure 5);
+- :func:`plot_pareto`: trials on the overall-AUC vs objective plane, with the
+  Pareto front;
+- :func:`plot_group_auc_curves`: per-group train and held-out AUC over epochs,
+  recorded by :class:`skfairtune.callbacks.GroupAUCScoring` (figures 1 and 3:
+  bias appears at generalisation).
+
+Each function draws on a given Matplotlib ``ax`` (or creates a figure) and
+returns the axes; save with ``ax.figure.savefig(path)``. Matplotlib is
+imported only when a function is called.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = [
+    "plot_mask_selection",
+    "plot_search_convergence",
+    "plot_pareto",
+    "plot_group_auc_curves",
+]
+
+_UNIT_LABELS = {"ln": "LayerNorm", "attn": "Attention", "mlp": "MLP", "norm1": "norm1",
+                "norm2": "norm2", "block": "Block"}
+_SCORING_LABELS = {"min_group_auc": "min-group AUC", "neg_auc_gap": "- AUC gap",
+                   "overall_auc": "overall AUC", "roc_auc": "ROC AUC"}
+_COMPLETE_COLOR = "tab:blue"
+_BEST_COLOR = "tab:orange"
+_PRUNED_COLOR = "0.6"
+_FAILED_COLOR = "tab:red"
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_search(search, caller: str) -> dict:
+    results = getattr(search, "cv_results_", None)
+    if results is None:
+        raise ValueError(
+            f"{caller} needs a fitted FairTuneSearchCV; got an unfitted {type(search).__name__}: "
+            "call search.fit(X, y, sensitive_features=...) first."
+        )
+    return results
+
+
+def _scoring_label(search) -> str:
+    scoring = getattr(search, "scoring", None)
+    name = scoring if isinstance(scoring, str) else "objective"
+    return "validation " + _SCORING_LABELS.get(name, name)
+
+
+def _complete_order(results) -> np.ndarray:
+    """Rows of complete trials with a finite score, best first (ties: earlier trial)."""
+    state = np.asarray(results["state"], dtype=object)
+    score = np.asarray(results["mean_test_score"], dtype=float)
+    rows = np.flatnonzero((state == "complete") & np.isfinite(score))
+    return rows[np.lexsort((rows, -score[rows]))]
+
+
+def _baseline_names(results) -> list:
+    names = results.get("baseline")
+    if names is None:
+        return [None] * len(results["state"])
+    return [n if isinstance(n, str) else None for n in names]
+
+
+def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"):
+    """Show which units of each block the best masks fine-tune (the paper's figure 4).
+
+    A heatmap with one row per unit kind (LayerNorm, attention, MLP in the
+    paper's space) and one column per transformer block. With ``top_k=1`` a
+    cell is filled when the best mask trains that unit; with ``top_k > 1``
+    it holds the fraction of the ``top_k`` best complete trials that train
+    it, which shows which choices the search agrees on.
+
+    Parameters
+    ----------
+    search : FairTuneSearchCV
+        A fitted search over a mask space (``space`` not None).
+    top_k : int, default=1
+        Number of best complete trials to count. Fewer are used when fewer
+        trials completed; the title says how many.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure sized to the depth when None.
+    cmap : str, default="Greens"
+        Matplotlib colormap of the cells.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The heatmap (``ax.images[0]`` holds the frequency matrix).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    >>> from skfairtune.datasets import make_biased_images
+    >>> from skfairtune.plotting import plot_mask_selection
+    >>> data = make_biased_images(200, image_size=16, random_state=0)
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=1, batch_size=64,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2))
+    >>> search = FairTuneSearchCV(clf, n_trials=3, baselines=None, refit=False, random_state=0)
+    >>> search = search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    >>> ax = plot_mask_selection(search, top_k=3)
+    >>> ax.images[0].get_array().shape  # (unit kinds, blocks)
+    (3, 2)
+    """
+    from .masks import MaskSpace
+
+    results = _check_search(search, "plot_mask_selection")
+    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"`top_k` must be an int >= 1; got {top_k!r}.")
+    if getattr(search, "space", None) is None or "param_mask" not in results:
+        raise ValueError(
+            "plot_mask_selection needs a search over masks; this search was fit with space=None "
+            "(only the learning rate was searched)."
+        )
+    order = _complete_order(results)
+    if not len(order):
+        raise ValueError("plot_mask_selection: the search has no complete trial with a finite score.")
+    chosen = order[:top_k]
+    masks = [str(results["param_mask"][i]) for i in chosen]
+    kinds = MaskSpace(search.space, 1).unit_kinds
+    depth = len(masks[0]) // len(kinds)
+    bits = np.array([[int(b) for b in m] for m in masks], dtype=float)
+    # Bits are block-major (block 0: ln, attn, mlp; block 1: ...), rows here are unit kinds.
+    freq = bits.mean(axis=0).reshape(depth, len(kinds)).T
+
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5.0, 0.6 * depth + 2.5), 0.55 * len(kinds) + 1.9),
+                             layout="constrained")
+    image = ax.imshow(freq, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for row in range(freq.shape[0]):
+        for col in range(depth):
+            value = freq[row, col]
+            text = ("on" if value else "") if len(chosen) == 1 else f"{value:.0%}"
+            if text:
+                ax.text(col, row, text, ha="center", va="center", fontsize=8,
+                        color="white" if value > 0.6 else "black")
+    ax.set_xticks(range(depth), [str(b) for b in range(depth)])
+    ax.set_yticks(range(len(kinds)), [_UNIT_LABELS.get(k, k) for k in kinds])
+    ax.set_xticks(np.arange(-0.5, depth), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(kinds)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("Transformer block")
+    if len(chosen) == 1:
+        best = results["mean_test_score"][chosen[0]]
+        ax.set_title(f"Units fine-tuned by the best mask ({_scoring_label(search)} {best:.3f})")
+    else:
+        ax.set_title(f"Share of the top {len(chosen)} masks that fine-tune each unit")
+        ax.figure.colorbar(image, ax=ax, label="share of masks", fraction=0.05, pad=0.02)
+    return ax
+
+
+def plot_search_convergence(search, *, ax=None):
+    """Plot the objective of every trial and the best so far (the paper's figure 5).
+
+    Complete trials are blue dots, trials stopped by the pruner grey crosses
+    at the score they were stopped with (an earlier epoch, so not comparable
+    with finished ones), failed trials red triangles along the bottom. The
+    orange step line is the best complete score so far. Enqueued baselines
+    are labelled by name.
+
+    Parameters
+    ----------
+    search : FairTuneSearchCV
+        A fitted search.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The plot; its legend names the marker kinds with their counts.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    >>> from skfairtune.datasets import make_biased_images
+    >>> from skfairtune.plotting import plot_search_convergence
+    >>> data = make_biased_images(200, image_size=16, random_state=0)
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=1, batch_size=64,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2))
+    >>> search = FairTuneSearchCV(clf, n_trials=3, baselines=("linear",), refit=False,
+    ...                           random_state=0)
+    >>> search = search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    >>> ax = plot_search_convergence(search)
+    >>> ax.get_xlabel()
+    'Trial'
+    """
+    results = _check_search(search, "plot_search_convergence")
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    number = np.asarray(results["trial_number"], dtype=int)
+    score = np.asarray(results["mean_test_score"], dtype=float)
+    state = np.asarray(results["state"], dtype=object)
+    order = np.argsort(number, kind="stable")
+    number, score, state = number[order], score[order], state[order]
+    baselines = [_baseline_names(results)[i] for i in order]
+
+    complete = (state == "complete") & np.isfinite(score)
+    pruned = (state == "pruned") & np.isfinite(score)
+    failed = ~(complete | pruned)
+    if complete.any():
+        ax.plot(number[complete], score[complete], "o", color=_COMPLETE_COLOR,
+                label=f"complete ({complete.sum()})", zorder=3)
+        best = np.fmax.accumulate(np.where(complete, score, np.nan))
+        seen = ~np.isnan(best)
+        ax.step(number[seen], best[seen], where="post", color=_BEST_COLOR, linewidth=2,
+                label="best so far", zorder=2)
+    if pruned.any():
+        ax.plot(number[pruned], score[pruned], "x", color=_PRUNED_COLOR, markersize=7, mew=2,
+                label=f"pruned ({pruned.sum()}, score when stopped)", zorder=3)
+    if failed.any():
+        # Failed trials have no score: mark them on the bottom edge of the axes.
+        ax.plot(number[failed], np.zeros(failed.sum()), "v", color=_FAILED_COLOR,
+                transform=ax.get_xaxis_transform(), clip_on=False,
+                label=f"failed ({failed.sum()})", zorder=3)
+    for x, y, name, ok in zip(number, score, baselines, complete | pruned):
+        if name and ok:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8,
+                        color="0.25")
+    ax.set_xlabel("Trial")
+    ax.set_ylabel(_scoring_label(search).capitalize())
+    ax.set_title("Search convergence")
+    if len(number) and number.max() < 30:
+        ax.set_xticks(range(int(number.min()), int(number.max()) + 1, max(1, math.ceil(len(number) / 15))))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def _overall_auc_per_trial(search, rows) -> np.ndarray:
+    """Validation overall AUC of the given ``cv_results_`` rows, from the trials' user attributes."""
+    study = getattr(search, "study_", None)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)} if study is not None else {}
+    values = np.full(len(rows), np.nan)
+    for j, i in enumerate(rows):
+        trial = trials.get(int(search.cv_results_["trial_number"][i]))
+        epochs = trial.user_attrs.get("epoch_split_overall_auc") if trial is not None else None
+        if epochs:
+            values[j] = float(np.mean(epochs[-1]))
+    return values
+
+
+def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points not dominated when maximising both, sorted by x."""
+    order = np.lexsort((-y, -x))  # x descending, then y descending
+    front, best_y = [], -np.inf
+    for i in order:
+        if y[i] > best_y:
+            front.append(i)
+            best_y = y[i]
+    return np.array(front[::-1], dtype=int)
+
+
+def plot_pareto(search, *, ax=None):
+    """Place the complete trials on the overall-AUC vs objective plane, with the Pareto front.
+
+    The x axis is each trial's validation AUC over all samples, the y axis
+    its validation objective (min-group AUC by default), both at the last
+    epoch and averaged over the folds. The dashed line joins the trials no
+    other trial beats on both; the star is the trial the search selected.
+    Overall AUC is read from the trials' ``epoch_split_overall_auc`` user
+    attribute, which the search's objective records for binary tasks.
+
+    Parameters
+    ----------
+    search : FairTuneSearchCV
+        A fitted search.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The scatter plot.
+
+    Raises
+    ------
+    ValueError
+        If the trials carry no validation overall AUC.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    >>> from skfairtune.datasets import make_biased_images
+    >>> from skfairtune.plotting import plot_pareto
+    >>> data = make_biased_images(200, image_size=16, random_state=0)
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=1, batch_size=64,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2))
+    >>> search = FairTuneSearchCV(clf, n_trials=3, baselines=None, refit=False, random_state=0)
+    >>> search = search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    >>> ax = plot_pareto(search)
+    >>> ax.get_xlabel()
+    'Validation overall AUC'
+    """
+    results = _check_search(search, "plot_pareto")
+    rows = _complete_order(results)
+    x = _overall_auc_per_trial(search, rows)
+    keep = np.isfinite(x)
+    if not keep.any():
+        raise ValueError(
+            "plot_pareto: no complete trial records a validation overall AUC (user attribute "
+            "'epoch_split_overall_auc'); it is recorded for binary labels by searches of this "
+            "skfairtune version, so refit the search."
+        )
+    rows, x = rows[keep], x[keep]
+    y = np.asarray(results["mean_test_score"], dtype=float)[rows]
+    names = _baseline_names(results)
+
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    front = _pareto_front(x, y)
+    on_front = np.zeros(len(rows), dtype=bool)
+    on_front[front] = True
+    ax.plot(x[~on_front], y[~on_front], "o", color=_COMPLETE_COLOR, alpha=0.55,
+            label=f"trial ({(~on_front).sum()})")
+    ax.plot(x[front], y[front], "o", color=_COMPLETE_COLOR, markeredgecolor="black",
+            label=f"Pareto-optimal trial ({len(front)})", zorder=3)
+    ax.plot(x[front], y[front], "--", color="0.3", linewidth=1, zorder=2)
+    selected = getattr(search, "best_index_", None)
+    if selected is not None and selected in set(rows.tolist()):
+        j = int(np.flatnonzero(rows == selected)[0])
+        ax.plot(x[j], y[j], "*", color=_BEST_COLOR, markersize=16, markeredgecolor="black",
+                label="selected by the search", zorder=4)
+    for j, i in enumerate(rows):
+        if names[i]:
+            ax.annotate(names[i], (x[j], y[j]), textcoords="offset points", xytext=(5, -10),
+                        fontsize=8, color="0.25")
+    ax.set_xlabel("Validation overall AUC")
+    ax.set_ylabel(_scoring_label(search).capitalize())
+    ax.set_title("Trials: overall vs worst-group performance")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+def _history(obj, label):
+    history = getattr(obj, "history_", None)
+    if history is None:
+        history = getattr(obj, "history", None)
+    if history is None and isinstance(obj, list):
+        history = obj
+    if history is None:
+        raise TypeError(
+            f"estimators[{label!r}] must be a fitted FairTuneClassifier, a skorch net or a skorch "
+            f"History; got {type(obj).__name__}."
+        )
+    return history
+
+
+def _group_series(history, key: str, label: str):
+    epochs = [row for row in history if key in row]
+    if not epochs:
+        raise ValueError(
+            f"estimators[{label!r}] has no {key!r} in its history; fit it with "
+            f"callbacks=[GroupAUCScoring(X, y, sensitive_features=..., name={key.rsplit('_group_auc', 1)[0]!r})] "
+            "from skfairtune.callbacks."
+        )
+    groups = list(dict.fromkeys(g for row in epochs for g in row[key]))
+    numbers = np.array([row["epoch"] for row in epochs])
+    values = {g: np.array([row[key].get(g, np.nan) for row in epochs], dtype=float) for g in groups}
+    return numbers, values
+
+
+def plot_group_auc_curves(estimators: Mapping, *, train: str = "train", valid: str = "valid",
+                          valid_label: str = "held-out", axes=None):
+    """Per-group AUC on training and held-out data over the epochs, one panel per model.
+
+    The paper's figures 1 and 3: the groups are fitted alike on the training
+    set (solid lines) while their held-out AUC (dashed) drifts apart, i.e.
+    bias appears at generalisation; a FairTune mask narrows that gap. The
+    curves come from two :class:`skfairtune.callbacks.GroupAUCScoring`
+    callbacks given to each classifier, named ``train`` and ``valid``.
+
+    Parameters
+    ----------
+    estimators : mapping of str to fitted estimator
+        Panel title to a fitted :class:`~skfairtune.FairTuneClassifier` (or a
+        skorch net, or its History), e.g. ``{"full fine-tuning": full,
+        "FairTune mask": tuned}``.
+    train, valid : str, default="train", "valid"
+        ``name`` of the callbacks that scored the training and the held-out set.
+    valid_label : str, default="held-out"
+        How the legend calls the held-out set ("validation", "test", ...).
+    axes : array of matplotlib Axes, default=None
+        One per estimator; a new row of panels sharing the y axis when None.
+
+    Returns
+    -------
+    axes : ndarray of matplotlib Axes
+        One panel per estimator; each has one solid and one dashed line per group.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skfairtune import FairTuneClassifier
+    >>> from skfairtune.callbacks import GroupAUCScoring
+    >>> from skfairtune.datasets import make_biased_images
+    >>> from skfairtune.plotting import plot_group_auc_curves
+    >>> data = make_biased_images(200, image_size=16, random_state=0)
+    >>> X, y, s = data.images, data.target, data.sensitive_features
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=64, random_state=0,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2),
+    ...     callbacks=[GroupAUCScoring(X[:150], y[:150], sensitive_features=s[:150], name="train"),
+    ...                GroupAUCScoring(X[150:], y[150:], sensitive_features=s[150:], name="valid")],
+    ... ).fit(X[:150], y[:150])
+    >>> axes = plot_group_auc_curves({"full fine-tuning": clf})
+    >>> len(axes[0].get_lines())  # train and held-out line per group
+    4
+    """
+    if not isinstance(estimators, Mapping) or not estimators:
+        raise TypeError(
+            "`estimators` must be a non-empty mapping {panel title: fitted estimator}, e.g. "
+            f"{{'full fine-tuning': clf}}; got {type(estimators).__name__}."
+        )
+    series = {}
+    for label, estimator in estimators.items():
+        history = _history(estimator, label)
+        series[label] = (_group_series(history, f"{train}_group_auc", label),
+                         _group_series(history, f"{valid}_group_auc", label))
+
+    plt = _pyplot()
+    if axes is None:
+        _, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series) + 0.6, 3.9), sharey=True,
+                               squeeze=False, layout="constrained")
+        axes = axes[0]
+    axes = np.atleast_1d(np.asarray(axes, dtype=object))
+    if len(axes) != len(series):
+        raise ValueError(f"`axes` has {len(axes)} axes but there are {len(series)} estimators; pass one each.")
+    all_groups = list(dict.fromkeys(g for (_, tv), (_, vv) in series.values() for g in [*tv, *vv]))
+    colours = {g: f"C{i % 10}" for i, g in enumerate(all_groups)}
+    for ax, (label, ((t_epochs, t_values), (v_epochs, v_values))) in zip(axes, series.items()):
+        for group in all_groups:
+            if group in t_values:
+                ax.plot(t_epochs, t_values[group], "-", marker="o", markersize=3, color=colours[group],
+                        label=f"{group}, train")
+            if group in v_values:
+                ax.plot(v_epochs, v_values[group], "--", marker="s", markersize=3, color=colours[group],
+                        label=f"{group}, {valid_label}")
+        last = [v[-1] for v in v_values.values() if np.isfinite(v[-1])]
+        gap = f"\n{valid_label} AUC gap at the end: {max(last) - min(last):.3f}" if len(last) > 1 else ""
+        ax.set_title(f"{label}{gap}", fontsize=10)
+        ax.set_xlabel("Epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("AUC per group")
+    axes[-1].legend(loc="lower right", fontsize=8)
+    return axes

@@ -1,0 +1,595 @@
+"""FairTuneSearchCV: Optuna TPE with successive halving over mask bits and learning rate."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import warnings
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.metrics import check_scoring
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
+from sklearn.utils.validation import check_is_fitted
+
+from ._inputs import check_images_given, count_images, images_to_tensor
+from ._parallel import resolve_n_jobs, run_trials
+from ._objective import (
+    Objective,
+    SearchSpace,
+    counts_toward_budget,
+    requires_sensitive_features,
+    scorer_kwargs,
+)
+from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
+from ._study import make_pruner, make_sampler, open_study, redact_url
+from .backbone import model_input_config
+from .classifier import FairTuneClassifier, encode_targets
+from .masks import PRESETS, MaskSpace
+
+__all__ = ["FairTuneSearchCV", "BASELINES"]
+
+#: The paper's baselines, each a special case of the mask (Table 1).
+BASELINES = ("full", "linear", "attention", "layernorm")
+_GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
+
+
+class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Search which parts of a ViT to fine-tune, and the learning rate, for fairness.
+
+    FairTune's outer loop (Dutt et al., ICLR 2024, Algorithm 1): Optuna's TPE
+    proposes a binary mask over the ViT's units and a learning rate; each trial
+    fine-tunes a :class:`FairTuneClassifier` with that mask on the training part
+    of every fold (folds train in lockstep), and after **every** epoch reports
+    the mean validation score to the pruner (successive halving by default),
+    which stops unpromising trials there. The best trial is refit on all data.
+
+    Parameters
+    ----------
+    estimator : FairTuneClassifier or Pipeline ending in one
+        The template; the searched parameters are set on the final step.
+    space : str or None, default="ln-attn-mlp"
+        Mask space searched (see :class:`skfairtune.masks.MaskSpace`); ``None``
+        keeps the estimator's own ``mask`` and searches the rest only.
+    lr_range : (float, float) or None, default=(1e-5, 1e-3)
+        Log-uniform range of the learning rate (the paper's); ``None`` keeps
+        the estimator's ``lr``.
+    param_distributions : dict of str to optuna distribution, default=None
+        Extra estimator parameters to search, e.g.
+        ``{"weight_decay": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)}``.
+    n_trials : int, default=20
+        Trials in the study, counting trials that earlier runs of the same
+        stored study finished (so a resumed search runs only what is missing).
+    scoring : str or callable, default="min_group_auc"
+        Validation objective, higher is better: a name from
+        :func:`skfairtune.scorers.get_fairness_scorer_names`, a scikit-learn
+        scorer name, or a scorer callable.
+    cv : None, int, splitter or iterable, default=None
+        ``None``: one split stratified on label x group, holding out
+        ``validation_fraction`` (the paper's protocol). An int ``k``: k folds
+        stratified the same way, trained in lockstep, their mean score
+        reported each epoch (more robust, k times the cost). Any sklearn
+        splitter; ``groups`` passed to ``fit`` reach it.
+    validation_fraction : float, default=0.2
+        Held-out share when ``cv=None``.
+    baselines : sequence of str or None, default=("full", "linear", "attention", "layernorm")
+        Mask presets enqueued as the first trials (their learning rate is
+        sampled like any other), so they are compared under the same budget.
+    pruner : {"successive_halving", "hyperband", "none"} or optuna pruner, default="successive_halving"
+        Early stopping of trials; epochs are the resource. Successive halving
+        uses the paper's settings (reduction factor 4, min_resource "auto").
+    sampler : optuna sampler, default=None
+        ``None``: ``TPESampler`` seeded from ``random_state``.
+    study : optuna.Study, default=None
+        Use this study (direction must be "maximize").
+    storage : str, optuna storage or None, default=None
+        ``None`` keeps the study in memory; a file path stores it in an Optuna
+        journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
+        RDB storage. With ``study_name`` an interrupted search resumes.
+    study_name : str, default=None
+        Name of the stored study to create or resume.
+    subsample : float, default=None
+        Run the search on a label- and group-stratified fraction of the data,
+        then refit on all of it (the paper's CheXpert protocol).
+    refit : bool, default=True
+        Refit the best parameters on all of ``X`` as ``best_estimator_``.
+    error_score : "raise" or float, default=np.nan
+        Value for a trial that fails (e.g. the loss becomes NaN); NaN marks it
+        failed in the study. ``"raise"`` stops the search with the error.
+    timeout : float, default=None
+        Stop starting new trials after this many seconds.
+    n_jobs : int, default=1
+        Worker processes (not threads) running trials at once, sharing one
+        study through file-backed storage.
+    random_state : int or None, default=None
+        Seeds the sampler, the splits and every trial's training.
+    verbose : int, default=0
+        0 silent; 1 one line per trial; 2 also Optuna's own log.
+
+    Attributes
+    ----------
+    best_params_ : dict
+        ``{"mask": bit string, "lr": float, ...}`` of the best complete trial.
+    best_mask_ : skfairtune.masks.Mask
+        The best mask, readable (``best_mask_.describe()``).
+    best_score_ : float
+        Its mean validation score (last epoch).
+    best_index_ : int
+        Its row in ``cv_results_``.
+    best_estimator_ : estimator
+        Refit on all data with the best parameters (when ``refit``).
+    cv_results_ : dict of ndarray
+        One row per trial, scikit-learn's layout plus ``state``, ``n_epochs``.
+    study_ : optuna.Study
+        The study, with every trial.
+    n_trials_ : int
+        Trials in ``cv_results_``.
+    n_splits_ : int
+        Validation folds.
+    scorer_ : callable
+        The resolved scorer.
+    classes_ : ndarray
+        Class labels.
+
+    Examples
+    --------
+    >>> from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    >>> from skfairtune.datasets import make_biased_images
+    >>> data = make_biased_images(300, image_size=16, random_state=0)
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=64,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2))
+    >>> search = FairTuneSearchCV(clf, n_trials=3, baselines=("linear",), random_state=0)
+    >>> search = search.fit(data.images, data.target,
+    ...                     sensitive_features=data.sensitive_features)
+    >>> sorted(search.best_params_)
+    ['lr', 'mask']
+    >>> len(search.cv_results_["params"])
+    3
+    """
+
+    __metadata_request__fit = {"sensitive_features": True, "groups": True}
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        space="ln-attn-mlp",
+        lr_range=(1e-5, 1e-3),
+        param_distributions=None,
+        n_trials=20,
+        scoring="min_group_auc",
+        cv=None,
+        validation_fraction=0.2,
+        baselines=BASELINES,
+        pruner="successive_halving",
+        sampler=None,
+        study=None,
+        storage=None,
+        study_name=None,
+        subsample=None,
+        refit=True,
+        error_score=np.nan,
+        timeout=None,
+        n_jobs=1,
+        random_state=None,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.space = space
+        self.lr_range = lr_range
+        self.param_distributions = param_distributions
+        self.n_trials = n_trials
+        self.scoring = scoring
+        self.cv = cv
+        self.validation_fraction = validation_fraction
+        self.baselines = baselines
+        self.pruner = pruner
+        self.sampler = sampler
+        self.study = study
+        self.storage = storage
+        self.study_name = study_name
+        self.subsample = subsample
+        self.refit = refit
+        self.error_score = error_score
+        self.timeout = timeout
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __repr__(self, N_CHAR_MAX=700):
+        text = super().__repr__(N_CHAR_MAX)
+        return redact_url(text) if self.storage is not None else text
+
+    # ---------------------------------------------------------------- set-up
+    def _classifier_step(self):
+        """(step name or None, the FairTuneClassifier template)."""
+        if isinstance(self.estimator, FairTuneClassifier):
+            return None, self.estimator
+        if isinstance(self.estimator, Pipeline) and isinstance(self.estimator.steps[-1][1], FairTuneClassifier):
+            return self.estimator.steps[-1][0], self.estimator.steps[-1][1]
+        raise TypeError(
+            "`estimator` must be a FairTuneClassifier or a Pipeline whose last step is one; "
+            f"got {type(self.estimator).__name__}."
+        )
+
+    def _resolve_scorer(self):
+        from .scorers import get_fairness_scorer, get_fairness_scorer_names
+
+        if isinstance(self.scoring, str) and self.scoring in get_fairness_scorer_names():
+            return get_fairness_scorer(self.scoring)
+        if isinstance(self.scoring, str) or callable(self.scoring):
+            try:
+                return check_scoring(None, scoring=self.scoring) if isinstance(self.scoring, str) else self.scoring
+            except ValueError as exc:
+                raise ValueError(
+                    f"`scoring={self.scoring!r}` is not a fairness scorer ({get_fairness_scorer_names()}) "
+                    f"nor a scikit-learn scorer: {exc}"
+                ) from None
+        raise TypeError(f"`scoring` must be a scorer name or a callable; got {self.scoring!r}.")
+
+    def _validate_params(self):
+        if not isinstance(self.n_trials, numbers.Integral) or isinstance(self.n_trials, bool) or self.n_trials < 1:
+            raise ValueError(f"`n_trials` must be an int >= 1; got {self.n_trials!r}.")
+        if self.lr_range is not None:
+            try:
+                low, high = (float(v) for v in self.lr_range)
+            except (TypeError, ValueError):
+                raise ValueError(f"`lr_range` must be (low, high) or None; got {self.lr_range!r}.") from None
+            if not 0 < low < high:
+                raise ValueError(f"`lr_range` must satisfy 0 < low < high; got {self.lr_range!r}.")
+        if not (isinstance(self.error_score, numbers.Real) or self.error_score == "raise"):
+            raise ValueError(f"`error_score` must be 'raise' or a number; got {self.error_score!r}.")
+        if self.timeout is not None and not (isinstance(self.timeout, numbers.Real) and self.timeout > 0):
+            raise ValueError(f"`timeout` must be a positive number of seconds or None; got {self.timeout!r}.")
+        if self.param_distributions is not None and not isinstance(self.param_distributions, dict):
+            raise TypeError("`param_distributions` must be a dict {parameter name: optuna distribution} or None.")
+        for name in self.baselines or ():
+            if name not in PRESETS:
+                raise ValueError(f"`baselines` contains {name!r}; choose among the presets {PRESETS}.")
+
+    def _seed(self) -> int | None:
+        if self.random_state is None:
+            return None
+        if not isinstance(self.random_state, numbers.Integral):
+            raise ValueError(f"`random_state` must be an int or None; got {self.random_state!r}.")
+        return int(self.random_state)
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, X, y, *, sensitive_features=None, groups=None, **fit_params) -> FairTuneSearchCV:
+        """Run the search, then refit the best mask and learning rate on all data.
+
+        Parameters
+        ----------
+        X : array-like, tensor, list of PIL images or list of file paths
+            Images.
+        y : array-like of shape (n_samples,)
+            Labels.
+        sensitive_features : array-like, Series or DataFrame, default=None
+            Group membership per image (several columns: intersectional
+            groups). Required by group-aware scorings; also stratifies the
+            default validation split.
+        groups : array-like, default=None
+            Grouping for the splitter (e.g. lesion or patient ids) so that
+            one patient never sits on both sides of a split.
+        **fit_params : dict
+            Not used; present for API compatibility.
+
+        Returns
+        -------
+        self : FairTuneSearchCV
+            The fitted search.
+        """
+        self._validate_params()
+        resolve_n_jobs(self.n_jobs)  # a bad n_jobs fails here, before any training
+        step, template = self._classifier_step()
+        self.scorer_ = self._resolve_scorer()
+        seed = self._seed()
+        if fit_params.get("sample_weight") is not None:
+            raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
+                             "`class_weight` to weight the classes.")
+        check_images_given(X)
+        self.classes_, y_codes = encode_targets(y, owner=type(self).__name__)
+        y = np.asarray(y).ravel()
+        n_samples = len(y)
+        n_images = count_images(X)
+        if n_images != n_samples:
+            raise ValueError(f"X has {n_images} images but y has {n_samples} labels.")
+        if sensitive_features is None:
+            if requires_sensitive_features(self.scorer_):
+                raise ValueError(
+                    f"scoring={self.scoring!r} needs group labels: pass "
+                    "fit(X, y, sensitive_features=...) (one value or row per image)."
+                )
+            g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
+        else:
+            g_codes, group_labels = group_codes(sensitive_features, n_samples)
+        if groups is not None and len(groups) != n_samples:
+            raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
+
+        # Build the backbone once: fails on bad model/mask/weights before any training,
+        # and tells the input size so images are decoded and resized once for all trials.
+        probe = clone(template)
+        backbone, template_mask, _ = probe._build_module(len(self.classes_))
+        input_config = model_input_config(backbone)
+        space_name = self.space
+        bit_names = ()
+        if space_name is not None:
+            mask_space = MaskSpace.from_model(space_name, backbone)
+            bit_names = tuple(mask_space.bit_names)
+        del backbone
+
+        search_idx = (np.arange(n_samples) if self.subsample is None else
+                      stratified_subsample(self.subsample, y_codes=y_codes, g_codes=g_codes, random_state=seed))
+        sub_groups = None if groups is None else np.asarray(groups)[search_idx]
+        splits = make_splits(self.cv, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
+                             groups=sub_groups, validation_fraction=self.validation_fraction,
+                             random_state=seed)
+        if self.scoring in _GROUP_AUC_SCORINGS and sensitive_features is not None:
+            check_validation_folds(splits, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
+                                   group_labels=group_labels, class_labels=self.classes_.tolist())
+        self.n_splits_ = len(splits)
+
+        X_original = X
+        X_tensor = None if step else images_to_tensor(
+            X, img_size=input_config["img_size"], in_chans=input_config["in_chans"])
+        space = SearchSpace(bit_names, tuple(self.lr_range) if self.lr_range is not None else None,
+                            dict(self.param_distributions or {}))
+        trial_template = clone(self.estimator)
+        prefix = f"{step}__" if step else ""
+        if seed is not None:
+            # Common random numbers: every trial trains with the same seed, so masks are
+            # compared on equal footing (same head init, same batch order).
+            trial_template.set_params(**{prefix + "random_state": seed})
+        sens_search = None if sensitive_features is None else _safe_indexing(sensitive_features, search_idx)
+        objective = Objective(
+            estimator=trial_template, step=step, space=space,
+            X=None if X_tensor is None else X_tensor[search_idx],
+            X_original=None if not step else _safe_indexing(X_original, search_idx),
+            y=y[search_idx], sensitive_features=sens_search, splits=splits, scorer=self.scorer_,
+            error_score=self.error_score, max_epochs=template.max_epochs, verbose=self.verbose,
+        )
+        signature = {
+            "space": space_name, "bits": list(bit_names), "lr_range": space.lr_range and list(space.lr_range),
+            "extra": sorted(space.extra), "scoring": self.scoring if isinstance(self.scoring, str) else repr(self.scoring),
+            "max_epochs": int(template.max_epochs), "n_splits": len(splits),
+        }
+        with _optuna_verbosity(self.verbose):
+            self.study_ = open_study(
+                study=self.study, storage=self.storage, study_name=self.study_name,
+                sampler=make_sampler(self.sampler, seed), pruner=make_pruner(self.pruner, template.max_epochs),
+                signature=signature,
+            )
+        self._enqueue_baselines(space, mask_space if space_name is not None else None)
+        with _optuna_verbosity(self.verbose):
+            self.interrupted_ = self._optimize(objective)
+        self._collect_results(space)
+        if self.refit:
+            self._refit(X_original, y, prefix)
+        return self
+
+    def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
+        if not self.baselines or mask_space is None or self.study_.trials:
+            return  # a resumed study already holds its baselines
+        for name in self.baselines:
+            try:
+                bits = mask_space.resolve(name).to_string()
+            except ValueError:
+                warnings.warn(f"baseline {name!r} cannot be expressed in space {self.space!r}; skipped.",
+                              UserWarning, stacklevel=3)
+                continue
+            self.study_.enqueue_trial(space.trial_params({"mask": bits}), user_attrs={"baseline": name},
+                                      skip_if_exists=True)
+
+    def _optimize(self, objective) -> bool:
+        """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
+
+        The study may be shared with other processes and machines: the run ends
+        when the study as a whole holds ``n_trials`` trials, all finished. A
+        trial whose worker died or was interrupted is failed and retried once
+        more with its parameters (see :mod:`skfairtune._parallel`).
+        """
+        run = run_trials(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                         timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
+                         seed=self._seed())
+        self.study_ = run.study
+        if run.interrupted:
+            n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            warnings.warn(
+                f"search interrupted: {n_complete} complete trials are kept in study_ and the best "
+                "of them is used; fit again with the same storage and study_name to finish.",
+                UserWarning, stacklevel=3,
+            )
+        return run.interrupted
+
+    def _requeue_interrupted(self) -> None:
+        """Give trials a user interrupted another run, once, with the same parameters."""
+        trials = self.study_.get_trials(deepcopy=False)
+        already = {t.user_attrs.get("requeued_from") for t in trials}
+        for trial in trials:
+            if (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted")
+                    and trial.number not in already and trial.params):
+                attrs = {"requeued_from": trial.number}
+                if trial.user_attrs.get("baseline"):
+                    attrs["baseline"] = trial.user_attrs["baseline"]
+                self.study_.enqueue_trial(trial.params, user_attrs=attrs)
+
+    def _collect_results(self, space: SearchSpace) -> None:
+        trials = [t for t in self.study_.get_trials(deepcopy=False) if t.state.is_finished()]
+        if not trials:
+            raise RuntimeError("the search finished no trial; nothing to report (was it interrupted at once?).")
+        self.cv_results_ = _results_table(trials, space, self.n_splits_)
+        self.n_trials_ = len(trials)
+        complete = [i for i, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE
+                    and np.isfinite(t.value)]
+        if not complete:
+            reasons = {t.user_attrs.get("fail_reason", t.state.name) for t in trials}
+            raise RuntimeError(f"no trial completed; reasons: {sorted(reasons)[:5]}")
+        self.best_index_ = max(complete, key=lambda i: (trials[i].value, -i))
+        best = trials[self.best_index_]
+        self.best_score_ = float(best.value)
+        self.best_params_ = space.from_trial(best.params)
+        self._search_space = space
+
+    def _refit(self, X, y, prefix):
+        estimator = clone(self.estimator).set_params(**{prefix + k: v for k, v in self.best_params_.items()})
+        if self.random_state is not None:
+            estimator.set_params(**{prefix + "random_state": self.random_state})
+        self.best_estimator_ = estimator.fit(X, y)
+
+    # ---------------------------------------------------------------- results
+    @property
+    def best_mask_(self):
+        """The best mask as a :class:`skfairtune.masks.Mask`."""
+        check_is_fitted(self, "best_params_")
+        _, template = self._classifier_step()
+        if "mask" not in self.best_params_:
+            return getattr(self.best_estimator_, "mask_", None) if hasattr(self, "best_estimator_") else None
+        if hasattr(self, "best_estimator_"):
+            step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_
+            return step.mask_
+        depth = len(self.best_params_["mask"]) // len(MaskSpace(self.space, 1).units)
+        return MaskSpace(self.space, depth).resolve(self.best_params_["mask"])
+
+    @property
+    def n_features_in_(self) -> int:
+        """Features seen by ``best_estimator_`` (set only for 2-D tabular input)."""
+        self._check_refit("n_features_in_")
+        return self.best_estimator_.n_features_in_
+
+    def trials_dataframe(self, **kwargs) -> pd.DataFrame:
+        """The study's trials as a DataFrame (``optuna.Study.trials_dataframe``)."""
+        check_is_fitted(self, "study_")
+        return self.study_.trials_dataframe(**kwargs)
+
+    def _check_refit(self, method):
+        if not self.refit:
+            raise AttributeError(f"`{method}` needs refit=True; this search was fit with refit=False.")
+        check_is_fitted(self, "best_estimator_")
+
+    def predict(self, X):
+        """Predict with ``best_estimator_``."""
+        self._check_refit("predict")
+        return self.best_estimator_.predict(X)
+
+    def predict_proba(self, X):
+        """Class probabilities from ``best_estimator_``."""
+        self._check_refit("predict_proba")
+        return self.best_estimator_.predict_proba(X)
+
+    def decision_function(self, X):
+        """Decision function of ``best_estimator_``."""
+        self._check_refit("decision_function")
+        return self.best_estimator_.decision_function(X)
+
+    def score(self, X, y, *, sensitive_features=None):
+        """Score ``best_estimator_`` with ``scorer_`` (the search's objective)."""
+        self._check_refit("score")
+        kwargs = scorer_kwargs(self.scorer_, sensitive_features)
+        if sensitive_features is None and requires_sensitive_features(self.scorer_):
+            raise ValueError(f"scoring={self.scoring!r} needs `sensitive_features`; pass score(X, y, sensitive_features=...).")
+        return self.scorer_(self.best_estimator_, X, y, **kwargs)
+
+    def fairness_report(self, X, y, *, sensitive_features, threshold=0.5):
+        """fairlearn ``MetricFrame`` of the best model (see :func:`skfairtune.fairness_report`)."""
+        from .reports import fairness_report
+
+        self._check_refit("fairness_report")
+        return fairness_report(self.best_estimator_, X, y, sensitive_features=sensitive_features,
+                               threshold=threshold)
+
+    def get_metadata_routing(self):
+        """Route ``sensitive_features`` to the scorer and ``groups`` to the splitter.
+
+        The search consumes both itself in ``fit`` (requested by default), so
+        it works unchanged inside ``cross_validate`` with routing on.
+        """
+        router = MetadataRouter(owner=self).add_self_request(self)
+        scorer = self._resolve_scorer()
+        if hasattr(scorer, "get_metadata_routing"):
+            router.add(scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score"))
+        if self.cv is not None and not isinstance(self.cv, numbers.Integral) and hasattr(self.cv, "get_metadata_routing"):
+            router.add(splitter=self.cv, method_mapping=MethodMapping().add(caller="fit", callee="split"))
+        return router
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class _StopAtBudget:
+    """Stop the study once ``n_trials`` count toward the budget, across all workers."""
+
+    def __init__(self, n_trials: int):
+        self.n_trials = n_trials
+
+    def __call__(self, study, trial):
+        if sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False)) >= self.n_trials:
+            study.stop()
+
+
+@contextlib.contextmanager
+def _optuna_verbosity(verbose: int):
+    """Optuna logs every trial at INFO; keep it quiet unless verbose >= 2."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose >= 2 else optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _log_trial(study, trial):
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    print(f"[FairTune] trial {trial.number} {trial.state.name.lower()}: {value} "
+          f"({trial.user_attrs.get('n_epochs')} epochs) {trial.user_attrs.get('params')}", flush=True)
+
+
+def _results_table(trials, space: SearchSpace, n_splits: int) -> dict:
+    """sklearn's ``cv_results_`` layout, plus Optuna's state and epochs trained."""
+    n = len(trials)
+    table: dict = {"params": [], "state": np.empty(n, dtype=object), "n_epochs": np.zeros(n, dtype=int),
+                   "mean_fit_time": np.full(n, np.nan), "trial_number": np.zeros(n, dtype=int),
+                   "baseline": np.empty(n, dtype=object), "fail_reason": np.empty(n, dtype=object)}
+    split_scores = np.full((n, n_splits), np.nan)
+    names = None
+    for i, trial in enumerate(trials):
+        params = space.from_trial(trial.params) if trial.params else trial.user_attrs.get("params", {})
+        table["params"].append(params)
+        if names is None:
+            names = list(params)
+        for key in params:
+            table.setdefault(f"param_{key}", np.ma.masked_all(n, dtype=object))[i] = params[key]
+        table["state"][i] = trial.state.name.lower()
+        table["n_epochs"][i] = trial.user_attrs.get("n_epochs", 0)
+        table["mean_fit_time"][i] = trial.user_attrs.get("fit_time", np.nan)
+        table["trial_number"][i] = trial.number
+        table["baseline"][i] = trial.user_attrs.get("baseline")
+        table["fail_reason"][i] = trial.user_attrs.get("fail_reason")
+        epochs = trial.user_attrs.get("epoch_split_scores") or []
+        if epochs and trial.state == optuna.trial.TrialState.COMPLETE:
+            split_scores[i] = epochs[-1]
+        elif epochs and trial.state == optuna.trial.TrialState.PRUNED:
+            split_scores[i] = epochs[-1]  # the score it was pruned with, for inspection
+    for k in range(n_splits):
+        table[f"split{k}_test_score"] = split_scores[:, k]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(split_scores, axis=1)
+        table["std_test_score"] = np.nanstd(split_scores, axis=1)
+    complete = table["state"] == "complete"
+    mean = np.where(complete | (table["state"] == "pruned"), mean, np.nan)
+    table["mean_test_score"] = mean
+    # Complete trials rank first by score; pruned and failed ones after (scores at different epochs
+    # are not comparable with finished ones).
+    order_key = np.where(complete, -np.nan_to_num(mean, nan=-np.inf), np.inf)
+    ranks = np.empty(n, dtype=np.int32)
+    ranks[np.argsort(order_key, kind="stable")] = np.arange(1, n + 1)
+    table["rank_test_score"] = ranks
+    return table

@@ -1,0 +1,53 @@
+"""Shared tiny configurations: every model here trains in well under a second per epoch."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_VIT = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+
+
+def tiny_classifier(**overrides):
+    from skfairtune import FairTuneClassifier
+
+    params = dict(model="vit_tiny_patch16_224", pretrained=False, model_kwargs=dict(TINY_VIT),
+                  max_epochs=2, batch_size=32, lr=1e-3, random_state=0)
+    params.update(overrides)
+    return FairTuneClassifier(**params)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests run on 2 shared cores; more threads only add contention for tiny models.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(previous, 2))
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def biased_data():
+    from skfairtune.datasets import make_biased_images
+
+    return make_biased_images(240, image_size=16, random_state=0)
+
+
+@pytest.fixture
+def random_images():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(48, 16, 16, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 24)
+    # Make the label visible so training has something to learn.
+    X[y == 1, :4, :4, :] = 255
+    return X, y
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (it lives in ../shared/data next to the repo)")
+    return path

@@ -1,0 +1,290 @@
+import pickle
+import re
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from skorch.callbacks import Callback
+
+from skfairtune import FairTuneSearchCV, get_fairness_scorer
+
+from .conftest import tiny_classifier
+
+SMALL = dict(embed_dim=16, depth=2, num_heads=2, img_size=16, patch_size=4)
+
+
+def small_classifier(**overrides):
+    params = dict(model_kwargs=dict(SMALL), max_epochs=4, batch_size=64)
+    params.update(overrides)
+    return tiny_classifier(**params)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from skfairtune.datasets import make_biased_images
+
+    return make_biased_images(240, image_size=16, random_state=0)
+
+
+def fit_search(data, **params):
+    params.setdefault("n_trials", 8)
+    params.setdefault("random_state", 0)
+    estimator = params.pop("estimator", None) or small_classifier()
+    search = FairTuneSearchCV(estimator, **params)
+    return search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+
+
+def test_results_layout_and_baselines(data):
+    search = fit_search(data)
+    results = search.cv_results_
+    assert len(results["params"]) == search.n_trials_ == 8
+    for key in ("param_mask", "param_lr", "split0_test_score", "mean_test_score", "std_test_score",
+                "rank_test_score", "state", "n_epochs", "mean_fit_time"):
+        assert len(results[key]) == 8, key
+    # The paper's baselines run first, under their preset names.
+    assert list(results["baseline"][:4]) == ["full", "linear", "attention", "layernorm"]
+    assert list(results["param_mask"][:4]) == ["111111", "000000", "010010", "100100"]
+    assert set(search.best_params_) == {"mask", "lr"}
+    assert search.best_mask_.to_string() == search.best_params_["mask"]
+    assert 1e-5 <= search.best_params_["lr"] <= 1e-3
+    assert results["rank_test_score"][search.best_index_] == 1
+    assert search.best_score_ == results["mean_test_score"][search.best_index_]
+    assert isinstance(search.study_, optuna.Study)
+    assert len(search.trials_dataframe()) == 8
+
+
+def test_best_is_at_least_every_complete_baseline(data):
+    search = fit_search(data, n_trials=10)
+    results = search.cv_results_
+    for i, name in enumerate(results["baseline"]):
+        if name is not None and results["state"][i] == "complete":
+            assert search.best_score_ >= results["mean_test_score"][i]
+
+
+def test_pruning_stops_trials_early(data):
+    search = fit_search(data, n_trials=12, estimator=small_classifier(max_epochs=8))
+    results = search.cv_results_
+    pruned = results["state"] == "pruned"
+    assert pruned.any(), "successive halving pruned nothing"
+    assert (results["n_epochs"][pruned] < 8).all()
+    assert (results["n_epochs"][results["state"] == "complete"] == 8).all()
+    epochs = [t.user_attrs["epoch_split_scores"] for t in search.study_.trials]
+    assert all(len(e) == n for e, n in zip(epochs, results["n_epochs"]))
+
+
+def test_no_pruning_trains_every_trial_fully(data):
+    search = fit_search(data, n_trials=6, pruner="none")
+    assert (search.cv_results_["state"] == "complete").all()
+    assert (search.cv_results_["n_epochs"] == 4).all()
+
+
+def test_same_random_state_gives_identical_results(data):
+    a = fit_search(data, n_trials=6)
+    b = fit_search(data, n_trials=6)
+    assert a.cv_results_["params"] == b.cv_results_["params"]
+    np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(a.predict_proba(data.images), b.predict_proba(data.images))
+
+
+def test_kfold_trains_in_lockstep(data):
+    search = fit_search(data, n_trials=4, cv=3, pruner="none")
+    assert search.n_splits_ == 3
+    scores = np.column_stack([search.cv_results_[f"split{k}_test_score"] for k in range(3)])
+    np.testing.assert_allclose(scores.mean(axis=1), search.cv_results_["mean_test_score"])
+    for trial in search.study_.trials:
+        assert all(len(epoch) == 3 for epoch in trial.user_attrs["epoch_split_scores"])
+        # The reported intermediate value is the mean over folds, per epoch.
+        for step, value in trial.intermediate_values.items():
+            assert value == pytest.approx(np.mean(trial.user_attrs["epoch_split_scores"][step - 1]))
+
+
+def test_groups_reach_the_splitter(data):
+    lesion = np.arange(len(data.target)) // 2  # two images per lesion
+    seen = {}
+
+    class RecordingGroupKFold(GroupKFold):
+        def split(self, X, y=None, groups=None):
+            for train, valid in super().split(X, y, groups):
+                seen.setdefault("overlap", []).append(np.intersect1d(groups[train], groups[valid]).size)
+                yield train, valid
+
+    search = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=1, cv=RecordingGroupKFold(2),
+                              baselines=None, random_state=0)
+    search.fit(data.images, data.target, sensitive_features=data.sensitive_features, groups=lesion)
+    assert seen["overlap"] == [0, 0]
+    default = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=1, baselines=None, random_state=0)
+    default.fit(data.images, data.target, sensitive_features=data.sensitive_features, groups=lesion)
+    assert default.n_splits_ == 1
+
+
+def test_validation_fold_without_both_classes_fails_before_training(data):
+    s = np.array(["a"] * len(data.target), dtype=object)
+    positives = np.flatnonzero(data.target == 1)
+    s[positives[:2]] = "rare"  # a group with positives only
+    search = FairTuneSearchCV(small_classifier(), n_trials=2, cv=2, random_state=0)
+    with pytest.raises(ValueError, match=r"fold \d: group 'rare' has 0: 0, 1: 1"):
+        search.fit(data.images, data.target, sensitive_features=s)
+
+
+def test_subsample_searches_on_a_fraction_then_refits_on_all(data):
+    search = fit_search(data, n_trials=2, subsample=0.5, baselines=None)
+    trial = search.study_.trials[0]
+    assert trial.user_attrs["n_epochs"] >= 1
+    # The refit saw every image: its training history has all batches of the full data.
+    assert search.best_estimator_.history_[-1, "train_batch_count"] == int(np.ceil(len(data.target) / 64))
+
+
+class _Diverge(Callback):
+    """Make the loss NaN for masks that train the first block's attention."""
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        model = net.module_.suffix.vit
+        if training and model.blocks[0].attn.qkv.weight.requires_grad:
+            with __import__("torch").no_grad():
+                model.head.weight.fill_(float("nan"))
+
+
+def test_failed_trial_is_recorded_and_search_goes_on(data):
+    search = fit_search(data, n_trials=6, estimator=small_classifier(callbacks=[_Diverge()]))
+    results = search.cv_results_
+    failed = results["state"] == "fail"
+    assert failed[0] and failed[2]  # "full" and "attention" train block 0's attention
+    assert "loss became nan" in results["fail_reason"][0]
+    assert np.isnan(results["mean_test_score"][failed]).all()
+    assert results["state"][1] == "complete"
+    with pytest.raises(Exception, match="loss became nan"):
+        fit_search(data, n_trials=2, error_score="raise", estimator=small_classifier(callbacks=[_Diverge()]))
+
+
+class _InterruptAfter(Callback):
+    """Simulate Ctrl-C after a number of epochs across all trials."""
+
+    budget = {"epochs": 0}
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, net, **kwargs):
+        _InterruptAfter.budget["epochs"] += 1
+        if _InterruptAfter.budget["epochs"] == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_completed_trials_and_resume_runs_only_the_missing(data, tmp_path):
+    storage = str(tmp_path / "search.log")
+    _InterruptAfter.budget["epochs"] = 0
+    interrupted = FairTuneSearchCV(small_classifier(callbacks=[_InterruptAfter(10)]), n_trials=6, pruner="none",
+                                   storage=storage, study_name="resume", random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"):
+        interrupted.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert interrupted.interrupted_
+    first = {t.number: t.value for t in interrupted.study_.trials if t.state.name == "COMPLETE"}
+    assert len(first) == 2  # 10 epochs = two complete 4-epoch trials, the third cut short
+    assert hasattr(interrupted, "best_estimator_")  # the best so far is usable
+
+    resumed = FairTuneSearchCV(small_classifier(), n_trials=6, pruner="none", storage=storage,
+                               study_name="resume", random_state=0)
+    resumed.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    trials = resumed.study_.trials
+    assert {t.number: t.value for t in trials if t.number in first} == first
+    counted = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(counted) == 6
+    interrupted_trial = next(t for t in trials if t.user_attrs.get("interrupted"))
+    rerun = [t for t in trials if t.user_attrs.get("requeued_from") == interrupted_trial.number]
+    assert len(rerun) == 1 and rerun[0].params == interrupted_trial.params
+    assert rerun[0].user_attrs.get("baseline") == interrupted_trial.user_attrs.get("baseline")
+
+    again = FairTuneSearchCV(small_classifier(), n_trials=6, pruner="none", storage=storage,
+                             study_name="resume", random_state=0)
+    again.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert len(again.study_.trials) == len(trials)  # nothing left to run
+
+
+def test_resuming_a_different_search_fails_before_training(data, tmp_path):
+    storage = str(tmp_path / "search.log")
+    fit_search(data, n_trials=1, storage=storage, study_name="s", baselines=None)
+    with pytest.raises(ValueError, match="different search.*scoring"):
+        fit_search(data, n_trials=2, storage=storage, study_name="s", scoring="neg_auc_gap")
+    with pytest.raises(ValueError, match="different search.*space"):
+        fit_search(data, n_trials=2, storage=storage, study_name="s", space="attn")
+
+
+def test_pipeline_estimator_is_addressed_by_step(data):
+    pipe = Pipeline([("identity", FunctionTransformer()), ("vit", small_classifier(max_epochs=2))])
+    search = fit_search(data, n_trials=3, estimator=pipe, baselines=("linear",))
+    assert search.cv_results_["param_mask"][0] == "000000"
+    assert isinstance(search.best_estimator_, Pipeline)
+    assert search.best_estimator_[-1].mask_.to_string() == search.best_params_["mask"]
+
+
+def test_search_in_pipeline_clone_pickle_and_routing(data):
+    X, y, s = data.images, data.target, data.sensitive_features
+    search = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=2, baselines=None, random_state=0)
+    pipe = Pipeline([("identity", FunctionTransformer()), ("search", search)])
+    pipe.fit(X, y, search__sensitive_features=s)  # routing off: step-prefixed fit params
+    assert pipe.predict(X).shape == y.shape
+    fitted = pipe[-1]
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    assert clone(search).get_params()["n_trials"] == 2
+    with sklearn.config_context(enable_metadata_routing=True):
+        result = cross_validate(clone(search), X, y, cv=2, scoring=get_fairness_scorer("min_group_auc"),
+                                params={"sensitive_features": s})
+        assert np.isfinite(result["test_score"]).all()
+        routed = Pipeline([("identity", FunctionTransformer()), ("search", clone(search))])
+        routed.fit(X, y, sensitive_features=s)
+        assert routed[-1].n_trials_ == 2
+
+
+def test_report_and_score_delegate_to_best_estimator(data):
+    search = fit_search(data, n_trials=2, baselines=None)
+    report = search.fairness_report(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert "roc_auc" in report.by_group.columns
+    score = search.score(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert score == pytest.approx(report.group_min()["roc_auc"])
+    with pytest.raises(ValueError, match="sensitive_features"):
+        search.score(data.images, data.target)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(n_trials=0), "`n_trials` must be an int >= 1"),
+        (dict(lr_range=(1e-3, 1e-5)), "`lr_range` must satisfy 0 < low < high"),
+        (dict(scoring="fairest"), "`scoring='fairest'`"),
+        (dict(pruner="median"), "`pruner` must be one of"),
+        (dict(baselines=("lora",)), "`baselines` contains 'lora'"),
+        (dict(space="heads"), "heads"),
+        (dict(cv=1), "`cv` must be None, an int >= 2"),
+        (dict(subsample=1.5), "`subsample` must be a float in (0, 1]"),
+        (dict(error_score="ignore"), "`error_score` must be 'raise' or a number"),
+        (dict(estimator=object()), "`estimator` must be a FairTuneClassifier"),
+    ],
+)
+def test_bad_parameters(data, params, message):
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        fit_search(data, **params)
+
+
+def test_sensitive_features_required_for_group_scoring(data):
+    search = FairTuneSearchCV(small_classifier(), n_trials=1)
+    with pytest.raises(ValueError, match="needs group labels"):
+        search.fit(data.images, data.target)
+    overall = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=1, scoring="overall_auc",
+                               baselines=None, random_state=0).fit(data.images, data.target)
+    assert overall.n_trials_ == 1
+
+
+def test_intersectional_groups_and_dataframe(data):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"group": data.sensitive_features["group"],
+                          "sex": rng.choice(["f", "m"], len(data.target))})
+    search = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=1, baselines=None, random_state=0)
+    search.fit(data.images, data.target, sensitive_features=frame)
+    assert np.isfinite(search.best_score_)
