@@ -55,8 +55,8 @@ class BenchConfig:
     embed_dim: int = 64
     depth: int = 12
     num_heads: int = 2
-    n_train: int = 1200
-    n_val: int = 600
+    n_train: int = 1000
+    n_val: int = 500
     n_test: int = 1500
     n_trials: int = 10
     max_epochs: int = 4
@@ -88,7 +88,7 @@ class BenchConfig:
         params = dict(smoke=True, image_size=16, patch_size=4, embed_dim=16, depth=12, num_heads=2,
                       n_train=160, n_val=120, n_test=120, n_trials=5, max_epochs=2, batch_size=32,
                       pretrain_samples=256, pretrain_epochs=1, seeds=(0,), floor_samples=128,
-                      floor_epochs=1, scaling_epochs=1)
+                      floor_epochs=1, scaling_epochs=1, threads=1)
         params.update(overrides)
         return cls(**params)
 
@@ -270,7 +270,7 @@ def pretrain_backbone(cfg: BenchConfig, cache_dir: Path, *, log=print) -> tuple[
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss) * len(index)
+            running += float(loss.detach()) * len(index)
             step += 1
         log(f"backbone: pretraining on {source} ({len(X)} images, {n_classes} classes) "
             f"epoch {epoch + 1}/{cfg.pretrain_epochs} loss {running / len(X):.3f}")
@@ -338,6 +338,32 @@ def group_aucs(y_true: np.ndarray, score: np.ndarray, groups: np.ndarray) -> dic
 def min_group_auc(y_true, score, groups) -> float:
     aucs = group_aucs(np.asarray(y_true), np.asarray(score), np.asarray(groups))
     return min(v for k, v in aucs.items() if k != "overall")
+
+
+def reseed_sampler(sampler, seed: int, slot: int) -> None:
+    """Seed the sampler's random states from ``(seed, slot)`` before a trial samples.
+
+    FairTuneSearchCV does this before every trial (so a trial's draws depend on
+    its slot only, whichever worker runs it). The other contestants do the same
+    so that all three draw identical masks and learning rates wherever TPE
+    samples at random (its start-up trials): the comparison then holds the
+    sampled trials fixed. A sampling detail, not a speed lever.
+    """
+    from optuna.samplers import BaseSampler
+    from optuna.samplers._lazy_random_state import LazyRandomState
+
+    states = []
+
+    def visit(obj, depth):
+        for value in vars(obj).values():
+            if isinstance(value, LazyRandomState):
+                states.append(value)
+            elif isinstance(value, BaseSampler) and depth < 3:
+                visit(value, depth + 1)
+
+    visit(sampler, 0)
+    for state, child in zip(states, np.random.SeedSequence([int(seed) % 2**32, slot]).spawn(len(states))):
+        state.rng.seed(int(child.generate_state(1)[0]))
 
 
 def peak_rss_mb() -> float:

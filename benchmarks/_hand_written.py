@@ -32,6 +32,7 @@ from _common import (
     lr_factor,
     min_group_auc,
     normalize_images,
+    reseed_sampler,
     trainable,
 )
 
@@ -73,13 +74,16 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
     total = cfg.max_epochs * steps_per_epoch
     warmup = round(cfg.warmup_fraction * total)
     epochs_trained = []
+    sampled = []
 
     def worst_group_auc(net, X, y_true):
         return min_group_auc(y_val, net.predict_proba(X)[:, 1], g_val)
 
     def objective(trial: optuna.Trial) -> float:
+        reseed_sampler(trial.study.sampler, seed, trial.number)
         bits = "".join(str(trial.suggest_categorical(n, (0, 1))) for n in bit_names)
         lr = trial.suggest_float("lr", *cfg.lr_range, log=True)
+        sampled.append([bits, lr])
         torch.manual_seed(seed)
         model = timm.create_model(MODEL, pretrained=True, num_classes=2,
                                   pretrained_cfg_overlay=dict(file=checkpoint, custom_load=False),
@@ -130,5 +134,6 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
         "best_lr": best.params["lr"],
         "best_val_own": best.value,
         "best_val_min_group_auc": best.value,
+        "sampled": sampled,
         "own_objective": "whole-set min-group AUC",
     }

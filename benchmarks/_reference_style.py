@@ -42,6 +42,7 @@ from _common import (
     group_aucs,
     lr_factor,
     normalize_images,
+    reseed_sampler,
     trainable,
 )
 
@@ -109,11 +110,14 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
     weights = torch.as_tensor(balanced_class_weights(y[work.train]), dtype=torch.float32)
     val_groups = groups[work.val]
     epochs_trained = []
+    sampled = []
     whole_set_scores = {}
 
     def objective(trial: optuna.Trial) -> float:
+        reseed_sampler(trial.study.sampler, seed, trial.number)
         bits = "".join(str(trial.suggest_categorical(n, (0, 1))) for n in bit_names)
         lr = trial.suggest_float("lr", *cfg.lr_range, log=True)
+        sampled.append([bits, lr])
         torch.manual_seed(seed)
         # Datasets, loaders and model are rebuilt in every trial.
         train_set = JpegDataset(work.paths[work.train], y[work.train], groups[work.train], cfg.image_size)
@@ -167,5 +171,6 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
         "best_lr": best.params["lr"],
         "best_val_own": best.value,
         "best_val_min_group_auc": whole_set_scores[best.number],
+        "sampled": sampled,
         "own_objective": "per-batch group AUC, averaged over batches",
     }

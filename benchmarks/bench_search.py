@@ -121,6 +121,7 @@ def run_skfairtune(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int)
         "best_val_min_group_auc": float(search.best_score_),
         "own_objective": "whole-set min-group AUC",
         "cache": caches[-1] if caches else None,
+        "sampled": [[p["mask"], float(p["lr"])] for p in search.cv_results_["params"]],
     }
 
 
@@ -146,10 +147,7 @@ def contestant_worker(name: str, cfg: BenchConfig, work: Workload, checkpoint: s
         result = module.run(cfg, work, checkpoint, seed)
     else:
         result = run_skfairtune(cfg, work, checkpoint, seed)
-    # Peak memory of the search itself, before the (identical) refit.
-    result["peak_rss_mb"] = peak_rss_mb()
-    result.update(refit_and_test(cfg, work, checkpoint, seed, result["best_mask"], result["best_lr"]))
-    result.update(contestant=name, seed=seed)
+    result.update(peak_rss_mb=peak_rss_mb(), contestant=name, seed=seed)
     return result
 
 
@@ -232,7 +230,7 @@ def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
         best = {name: min(values) for name, values in times.items()}
         rows.append({"mask": label, "bits": bits, "frozen_half_blocks": variants["cache_start"],
                      "ours_s": best["cache"], "ours_no_cache_s": best["no_cache"], "floor_s": best["floor"],
-                     "cache_build_s": setup["cache"] - setup["no_cache"],
+                     "prepare_s": setup["cache"], "prepare_no_cache_s": setup["no_cache"],
                      "img_per_s": len(images) / best["cache"]})
     return {"n_images": int(len(images)), "rows": rows, "epochs_timed": cfg.floor_epochs,
             "threads": int(__import__("torch").get_num_threads())}
@@ -252,7 +250,7 @@ def scaling_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
     tokens = (cfg.image_size // cfg.patch_size) ** 2 + 1
     per_sample = tokens * cfg.embed_dim * 4
     # A bound the full size cannot meet with every prefix cached: it must evict to stay under.
-    bound_mb = max(1.0, 2.2 * per_sample * (len(work.train) + len(work.val)) / 2**20)
+    bound_mb = 2.2 * per_sample * (len(work.train) + len(work.val)) / 2**20
     rows = []
     for fraction in cfg.scaling_fractions:
         train = train_order[:max(8, int(round(fraction * len(work.train))))]
@@ -295,10 +293,10 @@ def _machine() -> str:
             f"{versions}")
 
 
-def _run_worker(args, kind: str, *extra: str, in_process: bool, cfg: BenchConfig, work_path: Path,
-                checkpoint: str | None, seed: int = 0) -> dict:
+def _run_worker(args, kind: str, *, in_process: bool, cfg: BenchConfig, work_path: Path,
+                checkpoint: str | None, seed: int = 0, pick: tuple | None = None) -> dict:
     if in_process:
-        return _dispatch(kind, cfg, Workload.load(work_path), checkpoint, seed)
+        return _dispatch(kind, cfg, Workload.load(work_path), checkpoint, seed, pick)
     env = dict(os.environ)
     threads = str(cfg.resolved_threads())
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
@@ -306,7 +304,12 @@ def _run_worker(args, kind: str, *extra: str, in_process: bool, cfg: BenchConfig
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--config-json", cfg.to_json(),
                "--workload", str(work_path), "--checkpoint", str(checkpoint or ""), "--seed", str(seed)]
+    if pick is not None:
+        command += ["--pick", json.dumps(pick)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in proc.stderr.splitlines():
+        if line.startswith("backbone:"):
+            print(f"# {line}")
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT "):
             return json.loads(line[len("@@RESULT "):])
@@ -314,13 +317,16 @@ def _run_worker(args, kind: str, *extra: str, in_process: bool, cfg: BenchConfig
     raise SystemExit(f"worker {kind} (seed {seed}) failed with exit code {proc.returncode}")
 
 
-def _dispatch(kind: str, cfg: BenchConfig, work: Workload, checkpoint: str | None, seed: int) -> dict:
+def _dispatch(kind: str, cfg: BenchConfig, work: Workload, checkpoint: str | None, seed: int,
+              pick: tuple | None = None) -> dict:
     set_threads(cfg.resolved_threads())
     if kind == "pretrain":
         path, seconds = pretrain_backbone(cfg, Path(checkpoint), log=lambda m: print(m, file=sys.stderr))
         return {"checkpoint": str(path), "seconds": seconds}
     if kind in CONTESTANTS:
         return contestant_worker(kind, cfg, work, checkpoint, seed)
+    if kind == "refit":
+        return refit_and_test(cfg, work, checkpoint, seed, *pick)
     if kind == "floor":
         return floor_worker(cfg, work, checkpoint)
     if kind == "scaling":
@@ -361,6 +367,12 @@ def _print_search(results: list[dict], seeds) -> dict:
         if r["contestant"] == "reference":
             print(f"  reference-style seed {r['seed']}: its own objective ({r['own_objective']}) "
                   f"picked a trial scoring {r['best_val_own']:.3f}; whole-set value shown above")
+    for seed in seeds:
+        sampled = [r["sampled"] for r in results if r["seed"] == seed]
+        same = all(len(s) == len(sampled[0]) and all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-12
+                                                     for a, b in zip(s, sampled[0])) for s in sampled)
+        print(f"  seed {seed}: the contestants sampled {'identical' if same else 'DIFFERENT'} "
+              "(mask, lr) sequences")
     print("  best val = whole-validation-set min-group AUC of the trial each contestant picked; "
           "test = held-out split after the same refit for all")
     ratios = {}
@@ -382,25 +394,27 @@ def _print_floor(floor: dict) -> None:
     print(f"\n== Floor: seconds per training epoch, {floor['n_images']} images, best of "
           f"{floor['epochs_timed']} (interleaved) ==")
     print(f"{'mask':<24}{'cut':>5}{'ours':>9}{'no cache':>10}{'floor':>9}{'ours/floor':>12}"
-          f"{'cache speed-up':>16}{'cache build':>13}")
+          f"{'cache speed-up':>16}{'prepare':>9}{'(no cache)':>11}")
     for r in floor["rows"]:
         print(f"{r['mask']:<24}{r['frozen_half_blocks']:>5}{r['ours_s']:>9.3f}{r['ours_no_cache_s']:>10.3f}"
               f"{r['floor_s']:>9.3f}{r['ours_s'] / r['floor_s']:>11.2f}x"
-              f"{r['ours_no_cache_s'] / r['ours_s']:>15.2f}x{r['cache_build_s']:>12.2f}s")
+              f"{r['ours_no_cache_s'] / r['ours_s']:>15.2f}x{r['prepare_s']:>8.2f}s{r['prepare_no_cache_s']:>10.2f}s")
     print("  cut = frozen half-blocks served from the cache; floor = plain PyTorch loop over the trainable "
-          "part from precomputed activations (images for cut 0)")
+          "part from precomputed activations (images for cut 0); prepare = building the model and, with "
+          "the cache, computing it (once per fit)")
 
 
 def _print_scaling(scaling: dict) -> None:
     print("\n== Scaling: time per trial (4 fixed masks, no pruning) and the cross-trial cache ==")
     print(f"{'fraction':>9}{'samples':>9}{'s/trial':>9}{'ms/trial/sample':>17}{'cache peak MB':>15}"
-          f"{'bound MB':>10}{'evictions':>11}{'hits':>6}{'partial':>9}")
+          f"{'bound MB':>10}{'evictions':>11}{'hits':>6}{'partial':>9}{'misses':>8}")
     full = scaling["rows"][-1]
     for r in scaling["rows"]:
         c = r["cache"]
         print(f"{r['fraction']:>9.2f}{r['n_samples']:>9}{r['trial_s']:>9.2f}"
               f"{1000 * r['trial_s'] / r['n_samples']:>17.3f}{r['cache_peak_mb']:>15.1f}{r['bound_mb']:>10.1f}"
-              f"{c.get('evictions', 0):>11}{c.get('hits', 0):>6}{c.get('partial_hits', 0):>9}")
+              f"{c.get('evictions', 0):>11}{c.get('hits', 0):>6}{c.get('partial_hits', 0):>9}"
+              f"{c.get('misses', 0):>8}")
         assert r["cache_peak_mb"] <= r["bound_mb"] + 1e-9, "activation cache exceeded its bound"
     print(f"  per-sample cost at 1/4 relative to full: "
           f"{(scaling['rows'][0]['trial_s'] / scaling['rows'][0]['n_samples']) / (full['trial_s'] / full['n_samples']):.2f}"
@@ -431,13 +445,15 @@ def parse_args(argv):
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--pick", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def build_config(args) -> BenchConfig:
     overrides = {k: v for k, v in dict(n_trials=args.n_trials, max_epochs=args.max_epochs, n_train=args.n_train,
                                         n_val=args.n_val, n_test=args.n_test).items() if v is not None}
-    overrides["threads"] = args.threads
+    if args.threads or not args.smoke:
+        overrides["threads"] = args.threads
     overrides["contestants"] = tuple(args.contestants)
     if args.seeds is not None:
         overrides["seeds"] = tuple(range(args.seeds))
@@ -449,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         cfg = BenchConfig.from_json(args.config_json)
         work = Workload.load(Path(args.workload)) if args.workload else None
-        emit(_dispatch(args.worker, cfg, work, args.checkpoint or None, args.seed))
+        pick = tuple(json.loads(args.pick)) if args.pick else None
+        emit(_dispatch(args.worker, cfg, work, args.checkpoint or None, args.seed, pick))
         return 0
 
     cfg = build_config(args)
@@ -462,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench_search  {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print(f"# command: python benchmarks/bench_search.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"# machine: {_machine()}")
+    print(f"# load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
+          "(other processes on this machine)")
     print(f"# torch threads per process: {cfg.resolved_threads()}"
           + ("" if in_process or not args.omp_passive else ", OMP_WAIT_POLICY=PASSIVE")
           + (", all in one process" if in_process else ", one process per contestant / section"))
@@ -504,6 +523,13 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 print(f"  done: {CONTESTANTS[name]:<17} seed {seed}: search {result['search_s']:.1f} s, "
                       f"{result['epochs']} epochs", flush=True)
+            # The picks are refit with the same code for all; identical picks are refit once.
+            refits = {}
+            for result in results[-len(names):]:
+                pick = (result["best_mask"], result["best_lr"])
+                if pick not in refits:
+                    refits[pick] = _run_worker(kind="refit", checkpoint=checkpoint, seed=seed, pick=pick, **run)
+                result.update(refits[pick])
         report["search"] = results
         report["speedups"] = _print_search(results, cfg.seeds)
     if "floor" in args.only:
@@ -513,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         report["scaling"] = _run_worker(kind="scaling", checkpoint=checkpoint, **run)
         _print_scaling(report["scaling"])
     report["total_s"] = time.perf_counter() - started
-    print(f"\n# total wall time: {report['total_s']:.0f} s")
+    print(f"\n# total wall time: {report['total_s']:.0f} s; load average at end: "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     scratch.cleanup()

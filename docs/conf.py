@@ -34,7 +34,7 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 # scikit-learn, fairlearn, Optuna or torch objects stay plain text.
 nitpicky = False
 
-autodoc_default_options = {"members": True, "member-order": "bysource", "inherited-members": False}
+autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
 # Methods are documented through autodoc's members; numpydoc's autosummary
 # tables of members would need generated stub pages.

@@ -21,8 +21,7 @@ compares masks fine-tuned from the checkpoint with the same masks from random
 weights on the biased task. ``--save PATH`` keeps the checkpoint, e.g. to pass
 it to ``ham10000_search.py --checkpoint PATH`` (same ``--width``/``--depth``).
 
-Takes about 2 min on 2 CPU cores (``--quick``: about 20 s; ``--source
-utkface64`` with ``--pretrain-epochs 10``: about 6 min).
+Takes about 1 min on 2 CPU cores, with either source (``--quick``: about 10 s).
 
 Run: ``python examples/bring_your_own_checkpoint.py [--quick] [--save vit.pth]``
 """

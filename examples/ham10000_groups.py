@@ -54,7 +54,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint", type=Path, default=None, help="pre-trained timm state dict")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_samples, args.image_size, args.width, args.depth, args.epochs, args.trials = 600, 16, 32, 2, 2, 3
+        args.n_samples, args.image_size, args.width, args.depth, args.epochs, args.trials = 600, 16, 32, 2, 2, 4
     if not (args.root / "HAM10000_metadata.csv").is_file():
         print(f"Skipping: HAM10000 is not at {args.root} (pass --root PATH; see ../shared/data/README.md).")
         return 0

@@ -13,7 +13,7 @@ fold exactly like ``X`` and ``y``. This example
    training part, with the search's validation split inside it), the
    honest estimate of what the search delivers on unseen data.
 
-Takes about 2 min on 2 CPU cores (``--quick``: about 30 s).
+Takes about 25 s on 2 CPU cores (``--quick``: about 10 s).
 
 Run: ``python examples/pipeline_cross_validate.py [--quick]``
 """

@@ -171,8 +171,11 @@ def decode_images(
 
     if size is None:
         # The header is enough to learn the size; no pixels are decoded here.
-        with Image.open(files[0]) as img:
-            height, width = img.height, img.width
+        try:
+            with Image.open(files[0]) as img:
+                height, width = img.height, img.width
+        except OSError as exc:
+            raise ValueError(f"Could not decode image file '{files[0]}': {exc}") from exc
     else:
         height, width = size
     # Workers write straight into one preallocated array: no list of per-image

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["images_to_tensor", "check_images_given", "count_images", "describe_input"]
+__all__ = [
+    "images_to_tensor",
+    "check_images_given",
+    "count_images",
+    "describe_input",
+    "tabular_width",
+]
 
 _CHANNEL_SIZES = (1, 3, 4)
 
@@ -189,6 +195,16 @@ def count_images(X) -> int:
             f"X must be an array or tensor of images, a list of PIL images or a list of "
             f"image file paths; got {describe_input(X)}."
         ) from None
+
+
+def tabular_width(X) -> int | None:
+    """Number of columns when ``X`` is 2-D tabular data (array or nested list), else None."""
+    if hasattr(X, "ndim") and hasattr(X, "shape"):
+        return int(X.shape[1]) if X.ndim == 2 else None
+    if isinstance(X, (list, tuple)) and X and isinstance(X[0], (list, tuple, np.ndarray)):
+        first = np.asarray(X[0])
+        return int(first.shape[0]) if first.ndim == 1 and first.dtype.kind in "biuf" else None
+    return None
 
 
 def check_images_given(X) -> None:

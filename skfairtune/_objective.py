@@ -125,6 +125,15 @@ def _suggest(trial, name, distribution):
     )
 
 
+def _overall_auc(y_valid, proba, classes) -> float | None:
+    """Validation ROC AUC over all samples for binary tasks (None otherwise or if undefined)."""
+    if proba.shape[1] != 2 or len(np.unique(y_valid)) != 2:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y_valid) == classes[1], proba[:, 1]))
+
+
 @dataclass
 class _FoldState:
     clf: object
@@ -205,6 +214,7 @@ class Objective:
         proba = fold.clf._predict_proba_tensor(fold.valid_input, start=fold.prepared.cache_start)
         frozen = _FrozenPredictions(proba, fold.clf.classes_)
         placeholder = np.zeros((len(proba), 1))
+        fold.overall_auc = _overall_auc(fold.y_valid, proba, fold.clf.classes_)
         return float(self.scorer(frozen, placeholder, fold.y_valid,
                                  **scorer_kwargs(self.scorer, fold.s_valid)))
 
@@ -213,6 +223,7 @@ class Objective:
         trial.set_user_attr("params", params)
         started = time.perf_counter()
         epoch_scores: list[list[float]] = []
+        epoch_overall: list[list[float | None]] = []  # plot_pareto's x axis, whatever the scoring
         try:
             folds = [self._prepare_fold(params, tr, va) for tr, va in self.splits]
             trial.set_user_attr("n_trainable_params", int(folds[0].clf.n_trainable_params_))
@@ -225,6 +236,8 @@ class Objective:
                     fold.clf._train_epochs(fold.prepared, 1, propagate_interrupt=True)
                     scores.append(self._score(fold))
                 epoch_scores.append(scores)
+                epoch_overall.append([fold.overall_auc for fold in folds])
+                trial.set_user_attr("epoch_split_overall_auc", epoch_overall)
                 value = float(np.mean(scores))
                 if not math.isfinite(value):
                     raise FloatingPointError(

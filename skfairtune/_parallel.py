@@ -1,34 +1,21 @@
 """Running a study's trials: in this process, or in worker processes that share its storage.
 
-One loop (:func:`_work`) serves every case: ``n_jobs=1`` in this process, each
-local worker process for ``n_jobs > 1``, and every machine of a multi-machine
-search (each runs the same search against one database). The rules that make
-"exactly ``n_trials`` trials" hold with any number of workers are:
+One loop (:func:`_work`) serves ``n_jobs=1``, each local worker process of
+``n_jobs > 1`` and every machine of a multi-machine search. Its rules, which
+keep the study at exactly ``n_trials`` trials with any number of workers
+(docs/distributed.md explains them for users):
 
-* **Slots.** Trials that are not retries, sorted by number, fill the
-  ``n_trials`` slots; a trial created after the slots are full (two workers
-  asked at the same moment) is marked *surplus* and failed at once, without
-  running. An enqueued baseline whose preset already has a trial (two
-  machines enqueued the baselines at the same time) is a *duplicate* and is
-  dropped the same way. Neither counts (:func:`counted_trials`).
-* **Dead workers.** A trial whose worker died is failed and re-enqueued once
-  more with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``,
-  at most 3 retries). The failed attempt is *superseded* by its retry and does
-  not count; the retry takes its slot. Death is detected by Optuna's heartbeat
-  on storages that have one (RDB storage with ``heartbeat_interval``), and
-  otherwise by the owner record every trial carries (host, pid, process start
-  time): a RUNNING trial whose owner process no longer exists on this host is
-  dead. A RUNNING trial that never got an owner record (its worker died
-  between creating and claiming it) is dead after ``UNCLAIMED_GRACE_S``.
-* **Finishing.** A worker leaves when every slot is taken and nothing waits,
-  but first waits for RUNNING trials whose fate it can judge (any trial when
-  the storage has heartbeats; live processes on this host otherwise), so that
-  the retry of a trial whose worker dies at the end still runs, and every
-  worker ends with the complete study.
-* **Seeds.** With a seed, the sampler is re-seeded before each trial from
-  ``(seed, slot)``: a trial's random draws depend on its slot, not on which
-  process or machine runs it, so workers never draw the same parameters and a
-  resumed search samples what the uninterrupted one would have.
+* **Slots**: non-retry trials fill the ``n_trials`` slots in number order; one
+  created after they are full is *surplus*, a baseline enqueued twice a
+  *duplicate*; both are failed unrun and do not count (:func:`counted_trials`).
+* **Dead workers**: a RUNNING trial whose worker died (heartbeat stale on RDB
+  storages; owner process gone from this host otherwise; no owner record after
+  ``UNCLAIMED_GRACE_S``) is failed and retried with its parameters
+  (:class:`RetryDeadTrial`); the retry takes its slot.
+* **Finishing**: a worker leaves when the slots are full and nothing waits, after
+  the RUNNING trials it can judge have ended, so every retry runs.
+* **Seeds**: with a seed the sampler is re-seeded from ``(seed, slot)`` before
+  each trial, so draws do not depend on which worker runs the trial.
 """
 
 from __future__ import annotations
@@ -330,7 +317,8 @@ class RetryDeadTrial:
     retry keeps only the attributes that describe *what* to run (the
     parameters, the ``baseline`` name), not the dead attempt's results
     (scores, ``fail_reason``), which would otherwise stick to a retry that
-    completes. Optuna's ``failed_trial`` and ``retry_history`` system attributes
+    completes; its user attribute ``requeued_from`` names the attempt it
+    replaces. Optuna's ``failed_trial`` and ``retry_history`` system attributes
     are kept, so ``RetryHeartbeatStaleTrialCallback.retry_history`` works.
 
     Parameters
@@ -351,10 +339,11 @@ class RetryDeadTrial:
             return
         system_attrs.setdefault("failed_trial", trial.number)
         system_attrs["retry_history"] = history
+        user_attrs = {k: v for k, v in trial.user_attrs.items() if k in self._KEEP_USER_ATTRS}
+        user_attrs["requeued_from"] = trial.number
         study.add_trial(optuna.create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k in self._KEEP_USER_ATTRS},
-            system_attrs=system_attrs,
+            user_attrs=user_attrs, system_attrs=system_attrs,
         ))
 
 
@@ -523,8 +512,9 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> None:
         # Leave nothing RUNNING: fail it and enqueue a retry, so a resumed search re-runs it.
         _fail_and_retry(study, storage.get_trial(trial._trial_id), "interrupted; retried")
         raise
-    except BaseException:
+    except BaseException as exc:
         try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
             storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
@@ -857,7 +847,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def _child_main() -> None:
-    """Entry point of a local worker process: ``payload index device``."""
+    """Entry point of a local worker process (argv: payload, index, device, parent pid, package dir)."""
     payload_path, index, device, parent = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4])
     # SIGTERM (from the parent) means: fail and re-enqueue the running trial, then exit.
     signal.signal(signal.SIGTERM, _raise_interrupt)

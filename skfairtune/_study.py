@@ -187,9 +187,10 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict):
     if study is not None:
         if not isinstance(study, optuna.Study):
             raise TypeError(f"`study` must be an optuna.Study or None; got {type(study).__name__}.")
-        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        directions = [d.name.lower() for d in study.directions]
+        if directions != ["maximize"]:
             raise ValueError(
-                "`study` was created with direction 'minimize'; FairTuneSearchCV maximises its "
+                f"`study` was created with direction(s) {directions}; FairTuneSearchCV maximises its "
                 "scoring (higher is better). Create the study with direction='maximize'."
             )
         created = study

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback
+from skorch.dataset import unpack_data
 
 __all__ = [
     "MaskedViTNet",
@@ -193,6 +194,23 @@ class MaskedViTNet(NeuralNetClassifier):
     def __init__(self, *args, autocast_dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype
+
+    def _set_training(self, training=True):
+        # skorch sets the mode before every batch; nn.Module.train walks every submodule
+        # (hundreds in a ViT), which costs more than the step itself when only the head
+        # trains from cached activations. Switch only when the mode actually changes.
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
+
+    def evaluation_step(self, batch, training=False):
+        # Predictions never need autograd: inference mode skips its bookkeeping entirely.
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        with torch.inference_mode(not training), torch.set_grad_enabled(training):
+            self._set_training(training)
+            return self.infer(Xi)
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():

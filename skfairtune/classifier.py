@@ -16,7 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from ._inputs import check_images_given, images_to_tensor
+from ._inputs import check_images_given, images_to_tensor, tabular_width
 from ._training import (
     EpochSeed,
     MaskedViTNet,
@@ -426,8 +426,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         )
         if len(X_tensor) != len(y_encoded):
             raise ValueError(f"X has {len(X_tensor)} images but y has {len(y_encoded)} labels.")
-        if X_tensor.ndim == 4 and getattr(X, "ndim", None) == 2:
-            self.n_features_in_ = X.shape[1]
+        n_features = tabular_width(X)
+        if n_features is not None:
+            self.n_features_in_ = n_features
         self.n_trainable_params_, self.n_params_ = count_parameters(backbone)
         self.trainable_fraction_ = self.n_trainable_params_ / self.n_params_
         self.trainable_parameter_names_ = list(info["trainable_names"])
@@ -506,16 +507,15 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _transform_input(self, X) -> torch.Tensor:
         check_is_fitted(self, "net_")
-        tensor = images_to_tensor(
+        expected, given = getattr(self, "n_features_in_", None), tabular_width(X)
+        if expected is not None and given is not None and given != expected:
+            raise ValueError(
+                f"X has {given} features, but FairTuneClassifier is expecting "
+                f"{expected} features as input."
+            )
+        return images_to_tensor(
             X, img_size=self.input_config_["img_size"], in_chans=self.input_config_["in_chans"]
         )
-        n_features = getattr(self, "n_features_in_", None)
-        if n_features is not None and getattr(X, "ndim", None) == 2 and X.shape[1] != n_features:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but FairTuneClassifier is expecting "
-                f"{n_features} features as input."
-            )
-        return tensor
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns ordered as ``classes_``.

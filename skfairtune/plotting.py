@@ -55,10 +55,10 @@ def _check_search(search, caller: str) -> dict:
     return results
 
 
-def _scoring_label(search) -> str:
+def _scoring_label(search, *, capital: bool = False) -> str:
     scoring = getattr(search, "scoring", None)
     name = scoring if isinstance(scoring, str) else "objective"
-    return "validation " + _SCORING_LABELS.get(name, name)
+    return ("Validation " if capital else "validation ") + _SCORING_LABELS.get(name, name)
 
 
 def _complete_order(results) -> np.ndarray:
@@ -241,7 +241,7 @@ def plot_search_convergence(search, *, ax=None):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8,
                         color="0.25")
     ax.set_xlabel("Trial")
-    ax.set_ylabel(_scoring_label(search).capitalize())
+    ax.set_ylabel(_scoring_label(search, capital=True))
     ax.set_title("Search convergence")
     if len(number) and number.max() < 30:
         ax.set_xticks(range(int(number.min()), int(number.max()) + 1, max(1, math.ceil(len(number) / 15))))
@@ -258,8 +258,9 @@ def _overall_auc_per_trial(search, rows) -> np.ndarray:
     for j, i in enumerate(rows):
         trial = trials.get(int(search.cv_results_["trial_number"][i]))
         epochs = trial.user_attrs.get("epoch_split_overall_auc") if trial is not None else None
-        if epochs:
-            values[j] = float(np.mean(epochs[-1]))
+        last = [v for v in (epochs[-1] if epochs else ()) if v is not None]
+        if last:
+            values[j] = float(np.mean(last))
     return values
 
 
@@ -353,7 +354,7 @@ def plot_pareto(search, *, ax=None):
             ax.annotate(names[i], (x[j], y[j]), textcoords="offset points", xytext=(5, -10),
                         fontsize=8, color="0.25")
     ax.set_xlabel("Validation overall AUC")
-    ax.set_ylabel(_scoring_label(search).capitalize())
+    ax.set_ylabel(_scoring_label(search, capital=True))
     ax.set_title("Trials: overall vs worst-group performance")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -436,6 +437,8 @@ def plot_group_auc_curves(estimators: Mapping, *, train: str = "train", valid: s
     >>> len(axes[0].get_lines())  # train and held-out line per group
     4
     """
+    from matplotlib.ticker import MaxNLocator
+
     if not isinstance(estimators, Mapping) or not estimators:
         raise TypeError(
             "`estimators` must be a non-empty mapping {panel title: fitted estimator}, e.g. "
@@ -448,8 +451,9 @@ def plot_group_auc_curves(estimators: Mapping, *, train: str = "train", valid: s
                          _group_series(history, f"{valid}_group_auc", label))
 
     plt = _pyplot()
-    if axes is None:
-        _, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series) + 0.6, 3.9), sharey=True,
+    own_figure = axes is None
+    if own_figure:
+        _, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series) + 0.6, 4.4), sharey=True,
                                squeeze=False, layout="constrained")
         axes = axes[0]
     axes = np.atleast_1d(np.asarray(axes, dtype=object))
@@ -469,7 +473,18 @@ def plot_group_auc_curves(estimators: Mapping, *, train: str = "train", valid: s
         gap = f"\n{valid_label} AUC gap at the end: {max(last) - min(last):.3f}" if len(last) > 1 else ""
         ax.set_title(f"{label}{gap}", fontsize=10)
         ax.set_xlabel("Epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AUC per group")
-    axes[-1].legend(loc="lower right", fontsize=8)
+    if own_figure:
+        # One legend for all panels, below them, so that it never hides a curve.
+        entries = {}
+        for ax in axes:
+            for handle, text in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault(text, handle)
+        labels, handles = list(entries), list(entries.values())
+        axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+                              fontsize=8, frameon=False)
+    else:
+        axes[-1].legend(loc="best", fontsize=8)
     return axes

@@ -17,10 +17,10 @@ metadata.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-import inspect
 from typing import Any
 
 import numpy as np
@@ -118,9 +118,14 @@ class _FairnessScorer(_Scorer):
         # As _BaseScorer.__call__ does, bar the routing check above.
         return self._score(partial(_cached_call, None), estimator, X, y_true, **kwargs)
 
+    def _needs_groups(self) -> bool:
+        """overall_auc takes groups only optionally; group metrics require them."""
+        parameter = inspect.signature(self._score_func).parameters.get("sensitive_features")
+        return parameter is None or parameter.default is inspect.Parameter.empty
+
     def _score(self, method_caller, estimator, X, y_true, **kwargs) -> float:
         # sklearn's multi-metric scorer calls _score directly, so check here.
-        if kwargs.get("sensitive_features") is None:
+        if kwargs.get("sensitive_features") is None and self._needs_groups():
             routing = get_config()["enable_metadata_routing"]
             raise ValueError(
                 f"{self!r} needs `sensitive_features` at score time, got none. "

@@ -218,8 +218,8 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     if heartbeat and "://" not in str(url):
         raise SpecError(f"storage.heartbeat_interval/grace_period apply to database URLs; "
                         f"{redact_url(url)!r} is a file (its dead workers are found by process id).")
-    # Open the storage now: a bad URL fails before the data is loaded.
-    storage_obj = make_storage(url, **heartbeat) if heartbeat else url
+    # Open a database now: a bad URL fails before the data is loaded.
+    storage_obj = make_storage(url, **heartbeat) if "://" in str(url) else url
     search = FairTuneSearchCV(estimator, storage=storage_obj, study_name=name, refit=refit, **search_params)
     X, y, sensitive, groups = _load_data(spec["data"])
     return search, X, y, {"sensitive_features": sensitive, "groups": groups}

@@ -240,11 +240,11 @@ def test_search_killed_mid_trial_resumes_to_the_uninterrupted_result(tmp_path):
         from skfairtune.classifier import FairTuneClassifier
         from tests.test_storage import _fit, make_data, make_search
         train, calls = FairTuneClassifier._train_epochs, []
-        def train_then_die(self, prepared, epochs):
+        def train_then_die(self, *args, **kwargs):
             calls.append(1)
             if len(calls) == 6:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return train(self, prepared, epochs)
+            return train(self, *args, **kwargs)
         FairTuneClassifier._train_epochs = train_then_die
         _fit(make_search(storage={str(path)!r}, study_name="s"), make_data())
     """))

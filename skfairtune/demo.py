@@ -1,0 +1,630 @@
+"""``skfairtune demo``: the FairTune story end to end, offline, in a few minutes.
+
+1. data: a biased image task (:func:`skfairtune.datasets.make_biased_images`,
+   or HAM10000 with ``--data ham10000 --root PATH``), split into a training
+   part and a held-out test part, stratified on label x group;
+2. backbone: a small ViT pre-trained on a *different* task
+   (:func:`~skfairtune.datasets.make_pretraining_images`), shipped with the
+   package (made by ``scripts/make_demo_backbone.py``) and loaded through
+   ``checkpoint_path`` like any user checkpoint;
+3. the paper's baselines (full fine-tuning, linear readout, attention and
+   LayerNorm tuning), each with its learning rate tuned by a grid on the same
+   fairness objective and the same validation folds;
+4. :class:`~skfairtune.FairTuneSearchCV` over the mask and the learning rate,
+   its study seeded with the four tuned baselines (their trials are copied,
+   not retrained), so that FairTune keeps a baseline when no new mask beats it
+   on validation;
+5. every method refit on the whole training part, then one table of
+   held-out test metrics, a CSV/JSON copy of it and the figures in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["configure_parser", "run", "pretrain_backbone", "DEMO_BACKBONE"]
+
+_ASSETS = Path(__file__).resolve().parent / "_assets"
+#: The shipped backbone: weights (no head) and how they were made.
+DEMO_BACKBONE = _ASSETS / "demo_vit.safetensors"
+_DEMO_BACKBONE_INFO = _ASSETS / "demo_vit.json"
+
+_MODEL = "vit_tiny_patch16_224"
+#: Architecture of the demo backbone: 12 blocks like ViT-B, so the mask space is the paper's 36 bits.
+DEMO_MODEL_KWARGS = dict(img_size=16, patch_size=4, embed_dim=32, depth=12, num_heads=2)
+
+_BASELINES = {
+    "full": "full fine-tuning",
+    "linear": "linear readout",
+    "attention": "attention tuning",
+    "layernorm": "LayerNorm tuning",
+}
+_FAIRTUNE = "FairTune (searched mask)"
+_HAM_SENSITIVE = ("age", "sex")
+
+
+@dataclass(frozen=True)
+class _Config:
+    """Sizes of one demo run."""
+
+    n_samples: int | None  # None: all images
+    test_fraction: float
+    image_size: int
+    epochs: int
+    batch_size: int
+    cv: int
+    trials: int
+    lr_grid: tuple[float, ...]
+    lr_range: tuple[float, float]
+    startup_trials: int
+
+
+# Timed on 2 CPU cores: the default run takes about 2-3 minutes, --quick a few seconds of training.
+_CONFIGS = {
+    "synthetic": _Config(n_samples=1700, test_fraction=0.6, image_size=16, epochs=8, batch_size=64,
+                         cv=3, trials=14, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
+                         startup_trials=3),
+    "ham10000": _Config(n_samples=3000, test_fraction=0.25, image_size=32, epochs=8, batch_size=64,
+                        cv=3, trials=14, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
+                        startup_trials=3),
+}
+_QUICK = dict(n_samples=300, test_fraction=0.4, epochs=2, cv=2, trials=3, lr_grid=(1e-3,), startup_trials=1)
+
+
+# --------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` arguments to ``parser`` and set ``func=run``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``demo`` subcommand's parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from skfairtune.demo import configure_parser
+    >>> parser = argparse.ArgumentParser()
+    >>> configure_parser(parser)
+    >>> args = parser.parse_args(["--quick", "--out", "results"])
+    >>> args.data, args.quick, args.out
+    ('synthetic', True, 'results')
+    """
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "examples:\n"
+        "  skfairtune demo                                  # synthetic data, ~3 min on 2 CPU cores\n"
+        "  skfairtune demo --data ham10000 --root data/ham10000 --sensitive age,sex\n"
+    )
+    parser.add_argument("--data", choices=("synthetic", "ham10000"), default="synthetic",
+                        help="the embedded biased image generator (default) or HAM10000 from --root")
+    parser.add_argument("--root", metavar="PATH",
+                        help="HAM10000 folder (HAM10000_metadata.csv and the images); needed with --data ham10000")
+    parser.add_argument("--sensitive", metavar="ATTRS",
+                        help="HAM10000 groups: age, sex or age,sex (intersectional); default age")
+    parser.add_argument("--trials", type=int, metavar="N",
+                        help="new FairTuneSearchCV trials over the mask, after the tuned baselines "
+                             "(default 14; 3 with --quick)")
+    parser.add_argument("--n-samples", type=int, metavar="N",
+                        help="images to use, stratified on label x group (default 1700 synthetic, of which "
+                             "60%% are the test part; 3000 HAM10000; 0 = all)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="training epochs of every model (default 8)")
+    parser.add_argument("--cv", type=int, metavar="K",
+                        help="validation folds trained in lockstep for every trial (default 3)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="your own backbone weights for the demo architecture (default: the shipped one)")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="pre-train the backbone now instead of loading the shipped checkpoint")
+    parser.add_argument("--out", default="fairtune-demo", metavar="DIR",
+                        help="folder for the figures, results.csv and results.json (default ./fairtune-demo)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, splits, search and training (default 0)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="CPU threads for torch (default 1: the demo's tiny ViT gains nothing from more, "
+                             "and several threads slow down badly on a busy machine)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny configuration (seconds; for tests, not for conclusions)")
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"skfairtune demo: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _resolve(args) -> tuple[_Config, tuple[str, ...] | None, Path | None]:
+    """Check every argument before any expensive work; return the run's configuration."""
+    config = _CONFIGS[args.data]
+    if args.quick:
+        config = replace(config, **_QUICK)
+    for name in ("trials", "epochs", "cv", "n_samples", "threads"):
+        value = getattr(args, name)
+        low = {"cv": 2, "n_samples": 0}.get(name, 1)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}; got {value}.")
+    overrides = {name: getattr(args, name) for name in ("trials", "epochs", "cv") if getattr(args, name) is not None}
+    if args.n_samples is not None:
+        overrides["n_samples"] = args.n_samples or None
+    config = replace(config, **overrides)
+    if config.n_samples is None and args.data == "synthetic":
+        raise ValueError("--n-samples 0 (all images) applies to --data ham10000; give a number of images.")
+
+    sensitive = None
+    root = None
+    if args.data == "ham10000":
+        if not args.root:
+            raise ValueError("--data ham10000 needs --root PATH, the folder holding HAM10000_metadata.csv.")
+        root = Path(args.root).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"--root {str(root)!r} is not a folder; point it at the HAM10000 folder.")
+        sensitive = tuple(s.strip() for s in (args.sensitive or "age").split(",") if s.strip())
+        unknown = [s for s in sensitive if s not in _HAM_SENSITIVE]
+        if unknown or not sensitive or len(set(sensitive)) != len(sensitive):
+            raise ValueError(f"--sensitive {args.sensitive!r} is not valid; use age, sex or age,sex.")
+    else:
+        if args.root or args.sensitive:
+            raise ValueError("--root and --sensitive apply to --data ham10000; the synthetic data has one "
+                             "attribute, 'group' (majority / minority).")
+    if args.checkpoint and args.pretrain:
+        raise ValueError("pass either --checkpoint or --pretrain, not both.")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise ValueError(f"--checkpoint {args.checkpoint!r} does not exist.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder.")
+    return config, sensitive, root
+
+
+# --------------------------------------------------------------------------- pieces
+def _log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def pretrain_backbone(path, *, model_kwargs=None, n_samples: int = 8000, epochs: int = 25,
+                      n_classes: int = 8, lr: float = 2e-3, random_state: int = 0, verbose: int = 0) -> dict:
+    """Pre-train the demo ViT on the synthetic pattern task and save it without its head.
+
+    The backbone is trained with :class:`~skfairtune.FairTuneClassifier`
+    itself (every block and the embeddings trained) on
+    :func:`~skfairtune.datasets.make_pretraining_images`, a task that shares
+    low-level statistics with :func:`~skfairtune.datasets.make_biased_images`
+    but not its labels, so that fine-tuning later starts from real features.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.safetensors`` file (the head is left out, like a timm
+        feature checkpoint; load it with ``checkpoint_path=path``).
+    model_kwargs : dict, default=None
+        Architecture, passed to ``timm.create_model("vit_tiny_patch16_224")``;
+        ``None`` uses the demo's (12 blocks of width 32 on 16 px images).
+    n_samples : int, default=8000
+        Pre-training images.
+    epochs : int, default=25
+        Pre-training epochs.
+    n_classes : int, default=8
+        Pattern classes of the pre-training task.
+    lr : float, default=2e-3
+        Peak learning rate.
+    random_state : int, default=0
+        Seed of the data and the training.
+    verbose : int, default=0
+        1 prints one line per epoch.
+
+    Returns
+    -------
+    info : dict
+        How the weights were made: model, model_kwargs, task, sizes and the
+        accuracy on 1,000 fresh pre-training images.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from skfairtune.demo import pretrain_backbone
+    >>> path = os.path.join(tempfile.mkdtemp(), "vit.safetensors")
+    >>> info = pretrain_backbone(path, n_samples=64, epochs=1, n_classes=2,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2))
+    >>> sorted(info)[:3], os.path.exists(path)
+    (['epochs', 'held_out_accuracy', 'model'], True)
+    """
+    from safetensors.torch import save_file
+
+    from .classifier import FairTuneClassifier
+    from .datasets import make_pretraining_images
+
+    model_kwargs = dict(DEMO_MODEL_KWARGS if model_kwargs is None else model_kwargs)
+    size = model_kwargs.get("img_size", 16)
+    train = make_pretraining_images(n_samples, image_size=size, n_classes=n_classes, random_state=random_state)
+    held_out = make_pretraining_images(1000, image_size=size, n_classes=n_classes, random_state=random_state + 1)
+    clf = FairTuneClassifier(
+        _MODEL, pretrained=False, model_kwargs=model_kwargs, mask="full", train_embeddings=True,
+        max_epochs=epochs, batch_size=128, lr=lr, warmup_fraction=0.1, augment=True,
+        random_state=random_state, verbose=verbose,
+    ).fit(train.images, train.target)
+    accuracy = float(np.mean(clf.predict(held_out.images) == held_out.target))
+    vit = clf.net_.module_.suffix.vit
+    state = {k: v.detach().contiguous() for k, v in vit.state_dict().items() if not k.startswith("head.")}
+    info = {
+        "model": _MODEL, "model_kwargs": model_kwargs,
+        "task": f"skfairtune.datasets.make_pretraining_images(n_classes={n_classes})", "n_classes": n_classes,
+        "n_samples": n_samples, "epochs": epochs, "lr": lr, "random_state": random_state,
+        "held_out_accuracy": round(accuracy, 4), "n_params": int(sum(v.numel() for v in state.values())),
+    }
+    save_file(state, str(path), metadata={"skfairtune": json.dumps(info)})
+    return info
+
+
+def _backbone(args, out: Path) -> tuple[str, dict, str]:
+    """(checkpoint path, model_kwargs, description) of the backbone to fine-tune."""
+    if args.checkpoint:
+        return args.checkpoint, dict(DEMO_MODEL_KWARGS), f"your checkpoint {args.checkpoint}"
+    if not args.pretrain and DEMO_BACKBONE.is_file():
+        info = json.loads(_DEMO_BACKBONE_INFO.read_text()) if _DEMO_BACKBONE_INFO.is_file() else {}
+        kwargs = info.get("model_kwargs", DEMO_MODEL_KWARGS)
+        made = (f"pre-trained {info['epochs']} epochs on {info['n_samples']} images of {info['task']}, "
+                f"held-out accuracy {info['held_out_accuracy']:.2f}") if info else "shipped"
+        return str(DEMO_BACKBONE), kwargs, f"shipped checkpoint ({made})"
+    if not args.pretrain:
+        _log(f"  the shipped checkpoint {DEMO_BACKBONE} is missing; pre-training one now.")
+    path = out / "backbone.safetensors"
+    started = time.perf_counter()
+    # Shorter than the shipped checkpoint's pre-training (8,000 images, 25 epochs): about a minute.
+    sizes = dict(n_samples=300, epochs=2) if args.quick else dict(n_samples=4000, epochs=15)
+    info = pretrain_backbone(path, random_state=args.seed, **sizes)
+    return str(path), info["model_kwargs"], (
+        f"pre-trained now in {time.perf_counter() - started:.0f} s on {info['task']} "
+        f"(held-out accuracy {info['held_out_accuracy']:.2f}), saved to {path}")
+
+
+def _strata(y, sensitive) -> np.ndarray:
+    frame = sensitive.astype(str)
+    return np.asarray(y).astype(str) + "|" + frame.agg("|".join, axis=1).to_numpy()
+
+
+def _load_data(args, config: _Config, sensitive, root):
+    """Images, labels, sensitive features (DataFrame), sample groups (or None) and a description."""
+    from .datasets import load_ham10000, make_biased_images
+
+    if args.data == "synthetic":
+        data = make_biased_images(config.n_samples, image_size=config.image_size, random_state=args.seed)
+        return data.images, data.target, data.sensitive_features, None, "make_biased_images"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # rows without age/sex are dropped, as documented
+        data = load_ham10000(root, image_size=config.image_size, sensitive=list(sensitive),
+                             n_samples=config.n_samples, random_state=args.seed)
+    return data.images, data.target, data.sensitive_features, data.groups, f"HAM10000 from {root}"
+
+
+def _test_split(y, sensitive, groups, fraction: float, seed: int):
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    strata = _strata(y, sensitive)
+    index = np.arange(len(y))
+    if groups is not None:
+        # One lesion (patient) never sits on both sides of the test split.
+        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / fraction)), shuffle=True, random_state=seed)
+        train, test = next(folds.split(index, strata, groups))
+        return train, test
+    return train_test_split(index, test_size=fraction, stratify=strata, random_state=seed)
+
+
+def _test_metrics(clf, X, y, sensitive) -> dict:
+    from .metrics import (
+        auc_gap,
+        demographic_parity_difference,
+        equalized_odds_difference,
+        min_group_auc,
+        overall_auc,
+    )
+
+    score = clf.predict_proba(X)[:, 1]
+    pred = clf.predict(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "auc": overall_auc(y, score),
+            "min_group_auc": min_group_auc(y, score, sensitive_features=sensitive, on_undefined="drop"),
+            "auc_gap": auc_gap(y, score, sensitive_features=sensitive, on_undefined="drop"),
+            "eoddsd": equalized_odds_difference(y, pred, sensitive_features=sensitive, on_undefined="drop"),
+            "dpd": demographic_parity_difference(y, pred, sensitive_features=sensitive),
+        }
+
+
+def _lr_search(template, preset: str, config: _Config, seed: int):
+    """FairTuneSearchCV over the learning rate only, on a grid, for one mask preset."""
+    import optuna
+
+    from .search import FairTuneSearchCV
+
+    # The grid is enqueued into the study; every point runs to the end (no pruner), since
+    # pruning on early epochs favours large learning rates.
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.NopPruner())
+    for lr in config.lr_grid:
+        study.enqueue_trial({"lr": lr})
+    return FairTuneSearchCV(
+        template.set_params(mask=preset), space=None, lr_range=config.lr_range, study=study,
+        n_trials=len(config.lr_grid), baselines=None, cv=config.cv, refit=False, random_state=seed,
+    )
+
+
+def _fit_search(search, X, y, sensitive, groups):
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return search.fit(X, y, sensitive_features=sensitive, groups=groups)
+
+
+def _copy_baseline(study, preset: str, lr_search, space, lr_range) -> None:
+    """Add the best trial of a preset's learning-rate search to the mask study, without retraining.
+
+    Both searches train on the same folds with the same seed, so the preset's
+    trial in the mask study would repeat that run exactly: its scores are copied.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    source = lr_search.study_.trials[int(lr_search.cv_results_["trial_number"][lr_search.best_index_])]
+    mask = space.resolve(preset).to_string()
+    params = {name: int(bit) for name, bit in zip(space.bit_names, mask)}
+    distributions = {name: CategoricalDistribution((0, 1)) for name in space.bit_names}
+    params["lr"], distributions["lr"] = source.params["lr"], FloatDistribution(*lr_range, log=True)
+    scores = source.user_attrs["epoch_split_scores"]
+    attrs = {**source.user_attrs, "baseline": preset, "params": {"mask": mask, "lr": params["lr"]},
+             "copied_from": "learning-rate grid of the preset"}
+    study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=distributions, value=source.value, user_attrs=attrs,
+        intermediate_values={epoch: float(np.mean(fold_scores)) for epoch, fold_scores in enumerate(scores, 1)},
+    ))
+
+
+def _fairtune_search(template, config: _Config, seed: int, lr_searches: dict):
+    """FairTuneSearchCV over mask and learning rate, its study seeded with the tuned baselines."""
+    import optuna
+
+    from .masks import MaskSpace
+    from .search import FairTuneSearchCV
+
+    space = MaskSpace("ln-attn-mlp", template.model_kwargs["depth"])
+    # TPE's default of 10 random start-up trials would spend most of a short budget at random.
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=len(lr_searches) + config.startup_trials)
+    # Compare trials once the learning-rate warm-up (a third of training) is over: earlier,
+    # large learning rates look best. With a dozen trials, successive halving (the library's
+    # default, made for hundreds) would stop nearly every trial; the median rule stops about half.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=max(1, config.epochs // 3))
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    for preset, lr_search in lr_searches.items():
+        _copy_baseline(study, preset, lr_search, space, config.lr_range)
+    return FairTuneSearchCV(
+        template, space="ln-attn-mlp", lr_range=config.lr_range, study=study,
+        n_trials=len(lr_searches) + config.trials, baselines=None, cv=config.cv, refit=False,
+        random_state=seed, verbose=1,
+    )
+
+
+@dataclass
+class _Row:
+    method: str
+    mask: str
+    lr: float
+    val_score: float
+    auc: float = math.nan
+    min_group_auc: float = math.nan
+    auc_gap: float = math.nan
+    eoddsd: float = math.nan
+    dpd: float = math.nan
+    trainable_params: int = 0
+    search_s: float = 0.0
+    fit_s: float = 0.0
+
+    @property
+    def time_s(self) -> float:
+        return self.search_s + self.fit_s
+
+
+def _format_table(rows: list[_Row], depth_units: int, scoring_label: str, fairtune_is: str | None) -> str:
+    header = ["method", "lr", f"val {scoring_label}", "AUC", "min-group AUC", "AUC gap", "EOddsD", "DPD",
+              "trainable", "time (s)"]
+    lines = []
+    for row in rows:
+        units = f"= {fairtune_is}" if fairtune_is else f"{row.mask.count('1')}/{depth_units} units"
+        lines.append([
+            f"{row.method}" + (f" [{units}]" if row.method == _FAIRTUNE else ""), f"{row.lr:.0e}",
+            f"{row.val_score:.3f}", f"{row.auc:.3f}", f"{row.min_group_auc:.3f}", f"{row.auc_gap:.3f}",
+            f"{row.eoddsd:.3f}", f"{row.dpd:.3f}", f"{row.trainable_params:,}", f"{row.time_s:.0f}",
+        ])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(fmt(header))
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in lines), rule])
+
+
+def _save_figures(out: Path, search, curves: dict) -> list[str]:
+    """Draw every figure into ``out``; return the file names written."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_group_auc_curves, plot_mask_selection, plot_pareto, plot_search_convergence
+
+    written = []
+
+    def save(fig, name):
+        fig.savefig(out / name, dpi=130)
+        plt.close(fig)
+        written.append(name)
+
+    n_complete = int(np.sum(np.asarray(search.cv_results_["state"], dtype=object) == "complete"))
+    top_k = min(5, n_complete)
+    depth = len(search.best_params_["mask"]) // 3
+    fig, axes = plt.subplots(2 if top_k > 1 else 1, 1, figsize=(max(6.5, 0.6 * depth + 3), 5.2 if top_k > 1 else 2.8),
+                             layout="constrained", squeeze=False)
+    plot_mask_selection(search, top_k=1, ax=axes[0, 0])
+    if top_k > 1:
+        plot_mask_selection(search, top_k=top_k, ax=axes[1, 0])
+    save(fig, "mask_selection.png")
+    save(plot_search_convergence(search).figure, "search_convergence.png")
+    try:
+        save(plot_pareto(search).figure, "pareto.png")
+    except ValueError as exc:
+        _log(f"  pareto.png skipped: {exc}")
+    axes = plot_group_auc_curves(curves, valid_label="test")
+    axes[0].figure.suptitle("Per-group AUC while training: training set vs held-out test set")
+    save(axes[0].figure, "group_auc_curves.png")
+    return written
+
+
+def run(args) -> int:
+    """Run the demo described by the parsed ``args``; return the exit code.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser set up with :func:`configure_parser`.
+
+    Returns
+    -------
+    code : int
+        0 on success, 2 on invalid arguments.
+    """
+    try:
+        config, sensitive, root = _resolve(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command writes files; never needs a display
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the demo prints its own progress
+    from sklearn.base import clone
+
+    import torch
+
+    from .callbacks import GroupAUCScoring
+    from .classifier import FairTuneClassifier
+
+    torch.set_num_threads(args.threads)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    seed = args.seed
+
+    _log(f"[1/5] Data{' (quick configuration)' if args.quick else ''}")
+    X, y, s, groups, source = _load_data(args, config, sensitive, root)
+    train, test = _test_split(y, s, groups, config.test_fraction, seed)
+    X_train, y_train, s_train = X[train], y[train], s.iloc[train].reset_index(drop=True)
+    X_test, y_test, s_test = X[test], y[test], s.iloc[test].reset_index(drop=True)
+    g_train = None if groups is None else np.asarray(groups)[train]
+    counts = s_train.astype(str).agg(" & ".join, axis=1).value_counts()
+    _log(f"  {source}: {len(y)} images {X.shape[1]}x{X.shape[2]}, {np.mean(y):.0%} positive; "
+         f"train {len(train)} / test {len(test)} (held out until the end; large, so that per-group test "
+         "AUCs are precise)")
+    _log(f"  groups ({', '.join(s.columns)}) in train: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    _log("[2/5] Backbone")
+    checkpoint, model_kwargs, described = _backbone(args, out)
+    model_kwargs = dict(model_kwargs, img_size=config.image_size)
+    _log(f"  {_MODEL} {model_kwargs}: {described}")
+    template = FairTuneClassifier(
+        _MODEL, pretrained=False, checkpoint_path=checkpoint, model_kwargs=model_kwargs,
+        max_epochs=config.epochs, batch_size=config.batch_size, class_weight="balanced", random_state=seed,
+    )
+
+    _log(f"[3/5] Baselines: learning rate of each preset tuned on {config.lr_grid} by validation "
+         f"min-group AUC ({config.cv} folds, {config.epochs} epochs)")
+    rows: list[_Row] = []
+    lr_searches = {}
+    for preset, title in _BASELINES.items():
+        tic = time.perf_counter()
+        lr_search = _fit_search(_lr_search(clone(template), preset, config, seed), X_train, y_train, s_train,
+                                g_train)
+        lr_searches[preset] = lr_search
+        rows.append(_Row(title, preset, float(lr_search.best_params_["lr"]), lr_search.best_score_,
+                         search_s=time.perf_counter() - tic))
+        _log(f"  {title:<18} best lr {rows[-1].lr:.0e}: validation min-group AUC {lr_search.best_score_:.3f} "
+             f"({rows[-1].search_s:.0f} s)")
+
+    _log(f"[4/5] FairTuneSearchCV over the 36-bit mask and the learning rate: its study starts from the "
+         f"{len(lr_searches)} tuned baselines (copied, not retrained), then runs {config.trials} new trials "
+         f"(TPE; median pruning from epoch {max(1, config.epochs // 3)})")
+    tic = time.perf_counter()
+    search = _fit_search(_fairtune_search(clone(template), config, seed, lr_searches), X_train, y_train, s_train,
+                         g_train)
+    depth_units = len(search.best_params_["mask"])
+    chosen = search.cv_results_["baseline"][search.best_index_]
+    rows.append(_Row(_FAIRTUNE, search.best_params_["mask"], float(search.best_params_["lr"]), search.best_score_,
+                     search_s=time.perf_counter() - tic))
+    if isinstance(chosen, str):
+        _log(f"  no new mask beat the tuned baselines on validation: FairTune keeps {_BASELINES[chosen]}")
+    else:
+        _log(f"  best mask ({search.best_score_:.3f}): {search.best_mask_.describe()}")
+
+    _log("[5/5] Refit each method on the whole training part; evaluate on the held-out test part")
+    curves = {}
+    fitted = {}  # (mask, lr) -> (classifier, metrics): FairTune may have kept a baseline
+    fairtune_title = (f"FairTune (kept {_BASELINES[chosen]})" if isinstance(chosen, str) else "FairTune mask")
+    watched = {_BASELINES["full"]: "full fine-tuning", _FAIRTUNE: fairtune_title}
+    if isinstance(chosen, str):
+        watched[_BASELINES[chosen]] = "baseline FairTune kept"
+    for row in rows:
+        reused = row.method == _FAIRTUNE and isinstance(chosen, str)
+        key = (chosen if reused else row.mask, row.lr)
+        tic = time.perf_counter()
+        if key not in fitted:
+            clf = clone(template).set_params(mask=key[0], lr=row.lr)
+            if row.method in watched:
+                clf.set_params(callbacks=[
+                    GroupAUCScoring(X_train, y_train, sensitive_features=s_train, name="train"),
+                    GroupAUCScoring(X_test, y_test, sensitive_features=s_test, name="valid"),
+                ])
+            clf.fit(X_train, y_train)
+            fitted[key] = clf, _test_metrics(clf, X_test, y_test, s_test)
+        clf, metrics = fitted[key]
+        row.fit_s = time.perf_counter() - tic
+        row.trainable_params = int(clf.n_trainable_params_)
+        for name, value in metrics.items():
+            setattr(row, name, float(value))
+        if row.method == _BASELINES["full"]:
+            curves["full fine-tuning"] = clf
+        elif row.method == _FAIRTUNE:
+            curves[fairtune_title] = clf
+        _log(f"  {row.method:<26} test AUC {row.auc:.3f}, min-group AUC {row.min_group_auc:.3f} "
+             f"({'the same model as ' + _BASELINES[chosen] if reused else f'{row.fit_s:.0f} s'})")
+
+    table = _format_table(rows, depth_units, "min-grp AUC", _BASELINES.get(chosen) if isinstance(chosen, str) else None)
+    _log()
+    _log(f"Held-out test set ({len(test)} images; groups: {', '.join(s.columns)}). AUCs: higher is better; "
+         "AUC gap, EOddsD, DPD: lower is better.")
+    _log(table)
+    _log("lr: tuned learning rate; val: mean validation min-group AUC over the folds (the search objective); "
+         "EOddsD/DPD at threshold 0.5; time: tuning + final fit.")
+
+    figures = _save_figures(out, search, curves)
+    import pandas as pd
+
+    frame = pd.DataFrame([{**asdict(row), "time_s": row.time_s} for row in rows])
+    frame.to_csv(out / "results.csv", index=False)
+    report = {
+        "data": source, "sensitive_features": list(s.columns), "n_train": int(len(train)), "n_test": int(len(test)),
+        "config": {**asdict(config), "seed": seed, "quick": bool(args.quick)},
+        "backbone": {"model": _MODEL, "model_kwargs": model_kwargs, "checkpoint": checkpoint, "about": described},
+        "best_mask": search.best_params_["mask"], "best_mask_description": search.best_mask_.describe(),
+        "rows": frame.to_dict(orient="records"), "figures": figures,
+        "total_time_s": round(time.perf_counter() - started, 1),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=float))
+    _log(f"\nWrote {', '.join(figures)}, results.csv and results.json to {out.resolve()} "
+         f"(total {time.perf_counter() - started:.0f} s).")
+    return 0

@@ -1,0 +1,136 @@
+"""The search benchmark's smoke mode, and the cross-trial activation cache it measures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tiny_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks" / "bench_search.py"
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "report.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_smoke_prints_the_ratio_lines(smoke_report):
+    stdout, _ = smoke_report
+    for line in ("speedup vs reference-style:", "speedup vs hand-written:", "ours/floor", "cache peak MB"):
+        assert line in stdout
+
+
+def test_smoke_runs_three_contestants_on_identical_trials(smoke_report):
+    _, report = smoke_report
+    results = report["search"]
+    assert sorted(r["contestant"] for r in results) == ["hand_written", "reference", "skfairtune"]
+    n_trials = report["config"]["n_trials"]
+    max_epochs = report["config"]["max_epochs"]
+    for r in results:
+        assert len(r["sampled"]) == n_trials
+        assert 1 <= r["epochs"] <= n_trials * max_epochs
+        assert r["n_pruned"] + r["n_complete"] <= n_trials
+        assert 0.0 <= r["test_overall_auc"] <= 1.0 and 0.0 <= r["test_min_group_auc"] <= 1.0
+        assert r["search_s"] > 0 and r["peak_rss_mb"] > 0
+        assert len(r["best_mask"]) == 3 * report["config"]["depth"]
+    # The reference never stops a trial early: every trial trains every epoch.
+    reference = next(r for r in results if r["contestant"] == "reference")
+    assert reference["epochs"] == n_trials * max_epochs
+    # Same seed, same per-trial reseeding: the same masks and learning rates in all three.
+    first = results[0]["sampled"]
+    for r in results[1:]:
+        assert [m for m, _ in r["sampled"]] == [m for m, _ in first]
+        np.testing.assert_allclose([lr for _, lr in r["sampled"]], [lr for _, lr in first])
+
+
+def test_smoke_floor_and_scaling(smoke_report):
+    _, report = smoke_report
+    rows = report["floor"]["rows"]
+    depth = report["config"]["depth"]
+    # 0, 6, 10, 12 frozen leading blocks, then full fine-tuning; cut in half-blocks.
+    assert [r["frozen_half_blocks"] for r in rows] == [0, 2 * (depth // 2), 2 * (depth - 2), 2 * depth, 0]
+    assert all(r["ours_s"] > 0 and r["floor_s"] > 0 and r["ours_no_cache_s"] > 0 for r in rows)
+    scaling = report["scaling"]["rows"]
+    assert [r["fraction"] for r in scaling] == [0.25, 0.5, 1.0]
+    assert [r["n_samples"] for r in scaling] == sorted(r["n_samples"] for r in scaling)
+    for r in scaling:
+        assert 0 < r["cache"]["peak_bytes"] <= r["cache"]["max_bytes"]
+    # The bound is chosen so the full size cannot keep every prefix: it must evict.
+    assert scaling[-1]["cache"]["evictions"] > 0
+
+
+def test_full_mode_exits_clearly_without_the_data(monkeypatch, capsys):
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench_search
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    monkeypatch.setattr(bench_search, "ham_available", lambda: False)
+    assert bench_search.main([]) == 2
+    assert "--smoke" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the cache itself
+def _prepared(mask, cache=None, key="train", **params):
+    from skfairtune.datasets import make_biased_images
+
+    data = make_biased_images(64, image_size=16, random_state=0)
+    clf = tiny_classifier(mask=mask, **params)
+    prepared = clf._prepare_training(data.images, data.target, shared_cache=cache, data_key=key)
+    return clf, prepared
+
+
+@pytest.mark.parametrize("masks, expected", [
+    (["linear", "linear"], {"misses": 1, "hits": 1, "partial_hits": 0}),
+    # 2 blocks: "000011" freezes 2 half-blocks, linear all 4: the second continues from the first.
+    (["000011", "linear"], {"misses": 1, "hits": 0, "partial_hits": 1}),
+    # A longer prefix cannot serve a shorter one.
+    (["linear", "000011"], {"misses": 2, "hits": 0, "partial_hits": 0}),
+])
+def test_cache_shares_prefixes_exactly(masks, expected):
+    from skfairtune._cache import ActivationCache
+
+    cache = ActivationCache(2**30)
+    for mask in masks:
+        _, shared = _prepared(mask, cache)
+        _, alone = _prepared(mask)
+        assert shared.cache_start == alone.cache_start > 0
+        torch.testing.assert_close(shared.dataset.X, alone.dataset.X, rtol=0, atol=1e-6)
+    stats = cache.stats()
+    assert {k: stats[k] for k in expected} == expected
+
+
+def test_cache_keys_on_weights_and_data():
+    from skfairtune._cache import ActivationCache
+
+    cache = ActivationCache(2**30)
+    _prepared("linear", cache, random_state=0)
+    _prepared("linear", cache, random_state=1)  # another random backbone: other weights
+    _prepared("linear", cache, key="valid", random_state=0)  # other data key
+    assert cache.stats()["misses"] == 3 and cache.stats()["hits"] == 0
+
+
+def test_cache_never_exceeds_its_bound():
+    from skfairtune._cache import ActivationCache
+
+    _, first = _prepared("linear")
+    size = first.dataset.X.element_size() * first.dataset.X.nelement()
+    cache = ActivationCache(int(1.5 * size))
+    for key in ("a", "b", "c"):
+        _prepared("linear", cache, key=key)
+        assert cache.bytes <= cache.max_bytes
+    stats = cache.stats()
+    assert stats["entries"] == 1 and stats["evictions"] == 2 and stats["peak_bytes"] <= stats["max_bytes"]
+    small = ActivationCache(size - 1)
+    _prepared("linear", small)
+    assert small.stats()["rejected"] == 1 and small.bytes == 0

@@ -1,0 +1,273 @@
+"""``skfairtune worker``: spec files, and several workers on one study (journal file, PostgreSQL).
+
+The PostgreSQL tests need a server: ``.ci/start-postgres.sh`` starts a throw-away one
+and prints its URL, which goes in ``SKFAIRTUNE_TEST_POSTGRES_URL``; they skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from skfairtune.worker import SpecError, build_search, load_spec
+
+from .conftest import TINY_VIT
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "hunter2"
+POSTGRES_ENV = "SKFAIRTUNE_TEST_POSTGRES_URL"
+
+
+def spec_dict(**storage):
+    return {
+        "data": {"source": "synthetic", "n_samples": 160, "image_size": 16, "random_state": 0},
+        "estimator": {"model": "vit_tiny_patch16_224", "pretrained": False, "max_epochs": 2, "batch_size": 32,
+                      "lr": 1e-3, "model_kwargs": dict(TINY_VIT, embed_dim=16, depth=1)},
+        "search": {"n_trials": 6, "baselines": ["linear", "full"], "pruner": "none", "random_state": 0},
+        "storage": {"study_name": "s", **storage},
+    }
+
+
+def write_spec(folder: Path, spec: dict, name="spec.json") -> Path:
+    path = folder / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def start_worker(spec_path: Path, *args, env=None) -> subprocess.Popen:
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "skfairtune", "worker", "--spec", str(spec_path), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+
+
+def finish(process: subprocess.Popen, timeout=300) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"worker {process.pid} did not finish in {timeout} s:\n{out}\n{err[-3000:]}")
+    return process.returncode, out, err
+
+
+# ----------------------------------------------------------------------------- spec files
+def _mutate(spec, path, value):
+    *parents, key = path.split(".")
+    target = spec
+    for part in parents:
+        target = target[part]
+    if value is _DELETE:
+        del target[key]
+    else:
+        target[key] = value
+    return spec
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("extra", {}, r"spec has unknown sections \['extra'\]; allowed: \['data', 'estimator', 'search', 'storage'\]"),
+    ("search", [1], r"spec section 'search' must be a mapping; got list"),
+    ("data.source", "mnist", r"data.source must be one of \['csv', 'ham10000', 'synthetic'\]; got 'mnist'"),
+    ("data", {"source": "ham10000"}, r"data.source='ham10000' needs data.root"),
+    ("data", {"source": "csv"}, r"data.source='csv' needs data.csv_path"),
+    ("data.colour", "red", r"section 'data' has unknown keys \['colour'\]; allowed: \[.*'n_samples'"),
+    ("data", {"source": "ham10000", "root": "/no/such/folder"}, r"loading data.source='ham10000' failed"),
+    ("estimator.depth", 3, r"section 'estimator' has unknown keys \['depth'\]; allowed: \[.*'model_kwargs'"),
+    ("search.storage", "x.log", r"section 'search' has unknown keys \['storage'\]"),
+    ("storage.password", "x", r"section 'storage' has unknown keys \['password'\]"),
+    ("storage.study_name", _DELETE, r"no study name: set storage.study_name"),
+    ("storage.url", _DELETE, r"no storage: set storage.url in the spec, pass --storage, or set \$SKFAIRTUNE_STORAGE"),
+    ("storage.grace_period", 5, r"heartbeat_interval/grace_period apply to database URLs; '.*s.log' is a file"),
+])
+def test_bad_specs_are_refused_with_the_fix(tmp_path, monkeypatch, path, value, match):
+    monkeypatch.delenv("SKFAIRTUNE_STORAGE", raising=False)
+    spec = _mutate(spec_dict(url=str(tmp_path / "s.log")), path, value)
+    with pytest.raises(SpecError, match=match):
+        build_search(load_spec(write_spec(tmp_path, spec)))
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("spec.json", "{not json", r"spec file 'spec.json' is not valid JSON"),
+    ("spec.toml", "data = [", r"spec file 'spec.toml' is not valid TOML"),
+    ("spec.ini", "[data]", r"unknown format '.ini'; use .json, .toml or .yaml"),
+    ("spec.json", "[1, 2]", r"must hold a mapping with sections"),
+])
+def test_unreadable_spec_files(tmp_path, name, text, match):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(SpecError, match=match):
+        load_spec(tmp_path / name)
+
+
+def test_toml_and_yaml_specs_read_like_json(tmp_path):
+    as_json = load_spec(write_spec(tmp_path, spec_dict(url="s.log")))
+    (tmp_path / "spec.toml").write_text(
+        '[data]\nsource = "synthetic"\nn_samples = 160\nimage_size = 16\nrandom_state = 0\n'
+        '[estimator]\nmodel = "vit_tiny_patch16_224"\npretrained = false\nmax_epochs = 2\nbatch_size = 32\n'
+        'lr = 1e-3\nmodel_kwargs = {img_size = 16, patch_size = 4, embed_dim = 16, depth = 1, num_heads = 2}\n'
+        '[search]\nn_trials = 6\nbaselines = ["linear", "full"]\npruner = "none"\nrandom_state = 0\n'
+        '[storage]\nstudy_name = "s"\nurl = "s.log"\n')
+    assert load_spec(tmp_path / "spec.toml") == as_json
+    yaml = pytest.importorskip("yaml")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec_dict(url="s.log")))
+    assert load_spec(tmp_path / "spec.yaml") == as_json
+
+
+def test_spec_builds_the_search_it_describes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKFAIRTUNE_STORAGE", str(tmp_path / "env.log"))
+    spec = spec_dict()
+    search, X, y, fit_params = build_search(spec, n_jobs=2)
+    assert search.storage == str(tmp_path / "env.log") and search.study_name == "s"
+    assert search.n_trials == 6 and search.n_jobs == 2 and search.baselines == ("linear", "full")
+    assert search.estimator.max_epochs == 2 and not search.refit
+    assert X.shape == (160, 16, 16, 3) and len(y) == 160 and len(fit_params["sensitive_features"]) == 160
+    search, *_ = build_search(spec, storage=str(tmp_path / "cli.log"), study_name="t", refit=True)
+    assert (search.storage, search.study_name, search.refit) == (str(tmp_path / "cli.log"), "t", True)
+
+
+def test_example_spec_is_valid(monkeypatch):
+    import skfairtune.worker as worker
+
+    # Everything but reading the images: the example points at HAM10000.
+    monkeypatch.setattr(worker, "_load_data", lambda data: (data, None, None, None))
+    monkeypatch.setenv("SKFAIRTUNE_STORAGE", "sqlite:///:memory:")
+    search, data, _, _ = build_search(load_spec(REPO / "examples" / "distributed_spec.json"))
+    assert data["source"] == "ham10000" and search.n_trials == 40 and search.study_name == "ham-age-v1"
+    assert search.storage.get_heartbeat_interval() == 30 and search.storage.grace_period == 120
+
+
+# ----------------------------------------------------------------------------- the command
+def test_worker_cli_runs_the_study_and_writes_the_refit_model(tmp_path):
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["search"].update(n_trials=3, baselines=["linear"])
+    code, out, err = finish(start_worker(write_spec(tmp_path, spec), "--refit-out", str(tmp_path / "model.pkl")))
+    assert code == 0, err[-3000:]
+    assert "joining study 's'" in out and "done: 3 trials" in out and "refit model written" in out
+    with open(tmp_path / "model.pkl", "rb") as handle:
+        model = pickle.load(handle)
+    from skfairtune.datasets import make_biased_images
+
+    data = make_biased_images(20, image_size=16, random_state=1)
+    assert model.predict_proba(data.images).shape == (20, 2)
+
+
+def test_worker_cli_never_prints_the_password(tmp_path):
+    spec = write_spec(tmp_path, spec_dict())
+    url = f"postgresql+psycopg://ann:{SECRET}@127.0.0.1:1/search"
+    code, out, err = finish(start_worker(spec, "--verbose", env={"SKFAIRTUNE_STORAGE": url}), timeout=120)
+    assert code == 2
+    assert "could not be opened" in err and "ann:***@127.0.0.1:1" in err
+    assert SECRET not in out + err
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+@pytest.fixture(scope="module")
+def postgres_url():
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL tests need ${POSTGRES_ENV}: run `export {POSTGRES_ENV}=$(.ci/start-postgres.sh)`")
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=10):
+            pass
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
+        from skfairtune._study import redact_url
+
+        pytest.skip(f"PostgreSQL at {redact_url(url)} cannot be reached: {redact_url(exc)}")
+    return url
+
+
+def _postgres_spec(tmp_path, *, max_epochs=2):
+    spec = spec_dict(study_name=f"test-{uuid.uuid4().hex[:12]}", heartbeat_interval=1, grace_period=4)
+    spec["search"]["n_trials"] = 5
+    spec["estimator"]["max_epochs"] = max_epochs
+    return write_spec(tmp_path, spec), spec["storage"]["study_name"]
+
+
+def _load(url, name):
+    import optuna
+
+    from skfairtune._study import make_storage
+
+    return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=1, grace_period=4))
+
+
+def test_three_postgres_workers_run_each_trial_exactly_once(tmp_path, postgres_url):
+    from optuna.trial import TrialState
+
+    from skfairtune._parallel import OWNER_ATTR, SURPLUS_ATTR, counted_trials
+
+    spec, name = _postgres_spec(tmp_path)
+    workers = [start_worker(spec, env={"SKFAIRTUNE_STORAGE": postgres_url}) for _ in range(3)]
+    results = [finish(w) for w in workers]
+    assert [code for code, _, _ in results] == [0, 0, 0], results[0][2][-3000:]
+    study = _load(postgres_url, name)
+    counted = counted_trials(study)
+    assert len(counted) == 5 and all(t.state == TrialState.COMPLETE for t in counted)
+    # Each trial ran once: no retries; a trial created in a race for the last slot never ran.
+    assert not [t for t in study.trials if "failed_trial" in t.system_attrs]
+    others = [t for t in study.trials if t.number not in {c.number for c in counted}]
+    assert all(t.system_attrs.get(SURPLUS_ATTR) and not t.intermediate_values for t in others)
+    assert sorted(t.user_attrs.get("baseline") or "-" for t in counted)[-2:] == ["full", "linear"]
+    owners = {t.system_attrs[OWNER_ATTR]["pid"] for t in counted}
+    assert owners <= {w.pid for w in workers} and len(owners) >= 2
+    # Every worker ends with the whole study and reports the same best.
+    bests = {out.strip().splitlines()[-1].split("; best ", 1)[1] for _, out, _ in results}
+    assert len(bests) == 1 and all("done: 5 trials" in out for _, out, _ in results)
+    assert all(SECRET not in out + err and postgres_url not in out + err for _, out, err in results)
+
+
+def test_postgres_worker_killed_mid_trial_is_retried_by_the_others(tmp_path, postgres_url):
+    from optuna.trial import TrialState
+
+    from skfairtune._parallel import OWNER_ATTR, counted_trials
+
+    spec, name = _postgres_spec(tmp_path, max_epochs=3)  # a wider window to catch a trial mid-run
+    workers = [start_worker(spec, env={"SKFAIRTUNE_STORAGE": postgres_url}) for _ in range(3)]
+    pids = {w.pid: w for w in workers}
+    victim = None
+    try:
+        deadline = time.monotonic() + 240
+        while victim is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                trials = _load(postgres_url, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            except KeyError:  # the study is not created yet
+                continue
+            for trial in trials:
+                pid = (trial.system_attrs.get(OWNER_ATTR) or {}).get("pid")
+                if pid in pids and trial.intermediate_values:  # at least one epoch done: mid-trial
+                    os.kill(pid, signal.SIGKILL)
+                    victim = pid
+                    break
+        assert victim is not None, "no trial was seen mid-run within 240 s"
+        results = {w.pid: finish(w) for w in workers}
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert results[victim][0] == -signal.SIGKILL
+    assert all(results[pid][0] == 0 for pid in pids if pid != victim), results
+    study = _load(postgres_url, name)
+    dead = [t for t in study.trials if (t.system_attrs.get(OWNER_ATTR) or {}).get("pid") == victim
+            and t.state == TrialState.FAIL]
+    assert len(dead) == 1
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead[0].number]
+    assert len(retries) == 1 and retries[0].params == dead[0].params
+    assert retries[0].state == TrialState.COMPLETE
+    # Every trial accounted for: 5 counted, all finished, the dead attempt replaced by its retry.
+    counted = counted_trials(study)
+    assert len(counted) == 5 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert dead[0].number not in {t.number for t in counted}
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
