@@ -89,6 +89,24 @@ def pretrain(model, images, target, *, epochs, lr=2e-3, batch_size=64, seed=0):
     return model.eval()
 
 
+def save_state_dict(state_dict, path):
+    """Save as safetensors or with torch.save, by file suffix; both load through checkpoint_path."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state_dict, str(path))
+    else:
+        torch.save(state_dict, path)
+
+
+def load_state_dict(path):
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller model, data and epochs (for tests)")
@@ -113,12 +131,7 @@ def main(argv=None):
     print(f"Pre-training on {args.source} ({len(target)} images, 32 px, {int(target.max()) + 1} classes):")
     pretrain(source_model, images, target, epochs=epochs)
     path = args.save or Path(tempfile.mkdtemp()) / "vit_backbone.pth"
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(source_model.state_dict(), str(path))
-    else:
-        torch.save(source_model.state_dict(), path)
+    save_state_dict(source_model.state_dict(), path)
     print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB) after {time.perf_counter() - started:.0f} s")
 
     # 2. Fine-tune on the biased task at 16 px with a 2-class head: same architecture otherwise.
@@ -134,9 +147,8 @@ def main(argv=None):
                                   random_state=0, **params)
 
     linear = classifier(checkpoint_path=path, mask="linear", lr=3e-3).fit(X_train, y_train)
-    vit = linear.net_.module_.suffix.vit  # the fitted timm model
-    saved = torch.load(path) if path.suffix != ".safetensors" else __import__(
-        "safetensors.torch", fromlist=["load_file"]).load_file(str(path))
+    vit = linear.model_  # the fitted timm model
+    saved = load_state_dict(path)
     same = all(torch.equal(vit.state_dict()[k], saved[k]) for k in saved if k.startswith("blocks."))
     print(f"\nLinear readout keeps the saved blocks unchanged: {same}")
     print(f"pos_embed resampled: {tuple(saved['pos_embed'].shape)} -> {tuple(vit.pos_embed.shape)}; "

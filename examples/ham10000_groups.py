@@ -18,9 +18,9 @@ The backbone is a small ViT from random weights unless ``--checkpoint`` gives
 pre-trained ones (``bring_your_own_checkpoint.py --save``, same
 ``--width``/``--depth``).
 
-Timing on 2 CPU cores: the defaults (3,000 images at 32 px, width 64, depth 4,
-8 epochs, 12 trials) take about TIMING_DEFAULT; ``--quick`` (600 images at
-16 px) about 30 s. Skips with a message when the data folder is absent.
+Timing on 2 CPU cores: the defaults (3,000 images at 32 px, a ViT of width 64
+and depth 4, 8 epochs, 12 trials) take about 5 min (``--quick``: 600 images at
+16 px, about 10 s). Skips with a message when the data folder is absent.
 
 Run: ``python examples/ham10000_groups.py [--quick] [--sensitive age|sex|age,sex] [--root PATH]``
 """
@@ -29,11 +29,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skfairtune import FairTuneClassifier, FairTuneSearchCV, fairness_report
+from skfairtune import FairTuneClassifier, FairTuneSearchCV
 from skfairtune.datasets import load_ham10000
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

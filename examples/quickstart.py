@@ -14,7 +14,7 @@ the final one, so successive halving would stop good trials early. With real
 data pass ``pretrained=True`` (timm hub) or ``checkpoint_path=...`` (see
 ``bring_your_own_checkpoint.py``) and keep the defaults.
 
-Takes about 1 min on 2 CPU cores (``--quick``: about 10 s).
+Takes about 25 s on 2 CPU cores (``--quick``: about 10 s).
 
 Run: ``python examples/quickstart.py [--quick]``
 """

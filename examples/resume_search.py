@@ -13,8 +13,9 @@ Try it by hand: run the script, press Ctrl-C while trials run, run it again.
 ``--demo-interrupt`` does the same by itself: it starts the search in a child
 process, sends it SIGINT (what Ctrl-C sends) once two trials are stored, then
 runs the same search again in this process.
+(The backbone is randomly initialised, so pruning is off, as in ``quickstart.py``.)
 
-Takes about 20 s on 2 CPU cores with ``--demo-interrupt`` (``--quick``: about 10 s).
+Takes about 25 s on 2 CPU cores with ``--demo-interrupt`` (``--quick``: about 15 s).
 
 Run: ``python examples/resume_search.py [--storage search.log] [--demo-interrupt] [--quick]``
 """
@@ -33,12 +34,8 @@ from skfairtune import FairTuneClassifier, FairTuneSearchCV
 from skfairtune.datasets import make_biased_images
 
 
-def stored_trials(storage, study_name):
-    """Trials stored under `study_name` that count toward `n_trials` (none when there is no study yet).
-
-    A trial that was running when the search was interrupted is stored as failed and marked
-    "interrupted"; it does not count, and a resumed search runs it again.
-    """
+def load_trials(storage, study_name):
+    """Every trial stored under `study_name`, running ones included (none when there is no study yet)."""
     if not Path(storage).exists():
         return []
     backend = optuna.storages.journal.JournalFileBackend(str(storage))
@@ -46,17 +43,27 @@ def stored_trials(storage, study_name):
         study = optuna.load_study(study_name=study_name, storage=optuna.storages.JournalStorage(backend))
     except KeyError:
         return []
-    return [t for t in study.get_trials(deepcopy=False)
+    return study.get_trials(deepcopy=False)
+
+
+def stored_trials(storage, study_name):
+    """Trials stored under `study_name` that count toward `n_trials` (none when there is no study yet).
+
+    A trial that was running when the search was interrupted is stored as failed and marked
+    "interrupted"; it does not count, and a resumed search runs it again.
+    """
+    return [t for t in load_trials(storage, study_name)
             if t.state.is_finished() and not t.user_attrs.get("interrupted")]
 
 
 def run_search(args):
-    data = make_biased_images(300 if args.quick else 800, image_size=16, random_state=0)
+    data = make_biased_images(500 if args.quick else 800, image_size=16, random_state=0)
     vit = FairTuneClassifier(
         "vit_tiny_patch16_224", pretrained=False, batch_size=32, class_weight="balanced",
-        max_epochs=3 if args.quick else 6,
+        max_epochs=5 if args.quick else 6,
         model_kwargs=dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2))
-    search = FairTuneSearchCV(vit, n_trials=args.trials, lr_range=(1e-4, 1e-2),
+    # Random weights: pruning after one epoch would mostly judge noise (see quickstart.py).
+    search = FairTuneSearchCV(vit, n_trials=args.trials, lr_range=(1e-4, 1e-2), pruner="none",
                               storage=args.storage, study_name=args.study_name,
                               random_state=0, verbose=1)
     before = len(stored_trials(args.storage, args.study_name))
@@ -89,12 +96,17 @@ def main(argv=None):
                "--trials", str(args.trials)] + (["--quick"] if args.quick else [])
     print("1. Start the search in a child process:", " ".join(command), flush=True)
     child = subprocess.Popen(command)
-    while child.poll() is None and len([t for t in stored_trials(args.storage, args.study_name)
-                                        if t.state.name == "COMPLETE"]) < 2:
-        time.sleep(0.5)
-    time.sleep(1.0)  # let the next trial get into training, where a Ctrl-C usually lands
+
+    def ready(trials):
+        # Two trials complete and a third one in the middle of its training, where a Ctrl-C usually lands.
+        return (sum(t.state.name == "COMPLETE" for t in trials) >= 2
+                and any(t.state.name == "RUNNING" and t.intermediate_values for t in trials))
+
+    while child.poll() is None and not ready(load_trials(args.storage, args.study_name)):
+        time.sleep(0.05)
     if child.poll() is None:
-        print("2. Two trials are stored: send SIGINT (Ctrl-C) to the child.", flush=True)
+        print("2. Two trials are stored and a third is training: send SIGINT (Ctrl-C) to the child.",
+              flush=True)
         child.send_signal(signal.SIGINT)
     child.wait()
     print(f"   The child exited with code {child.returncode}; stored trials: "

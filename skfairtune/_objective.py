@@ -73,15 +73,14 @@ def counts_toward_budget(trial) -> bool:
 class SearchSpace:
     """What a trial samples: mask bits, learning rate and any extra distributions."""
 
-    bit_names: tuple[str, ...]
+    mask_space: object | None  # skfairtune.masks.MaskSpace, or None to keep the estimator's mask
     lr_range: tuple[float, float] | None
     extra: dict = field(default_factory=dict)
 
     def suggest(self, trial: optuna.Trial) -> dict:
         params = {}
-        if self.bit_names:
-            bits = [trial.suggest_categorical(name, (0, 1)) for name in self.bit_names]
-            params["mask"] = "".join(str(int(b)) for b in bits)
+        if self.mask_space is not None:
+            params["mask"] = self.mask_space.suggest(trial).to_string()
         if self.lr_range is not None:
             params["lr"] = trial.suggest_float("lr", *self.lr_range, log=True)
         for name, distribution in self.extra.items():
@@ -90,22 +89,22 @@ class SearchSpace:
 
     def trial_params(self, params: dict) -> dict:
         """Optuna parameter values (for ``enqueue_trial``) from estimator parameters."""
-        out = {}
-        if "mask" in params and self.bit_names:
-            out.update({name: int(b) for name, b in zip(self.bit_names, params["mask"])})
-        for key, value in params.items():
-            if key != "mask":
-                out[key] = value
+        out = {key: value for key, value in params.items() if key != "mask"}
+        if "mask" in params and self.mask_space is not None:
+            out.update(zip(self.mask_space.bit_names, self.mask_space.resolve(params["mask"]).bits))
         return out
 
-    def from_trial(self, trial_params: dict) -> dict:
-        """Estimator parameters from a finished trial's Optuna parameters."""
-        params = {}
-        if self.bit_names:
-            params["mask"] = "".join(str(int(trial_params[n])) for n in self.bit_names)
-        if self.lr_range is not None:
-            params["lr"] = trial_params["lr"]
-        params.update({k: trial_params[k] for k in self.extra})
+    def from_trial(self, trial_params: dict) -> dict | None:
+        """Estimator parameters of a trial; None when sampling was cut short (Ctrl-C)."""
+        try:
+            params = {}
+            if self.mask_space is not None:
+                params["mask"] = self.mask_space.mask_from_params(trial_params).to_string()
+            if self.lr_range is not None:
+                params["lr"] = trial_params["lr"]
+            params.update({k: trial_params[k] for k in self.extra})
+        except (KeyError, ValueError):
+            return None
         return params
 
 

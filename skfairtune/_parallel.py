@@ -36,7 +36,7 @@ import traceback
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import optuna
@@ -57,7 +57,6 @@ __all__ = [
 
 OWNER_ATTR = "skfairtune:worker"
 SURPLUS_ATTR = "skfairtune:not_run"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MAX_RETRY = 3
 UNCLAIMED_GRACE_S = 120.0
 _STOP_GRACE_S = 10.0

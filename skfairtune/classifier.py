@@ -170,6 +170,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Leading half-blocks served from the activation cache (0 when unused).
     net_ : skorch.NeuralNetClassifier
         The trained skorch net; ``net_.module_`` is the torch module.
+    model_ : torch.nn.Module
+        The fine-tuned timm ViT inside ``net_``.
     history_ : skorch.History
         Per-epoch training history (loss, learning rate, duration).
     device_ : torch.device
@@ -498,6 +500,12 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self._train_epochs(prepared, self.max_epochs)
         self._finish_training(prepared)
         return self
+
+    @property
+    def model_(self) -> torch.nn.Module:
+        """The fine-tuned timm model (a plain ``torch.nn.Module``, input normalised images)."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_.suffix.vit
 
     @property
     def history_(self):

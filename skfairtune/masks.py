@@ -265,7 +265,7 @@ class MaskSpace:
 
         Parameters
         ----------
-        prefix : str, default="mask__"
+        prefix : str, default=``"mask__"``
             Prepended to every unit name.
 
         Returns
@@ -281,20 +281,23 @@ class MaskSpace:
         return tuple(prefix + u for u in self._units)
 
     def suggest(self, trial: Any, prefix: str = "mask__") -> "Mask":
-        """Sample a mask with an Optuna-style ``trial``, one integer bit per unit.
+        """Sample a mask with an Optuna-style ``trial``, one categorical bit per unit.
+
+        Categorical rather than integer bits: TPE then models each bit's two values
+        directly instead of a one-step integer range.
 
         Parameters
         ----------
         trial : optuna.trial.Trial
-            Anything with ``suggest_int(name, low, high)``.
-        prefix : str, default="mask__"
+            Anything with ``suggest_categorical(name, choices)``.
+        prefix : str, default=``"mask__"``
             Prefix of the hyperparameter names, see :meth:`sample_names`.
 
         Returns
         -------
         Mask
         """
-        return Mask(self, tuple(int(trial.suggest_int(n, 0, 1)) for n in self.sample_names(prefix)))
+        return Mask(self, tuple(int(trial.suggest_categorical(n, (0, 1))) for n in self.sample_names(prefix)))
 
     def mask_from_params(self, params: Mapping[str, Any], prefix: str = "mask__") -> "Mask":
         """Rebuild a mask from hyperparameters named by :meth:`sample_names`.
@@ -303,7 +306,7 @@ class MaskSpace:
         ----------
         params : mapping
             E.g. ``study.best_params``; keys without ``prefix`` are ignored.
-        prefix : str, default="mask__"
+        prefix : str, default=``"mask__"``
             Prefix of the bit names.
 
         Returns

@@ -161,7 +161,9 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     ax.set_xlabel("Transformer block")
     if len(chosen) == 1:
         best = results["mean_test_score"][chosen[0]]
-        ax.set_title(f"Units fine-tuned by the best mask ({_scoring_label(search)} {best:.3f})")
+        name = _baseline_names(results)[chosen[0]]
+        ax.set_title(f"Units fine-tuned by the best mask{f' (the {name} baseline)' if name else ''}: "
+                     f"{_scoring_label(search)} {best:.3f}")
     else:
         ax.set_title(f"Share of the top {len(chosen)} masks that fine-tune each unit")
         ax.figure.colorbar(image, ax=ax, label="share of masks", fraction=0.05, pad=0.02)
@@ -173,7 +175,8 @@ def plot_search_convergence(search, *, ax=None):
 
     Complete trials are blue dots, trials stopped by the pruner grey crosses
     at the score they were stopped with (an earlier epoch, so not comparable
-    with finished ones), failed trials red triangles along the bottom. The
+    with finished ones; those far below the complete trials are grey
+    triangles on the bottom edge), failed trials red triangles along the bottom. The
     orange step line is the best complete score so far. Enqueued baselines
     are labelled by name.
 
@@ -228,25 +231,41 @@ def plot_search_convergence(search, *, ax=None):
         seen = ~np.isnan(best)
         ax.step(number[seen], best[seen], where="post", color=_BEST_COLOR, linewidth=2,
                 label="best so far", zorder=2)
-    if pruned.any():
-        ax.plot(number[pruned], score[pruned], "x", color=_PRUNED_COLOR, markersize=7, mew=2,
+    # Trials stopped early can score far below the rest; drawn to scale they would squash the
+    # complete ones into a flat line, so they sit on the bottom edge instead, marked as such.
+    bottom = -np.inf
+    if complete.any():
+        low, high = score[complete].min(), np.nanmax(score[complete | pruned])
+        bottom = low - max(high - low, 0.02)
+    far = pruned & (score < bottom)
+    near = pruned & ~far
+    if near.any():
+        ax.plot(number[near], score[near], "x", color=_PRUNED_COLOR, markersize=7, mew=2,
                 label=f"pruned ({pruned.sum()}, score when stopped)", zorder=3)
+    if far.any():
+        ax.plot(number[far], np.zeros(far.sum()), "v", color=_PRUNED_COLOR, markersize=7,
+                transform=ax.get_xaxis_transform(), clip_on=False,
+                label=f"pruned below {bottom:.2f} ({far.sum()})", zorder=3)
     if failed.any():
         # Failed trials have no score: mark them on the bottom edge of the axes.
         ax.plot(number[failed], np.zeros(failed.sum()), "v", color=_FAILED_COLOR,
                 transform=ax.get_xaxis_transform(), clip_on=False,
                 label=f"failed ({failed.sum()})", zorder=3)
-    for x, y, name, ok in zip(number, score, baselines, complete | pruned):
+    for x, y, name, ok in zip(number, score, baselines, complete | near):
         if name and ok:
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8,
-                        color="0.25")
+            # Slanted, so that the labels of neighbouring baseline trials do not overlap.
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(2, 7), fontsize=8,
+                        color="0.25", rotation=35, rotation_mode="anchor")
     ax.set_xlabel("Trial")
     ax.set_ylabel(_scoring_label(search, capital=True))
     ax.set_title("Search convergence")
     if len(number) and number.max() < 30:
         ax.set_xticks(range(int(number.min()), int(number.max()) + 1, max(1, math.ceil(len(number) / 15))))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.margins(y=0.15)  # room for the baseline labels
+    if far.any():
+        ax.set_ylim(bottom, ax.get_ylim()[1])
+    ax.legend(loc="best", fontsize=8)
     return ax
 
 
@@ -319,6 +338,8 @@ def plot_pareto(search, *, ax=None):
     >>> ax.get_xlabel()
     'Validation overall AUC'
     """
+    from matplotlib.ticker import MaxNLocator
+
     results = _check_search(search, "plot_pareto")
     rows = _complete_order(results)
     x = _overall_auc_per_trial(search, rows)
@@ -355,7 +376,9 @@ def plot_pareto(search, *, ax=None):
                         fontsize=8, color="0.25")
     ax.set_xlabel("Validation overall AUC")
     ax.set_ylabel(_scoring_label(search, capital=True))
-    ax.set_title("Trials: overall vs worst-group performance")
+    ax.set_title("Complete trials: overall vs worst-group performance")
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.margins(0.1)  # room for the baseline labels at the edges
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return ax

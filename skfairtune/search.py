@@ -79,6 +79,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     baselines : sequence of str or None, default=("full", "linear", "attention", "layernorm")
         Mask presets enqueued as the first trials (their learning rate is
         sampled like any other), so they are compared under the same budget.
+    baseline_lrs : sequence of float, default=None
+        Learning rates each baseline is enqueued with (one trial per rate), so
+        baselines are lr-tuned on the same objective as in the paper.
+        ``None``: one trial per baseline with a sampled rate.
     pruner : {"successive_halving", "hyperband", "none"} or optuna pruner, default="successive_halving"
         Early stopping of trials; epochs are the resource. Successive halving
         uses the paper's settings (reduction factor 4, min_resource "auto").
@@ -166,6 +170,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         cv=None,
         validation_fraction=0.2,
         baselines=BASELINES,
+        baseline_lrs=None,
         pruner="successive_halving",
         sampler=None,
         study=None,
@@ -188,6 +193,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.validation_fraction = validation_fraction
         self.baselines = baselines
+        self.baseline_lrs = baseline_lrs
         self.pruner = pruner
         self.sampler = sampler
         self.study = study
@@ -248,6 +254,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"`timeout` must be a positive number of seconds or None; got {self.timeout!r}.")
         if self.param_distributions is not None and not isinstance(self.param_distributions, dict):
             raise TypeError("`param_distributions` must be a dict {parameter name: optuna distribution} or None.")
+        for lr in self.baseline_lrs or ():
+            if not (isinstance(lr, numbers.Real) and lr > 0):
+                raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
         for name in self.baselines or ():
             if name not in PRESETS:
                 raise ValueError(f"`baselines` contains {name!r}; choose among the presets {PRESETS}.")
@@ -317,10 +326,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         backbone, template_mask, _ = probe._build_module(len(self.classes_))
         input_config = model_input_config(backbone)
         space_name = self.space
-        bit_names = ()
-        if space_name is not None:
-            mask_space = MaskSpace.from_model(space_name, backbone)
-            bit_names = tuple(mask_space.bit_names)
+        mask_space = None if space_name is None else MaskSpace.from_model(space_name, backbone)
+        bit_names = () if mask_space is None else tuple(mask_space.bit_names)
         del backbone
 
         search_idx = (np.arange(n_samples) if self.subsample is None else
@@ -337,7 +344,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X_original = X
         X_tensor = None if step else images_to_tensor(
             X, img_size=input_config["img_size"], in_chans=input_config["in_chans"])
-        space = SearchSpace(bit_names, tuple(self.lr_range) if self.lr_range is not None else None,
+        space = SearchSpace(mask_space, tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}))
         trial_template = clone(self.estimator)
         prefix = f"{step}__" if step else ""
@@ -364,7 +371,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 sampler=make_sampler(self.sampler, seed), pruner=make_pruner(self.pruner, template.max_epochs),
                 signature=signature,
             )
-        self._enqueue_baselines(space, mask_space if space_name is not None else None)
+        self._enqueue_baselines(space, mask_space)
         with _optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
         self._collect_results(space)
@@ -375,6 +382,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
         if not self.baselines or mask_space is None or self.study_.trials:
             return  # a resumed study already holds its baselines
+        queued = []
         for name in self.baselines:
             try:
                 bits = mask_space.resolve(name).to_string()
@@ -382,8 +390,16 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 warnings.warn(f"baseline {name!r} cannot be expressed in space {self.space!r}; skipped.",
                               UserWarning, stacklevel=3)
                 continue
-            self.study_.enqueue_trial(space.trial_params({"mask": bits}), user_attrs={"baseline": name},
-                                      skip_if_exists=True)
+            # The paper tunes every baseline's learning rate on the same objective:
+            # `baseline_lrs` gives each preset those rates; otherwise the sampler draws one.
+            for lr in self.baseline_lrs or (None,):
+                params = {"mask": bits} if lr is None or space.lr_range is None else {"mask": bits, "lr": lr}
+                queued.append((space.trial_params(params), name))
+        if len(queued) > self.n_trials:
+            warnings.warn(f"n_trials={self.n_trials} is smaller than the {len(queued)} baseline trials; "
+                          f"only the first {self.n_trials} run.", UserWarning, stacklevel=3)
+        for params, name in queued[:self.n_trials]:
+            self.study_.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
 
     def _optimize(self, objective) -> bool:
         """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
@@ -560,7 +576,7 @@ def _results_table(trials, space: SearchSpace, n_splits: int) -> dict:
     split_scores = np.full((n, n_splits), np.nan)
     names = None
     for i, trial in enumerate(trials):
-        params = space.from_trial(trial.params) if trial.params else trial.user_attrs.get("params", {})
+        params = space.from_trial(trial.params) or trial.user_attrs.get("params", {})
         table["params"].append(params)
         if names is None:
             names = list(params)

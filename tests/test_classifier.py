@@ -65,7 +65,7 @@ def test_presets_train_nested_parameter_sets(random_images, mask):
 def test_frozen_parameters_do_not_move(random_images):
     X, y = random_images
     clf = tiny_classifier(mask="attention", max_epochs=2, weight_decay=0.5).fit(X, y)
-    model = clf.net_.module_.suffix.vit
+    model = clf.model_
     reference = tiny_classifier(mask="attention", max_epochs=1)
     torch.manual_seed(0)
     fresh, _, _ = reference._build_module(2)
@@ -184,7 +184,7 @@ def test_checkpoint_path_loads_local_weights(tmp_path, random_images):
     path = tmp_path / "backbone.pth"
     torch.save(source.state_dict(), path)
     clf = tiny_classifier(checkpoint_path=str(path), mask="linear", max_epochs=1).fit(X, y)
-    model = clf.net_.module_.suffix.vit
+    model = clf.model_
     torch.testing.assert_close(model.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
     assert model.head.out_features == 2
 

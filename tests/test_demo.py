@@ -49,6 +49,7 @@ def _check_outputs(out: Path, stdout: str) -> pd.DataFrame:
     return table
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_as_a_command(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(REPO))
@@ -123,6 +124,7 @@ def test_pretrained_backbone_is_what_fine_tuning_starts_from(tmp_path):
         np.testing.assert_array_equal(vit.state_dict()[key].numpy(), saved[key].numpy())
 
 
+@pytest.mark.slow
 def test_demo_on_ham10000_intersectional_groups(tmp_path, capsys):
     root = shared_data("ham10000")
     out = tmp_path / "ham"

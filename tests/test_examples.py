@@ -25,8 +25,6 @@ HAM10000 = ROOT.parent / "shared" / "data" / "ham10000"
 TIMEOUT_S = 600
 
 PYTHON_EXAMPLES = sorted(p.name for p in EXAMPLES.glob("*.py"))
-# Examples on real data: run by the tests only when ../shared/data is present.
-NEEDS_HAM10000 = {"ham10000_search.py", "ham10000_groups.py"}
 
 
 def run_example(name: str, *args: str, cwd: Path) -> str:
@@ -148,6 +146,12 @@ def test_resume_search_after_an_interrupt(tmp_path):
 
 
 # --------------------------------------------------------------------------- real data
+@pytest.mark.parametrize("name", ["ham10000_search.py", "ham10000_groups.py"])
+def test_ham10000_examples_skip_with_a_message_without_the_data(name, tmp_path):
+    out = run_example(name, "--root", str(tmp_path / "no-such-folder"), cwd=tmp_path)
+    assert out.startswith("Skipping: HAM10000 is not at") and "no-such-folder" in out
+
+
 def test_ham10000_search(tmp_path):
     needs_ham10000()
     out = run_example("ham10000_search.py", "--quick", cwd=tmp_path)

@@ -28,7 +28,6 @@ from skfairtune._parallel import (
     _assign_device,
     _n_cpus,
     counted_trials,
-    recover_dead_trials,
     resolve_n_jobs,
     run_trials,
     worker_devices,
@@ -220,8 +219,8 @@ def test_workers_get_one_gpu_each_and_an_in_memory_study_comes_back(monkeypatch,
         by_owner.setdefault(t.system_attrs[OWNER_ATTR]["pid"], set()).add(t.user_attrs["device"])
     # Each worker process keeps one GPU for all its trials, and no two share one.
     assert all(len(devices) == 1 for devices in by_owner.values())
-    assert sorted(d for devices in by_owner.values() for d in devices) == sorted(
-        ["cuda:0", "cuda:1"][:len(by_owner)])
+    used = [d for devices in by_owner.values() for d in devices]
+    assert set(used) <= {"cuda:0", "cuda:1"} and len(set(used)) == len(used)
     # storage=None: the workers shared a temp journal; the study comes back in memory, whole.
     assert isinstance(run.study._storage, optuna.storages.InMemoryStorage)
     assert [t.number for t in run.study.trials] == list(range(6))
@@ -373,6 +372,7 @@ def test_ctrl_c_stops_workers_and_keeps_finished_trials(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the real search
+@pytest.mark.slow
 def test_search_with_two_worker_processes(biased_data, tmp_path, monkeypatch):
     from skfairtune import FairTuneSearchCV
 

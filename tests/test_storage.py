@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
 from skfairtune._parallel import OWNER_ATTR, counted_trials, recover_dead_trials
-from skfairtune._study import make_storage, open_study, redact_url
+from skfairtune._study import make_storage, redact_url
 from skfairtune.classifier import FairTuneClassifier
 
 from .conftest import TINY_VIT
@@ -226,6 +226,7 @@ def test_unclaimed_running_trial_is_dead_after_the_grace_period(tmp_path, monkey
 
 
 # ----------------------------------------------------------------------------- resume after kill -9
+@pytest.mark.slow
 def test_search_killed_mid_trial_resumes_to_the_uninterrupted_result(tmp_path):
     import torch
 

@@ -147,6 +147,7 @@ def test_example_spec_is_valid(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- the command
+@pytest.mark.slow
 def test_worker_cli_runs_the_study_and_writes_the_refit_model(tmp_path):
     spec = spec_dict(url=str(tmp_path / "study.log"))
     spec["search"].update(n_trials=3, baselines=["linear"])
@@ -203,6 +204,7 @@ def _load(url, name):
     return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=1, grace_period=4))
 
 
+@pytest.mark.slow
 def test_three_postgres_workers_run_each_trial_exactly_once(tmp_path, postgres_url):
     from optuna.trial import TrialState
 
@@ -228,24 +230,30 @@ def test_three_postgres_workers_run_each_trial_exactly_once(tmp_path, postgres_u
     assert all(SECRET not in out + err and postgres_url not in out + err for _, out, err in results)
 
 
+@pytest.mark.slow
 def test_postgres_worker_killed_mid_trial_is_retried_by_the_others(tmp_path, postgres_url):
+    import optuna
     from optuna.trial import TrialState
 
     from skfairtune._parallel import OWNER_ATTR, counted_trials
 
-    spec, name = _postgres_spec(tmp_path, max_epochs=3)  # a wider window to catch a trial mid-run
+    spec, name = _postgres_spec(tmp_path, max_epochs=4)  # a wide window to catch a trial mid-run
     workers = [start_worker(spec, env={"SKFAIRTUNE_STORAGE": postgres_url}) for _ in range(3)]
     pids = {w.pid: w for w in workers}
+    storage = optuna.storages.RDBStorage(postgres_url)  # uncached: every read goes to the database
     victim = None
     try:
         deadline = time.monotonic() + 240
         while victim is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+            if all(w.poll() is not None for w in workers):
+                pytest.fail("the workers ended before a trial was seen mid-run:\n"
+                            + "\n".join(finish(w)[2][-1500:] for w in workers))
+            time.sleep(0.02)
             try:
-                trials = _load(postgres_url, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                study_id = storage.get_study_id_from_name(name)
             except KeyError:  # the study is not created yet
                 continue
-            for trial in trials:
+            for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
                 pid = (trial.system_attrs.get(OWNER_ATTR) or {}).get("pid")
                 if pid in pids and trial.intermediate_values:  # at least one epoch done: mid-trial
                     os.kill(pid, signal.SIGKILL)
