@@ -20,7 +20,7 @@ from sklearn.utils import _safe_indexing
 
 from ._training import NonFiniteLossError
 
-__all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features", "counts_toward_budget"]
+__all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features"]
 
 
 def requires_sensitive_features(scorer) -> bool:
@@ -59,14 +59,6 @@ def scorer_kwargs(scorer, sensitive_features) -> dict:
             p.kind is p.VAR_KEYWORD for p in parameters.values()
         )
     return {"sensitive_features": sensitive_features} if wanted else {}
-
-
-def counts_toward_budget(trial) -> bool:
-    """Finished trials count toward ``n_trials``, except ones the user interrupted."""
-    state = trial.state
-    if state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-        return True
-    return state == optuna.trial.TrialState.FAIL and not trial.user_attrs.get("interrupted")
 
 
 @dataclass

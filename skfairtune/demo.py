@@ -72,10 +72,10 @@ class _Config:
 # Timed on 2 CPU cores: the default run takes about 2-3 minutes, --quick a few seconds of training.
 _CONFIGS = {
     "synthetic": _Config(n_samples=1700, test_fraction=0.6, image_size=16, epochs=8, batch_size=64,
-                         cv=3, trials=12, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
+                         cv=3, trials=10, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
                          startup_trials=3),
     "ham10000": _Config(n_samples=3000, test_fraction=0.25, image_size=32, epochs=8, batch_size=64,
-                        cv=3, trials=12, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
+                        cv=3, trials=10, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
                         startup_trials=3),
 }
 _QUICK = dict(n_samples=300, test_fraction=0.4, epochs=2, cv=2, trials=3, lr_grid=(1e-3,), startup_trials=1)
@@ -114,7 +114,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="HAM10000 groups: age, sex or age,sex (intersectional); default age")
     parser.add_argument("--trials", type=int, metavar="N",
                         help="new FairTuneSearchCV trials over the mask, after the tuned baselines "
-                             "(default 12; 3 with --quick)")
+                             "(default 10; 3 with --quick)")
     parser.add_argument("--n-samples", type=int, metavar="N",
                         help="images to use, stratified on label x group (default 1700 synthetic, of which "
                              "60%% are the test part; 3000 HAM10000; 0 = all)")

@@ -300,7 +300,8 @@ def plot_pareto(search, *, ax=None):
     The x axis is each trial's validation AUC over all samples, the y axis
     its validation objective (min-group AUC by default), both at the last
     epoch and averaged over the folds. The dashed line joins the trials no
-    other trial beats on both; the star is the trial the search selected.
+    other trial beats on both; the star is the trial the search selected;
+    rings mark the baselines enqueued in the study.
     Overall AUC is read from the trials' ``epoch_split_overall_auc`` user
     attribute, which the search's objective records for binary tasks.
 
@@ -370,10 +371,14 @@ def plot_pareto(search, *, ax=None):
         j = int(np.flatnonzero(rows == selected)[0])
         ax.plot(x[j], y[j], "*", color=_BEST_COLOR, markersize=16, markeredgecolor="black",
                 label="selected by the search", zorder=4)
+    # Baselines often sit close together: a ring of their own colour and shape, named in the
+    # legend, stays readable where text labels would overlap.
+    shapes = iter(["s", "D", "^", "v", "p", "h", "P", "X"])
     for j, i in enumerate(rows):
         if names[i]:
-            ax.annotate(names[i], (x[j], y[j]), textcoords="offset points", xytext=(5, -10),
-                        fontsize=8, color="0.25")
+            ax.plot(x[j], y[j], next(shapes, "o"), markersize=11, markerfacecolor="none", markeredgewidth=1.5,
+                    color=f"C{2 + sum(1 for k in rows[:j] if names[k]) % 8}", label=f"baseline: {names[i]}",
+                    zorder=5)
     ax.set_xlabel("Validation overall AUC")
     ax.set_ylabel(_scoring_label(search, capital=True))
     ax.set_title("Complete trials: overall vs worst-group performance")

@@ -17,11 +17,10 @@ from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_images_given, count_images, images_to_tensor
-from ._parallel import resolve_n_jobs, run_trials
+from ._parallel import counted_trials, resolve_n_jobs, run_trials
 from ._objective import (
     Objective,
     SearchSpace,
-    counts_toward_budget,
     requires_sensitive_features,
     scorer_kwargs,
 )
@@ -422,20 +421,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         return run.interrupted
 
-    def _requeue_interrupted(self) -> None:
-        """Give trials a user interrupted another run, once, with the same parameters."""
-        trials = self.study_.get_trials(deepcopy=False)
-        already = {t.user_attrs.get("requeued_from") for t in trials}
-        for trial in trials:
-            if (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted")
-                    and trial.number not in already and trial.params):
-                attrs = {"requeued_from": trial.number}
-                if trial.user_attrs.get("baseline"):
-                    attrs["baseline"] = trial.user_attrs["baseline"]
-                self.study_.enqueue_trial(trial.params, user_attrs=attrs)
-
     def _collect_results(self, space: SearchSpace) -> None:
-        trials = [t for t in self.study_.get_trials(deepcopy=False) if t.state.is_finished()]
+        # Only the trials that count: not an attempt a retry replaced, nor one past the budget.
+        trials = [t for t in counted_trials(self.study_) if t.state.is_finished()]
         if not trials:
             raise RuntimeError("the search finished no trial; nothing to report (was it interrupted at once?).")
         self.cv_results_ = _results_table(trials, space, self.n_splits_)
@@ -537,17 +525,6 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-class _StopAtBudget:
-    """Stop the study once ``n_trials`` count toward the budget, across all workers."""
-
-    def __init__(self, n_trials: int):
-        self.n_trials = n_trials
-
-    def __call__(self, study, trial):
-        if sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False)) >= self.n_trials:
-            study.stop()
 
 
 @contextlib.contextmanager

@@ -127,6 +127,12 @@ def test_pareto_front_is_the_non_dominated_set(search):
     assert star.get_ydata()[0] == pytest.approx(search.best_score_)
     assert ax.get_xlabel() == "Validation overall AUC"
     assert np.all((x > 0) & (x <= 1))
+    # Complete baseline trials are ringed and named in the legend.
+    results = search.cv_results_
+    complete_baselines = {b for b, state in zip(results["baseline"], results["state"])
+                          if isinstance(b, str) and state == "complete"}
+    assert {label.removeprefix("baseline: ") for label in points if label.startswith("baseline: ")} \
+        == complete_baselines
 
 
 def test_search_plots_reject_unfitted_and_lr_only_searches(data):
