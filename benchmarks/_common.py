@@ -71,7 +71,7 @@ class BenchConfig:
     threads: int = 0  # 0: one per CPU core
     split_seed: int = 0
     floor_samples: int = 1024
-    floor_epochs: int = 2
+    floor_epochs: int = 3
     scaling_fractions: tuple = (0.25, 0.5, 1.0)
     scaling_epochs: int = 2
     contestants: tuple = ("reference", "hand_written", "skfairtune")

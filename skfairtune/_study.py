@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period):
     if scheme.startswith("postgresql") and "connect_timeout" not in url:
         # An unreachable host fails in seconds instead of hanging on the OS's TCP timeout.
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
+    def connect():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
@@ -164,6 +165,20 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period):
                 # A trial whose worker died is re-queued with the same parameters.
                 heartbeat_stale_trial_callback=RetryDeadTrial(max_retry=MAX_RETRY),
             )
+
+    try:
+        for attempt in range(4):
+            try:
+                return connect()
+            except (ImportError, ModuleNotFoundError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                # Workers starting together race to create Optuna's tables; the losers
+                # see a duplicate-object error once the winner is done, so try again.
+                racing = any(word in str(exc).lower() for word in ("already exists", "duplicate", "unique"))
+                if not racing or attempt == 3:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except Exception as exc:  # noqa: BLE001 - the driver decides the type
         lines = [line for line in _scrub(str(exc), url).splitlines() if line.strip()]
         message = (lines[0] if lines else type(exc).__name__)[:300]
