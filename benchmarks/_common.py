@@ -293,6 +293,23 @@ def normalize_images(images_uint8):
     return (images_uint8.float() / 255.0 - mean) / std
 
 
+def load_image(path, size: int) -> np.ndarray:
+    """Decode one file to a (size, size, 3) uint8 array.
+
+    The same Pillow calls as skfairtune's decoder (JPEG draft-mode shrink, then
+    Lanczos with ``reducing_gap=2``), so that all three contestants train on
+    pixel-identical images.
+    """
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft(None, (2 * size, 2 * size))
+        img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up then cosine decay to zero, per optimizer step."""
     if warmup_steps > 0 and step < warmup_steps:

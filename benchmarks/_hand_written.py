@@ -17,7 +17,6 @@ import numpy as np
 import optuna
 import torch
 import timm
-from PIL import Image
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring, LRScheduler
 from skorch.dataset import Dataset
@@ -29,6 +28,7 @@ from _common import (
     Workload,
     balanced_class_weights,
     baseline_masks,
+    load_image,
     lr_factor,
     min_group_auc,
     normalize_images,
@@ -40,10 +40,7 @@ BIT_NAMES = lambda depth: [f"mask__blocks.{b}.{u}" for b in range(depth) for u i
 
 
 def decode_once(paths, size: int) -> torch.Tensor:
-    images = []
-    for path in paths:
-        with Image.open(path) as img:
-            images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR)))
+    images = [load_image(path, size) for path in paths]
     return normalize_images(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)).contiguous()
 
 
