@@ -348,7 +348,8 @@ def group_aucs(y_true: np.ndarray, score: np.ndarray, groups: np.ndarray) -> dic
     out = {"overall": float(roc_auc_score(y_true, score))}
     for g in np.unique(groups):
         sel = groups == g
-        out[str(g)] = float(roc_auc_score(y_true[sel], score[sel])) if len(np.unique(y_true[sel])) == 2 else float("nan")
+        both_classes = len(np.unique(y_true[sel])) == 2
+        out[str(g)] = float(roc_auc_score(y_true[sel], score[sel])) if both_classes else float("nan")
     return out
 
 

@@ -398,7 +398,9 @@ def _print_search(results: list[dict], seeds) -> dict:
                 ratios[name] = {"wall": wall, "cpu": cpu}
 
                 def per_seed(key):
-                    pick = lambda who, s: next(r[key] for r in results if r["contestant"] == who and r["seed"] == s)  # noqa: E731
+                    def pick(who, seed):
+                        return next(r[key] for r in results if r["contestant"] == who and r["seed"] == seed)
+
                     return ", ".join(f"{pick(name, s) / pick('skfairtune', s):.2f}x" for s in seeds)
 
                 print(f"speedup vs {label}: {wall:.2f}x  (in CPU time: {cpu:.2f}x; per seed, wall: "
@@ -432,9 +434,10 @@ def _print_scaling(scaling: dict) -> None:
               f"{c.get('evictions', 0):>11}{c.get('hits', 0):>6}{c.get('partial_hits', 0):>9}"
               f"{c.get('misses', 0):>8}")
         assert r["cache_peak_mb"] <= r["bound_mb"] + 1e-9, "activation cache exceeded its bound"
-    print(f"  per-sample cost at 1/4 relative to full: "
-          f"{(scaling['rows'][0]['trial_s'] / scaling['rows'][0]['n_samples']) / (full['trial_s'] / full['n_samples']):.2f}"
-          " (1.00 = linear); cache peak never above its bound")
+    first = scaling["rows"][0]
+    relative = (first["trial_s"] / first["n_samples"]) / (full["trial_s"] / full["n_samples"])
+    print(f"  per-sample cost at 1/4 relative to full: {relative:.2f} (1.00 = linear); "
+          "cache peak never above its bound")
 
 
 def parse_args(argv):
