@@ -75,11 +75,6 @@ def _as_array_or_tensor(X):
                 "images shaped (N, H, W[, C])."
             )
         return X
-    if isinstance(X, (str, os.PathLike)):
-        raise TypeError(
-            f"X must be a collection of images, got a single path {str(X)!r}; "
-            "pass a list of paths, e.g. X=[path]."
-        )
     if not isinstance(X, (Sequence, np.ndarray)):
         raise TypeError(
             f"X must be an array or tensor of images, a list of PIL images or a list of "

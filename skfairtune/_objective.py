@@ -120,9 +120,9 @@ def _overall_auc(y_valid, proba, classes) -> float | None:
     """Validation ROC AUC over all samples for binary tasks (None otherwise or if undefined)."""
     if proba.shape[1] != 2 or len(np.unique(y_valid)) != 2:
         return None
-    from sklearn.metrics import roc_auc_score
+    from .metrics import overall_auc
 
-    return float(roc_auc_score(np.asarray(y_valid) == classes[1], proba[:, 1]))
+    return overall_auc(y_valid, proba[:, 1], pos_label=classes[1])
 
 
 @dataclass
@@ -243,7 +243,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except (KeyboardInterrupt, SystemExit):
-            # Optuna records the trial as failed; mark it so a resumed search runs it again.
+            # Optuna records the trial as failed; the mark says why (run_trials re-queues it).
             trial.set_user_attr("interrupted", True)
             raise
         except Exception as exc:  # noqa: BLE001 - error_score decides, like sklearn
