@@ -13,6 +13,8 @@ own process so its peak memory is its own:
 1. ``reference``: structured like the public FairTune code (``_reference_style.py``);
 2. ``hand_written``: a competent user's Optuna + skorch script (``_hand_written.py``);
 3. ``skfairtune``: ``FairTuneSearchCV``.
+4. ``skfairtune_jobs2`` (not run unless named in ``--contestants``): ``FairTuneSearchCV(n_jobs=2)``,
+   trials in two single-threaded worker processes; the same trial budget.
 
 Each contestant's chosen (mask, lr) is then refit on train + validation with the
 same code (``FairTuneClassifier``) and scored on the held-out test split, so the
@@ -68,7 +70,9 @@ from _common import (  # noqa: E402
     synthetic_workload,
 )
 
-CONTESTANTS = {"reference": "reference-style", "hand_written": "hand-written", "skfairtune": "FairTuneSearchCV"}
+CONTESTANTS = {"reference": "reference-style", "hand_written": "hand-written", "skfairtune": "FairTuneSearchCV",
+               "skfairtune_jobs2": "FairTune n_jobs=2"}
+DEFAULT_CONTESTANTS = ("reference", "hand_written", "skfairtune")
 SECTIONS = ("search", "floor", "scaling")
 
 
@@ -96,13 +100,13 @@ def make_classifier(cfg: BenchConfig, checkpoint: str, seed: int, **overrides):
     return FairTuneClassifier(MODEL, **params)
 
 
-def run_skfairtune(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
+def run_skfairtune(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: int = 1) -> dict:
     from skfairtune import FairTuneSearchCV
 
     search = FairTuneSearchCV(
         make_classifier(cfg, checkpoint, seed), n_trials=cfg.n_trials, lr_range=cfg.lr_range,
         cv=work.cv(), baselines=BASELINE_NAMES, pruner="successive_halving", random_state=seed,
-        refit=False,
+        refit=False, n_jobs=n_jobs,
     )
     idx = work.search
     started = time.perf_counter()
@@ -138,8 +142,9 @@ def refit_and_test(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int,
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    # Children count too: FairTuneSearchCV(n_jobs=2) trains in worker processes.
+    return sum(usage.ru_utime + usage.ru_stime
+               for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 def contestant_worker(name: str, cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
@@ -155,7 +160,7 @@ def contestant_worker(name: str, cfg: BenchConfig, work: Workload, checkpoint: s
 
         result = module.run(cfg, work, checkpoint, seed)
     else:
-        result = run_skfairtune(cfg, work, checkpoint, seed)
+        result = run_skfairtune(cfg, work, checkpoint, seed, n_jobs=2 if name == "skfairtune_jobs2" else 1)
     result.update(search_cpu_s=_cpu_seconds() - cpu_start, peak_rss_mb=peak_rss_mb(), contestant=name, seed=seed)
     return result
 
@@ -390,21 +395,24 @@ def _print_search(results: list[dict], seeds) -> dict:
     print("  best val = whole-validation-set min-group AUC of the trial each contestant picked; "
           "test = held-out split after the same refit for all")
     ratios = {}
-    if "skfairtune" in totals:
+    for ours, prefix in (("skfairtune", ""), ("skfairtune_jobs2", "n_jobs=2 ")):
+        if ours not in totals:
+            continue
         for name, label in (("reference", "reference-style"), ("hand_written", "hand-written")):
-            if name in totals:
-                wall = totals[name][0] / totals["skfairtune"][0]
-                cpu = totals[name][1] / totals["skfairtune"][1]
-                ratios[name] = {"wall": wall, "cpu": cpu}
+            if name not in totals:
+                continue
+            wall = totals[name][0] / totals[ours][0]
+            cpu = totals[name][1] / totals[ours][1]
+            ratios[prefix + name] = {"wall": wall, "cpu": cpu}
 
-                def per_seed(key):
-                    def pick(who, seed):
-                        return next(r[key] for r in results if r["contestant"] == who and r["seed"] == seed)
+            def pick(who, seed, key):
+                return next(r[key] for r in results if r["contestant"] == who and r["seed"] == seed)
 
-                    return ", ".join(f"{pick(name, s) / pick('skfairtune', s):.2f}x" for s in seeds)
+            def per_seed(key):
+                return ", ".join(f"{pick(name, s, key) / pick(ours, s, key):.2f}x" for s in seeds)
 
-                print(f"speedup vs {label}: {wall:.2f}x  (in CPU time: {cpu:.2f}x; per seed, wall: "
-                      f"{per_seed('search_s')}; CPU: {per_seed('search_cpu_s')})")
+            print(f"{prefix}speedup vs {label}: {wall:.2f}x  (in CPU time: {cpu:.2f}x; per seed, wall: "
+                  f"{per_seed('search_s')}; CPU: {per_seed('search_cpu_s')})")
     return ratios
 
 
@@ -452,7 +460,8 @@ def parse_args(argv):
     parser.add_argument("--n-test", type=int)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: one per core)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--contestants", nargs="+", choices=list(CONTESTANTS), default=list(CONTESTANTS))
+    parser.add_argument("--contestants", nargs="+", choices=list(CONTESTANTS),
+                        default=list(DEFAULT_CONTESTANTS))
     parser.add_argument("--no-omp-passive", dest="omp_passive", action="store_false",
                         help="do not set OMP_WAIT_POLICY=PASSIVE in the worker processes")
     parser.add_argument("--in-process", action="store_true",

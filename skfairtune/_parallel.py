@@ -492,7 +492,8 @@ def _mark_not_run(study, trial, role: str, n_trials: int) -> None:
         pass
 
 
-def _run_one(study, trial, objective, *, heartbeat, callbacks) -> None:
+def _run_one(study, trial, objective, *, heartbeat, callbacks) -> bool:
+    """Run and tell one trial; True when a sampler or callback asked the study to stop."""
     storage = study._storage
     _ACTIVE_TRIAL_IDS.add(trial._trial_id)
     value = None
@@ -506,7 +507,7 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> None:
                 state = TrialState.PRUNED
     except UpdateFinishedTrialError:
         _warn_lost(trial)
-        return
+        return False
     except (KeyboardInterrupt, SystemExit):
         # Leave nothing RUNNING: fail it and enqueue a retry, so a resumed search re-runs it.
         _fail_and_retry(study, storage.get_trial(trial._trial_id), "interrupted; retried")
@@ -520,6 +521,7 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> None:
         raise
     finally:
         _ACTIVE_TRIAL_IDS.discard(trial._trial_id)
+    stop = False
     try:
         if state == TrialState.PRUNED:
             frozen = study.tell(trial, state=TrialState.PRUNED)
@@ -529,9 +531,30 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> None:
             frozen = study.tell(trial, float(value))
     except UpdateFinishedTrialError:
         _warn_lost(trial)
-        return
+        return False
+    except RuntimeError as exc:
+        # GridSampler calls study.stop() once its grid is exhausted; tell() has stored the
+        # result before the sampler's after_trial raised.
+        if not _is_stop_request(exc):
+            raise
+        stop, frozen = True, storage.get_trial(trial._trial_id)
     for callback in callbacks:
-        callback(study, frozen)
+        try:
+            callback(study, frozen)
+        except RuntimeError as exc:
+            if not _is_stop_request(exc):
+                raise
+            stop = True
+    return stop
+
+
+def _is_stop_request(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is ``Study.stop()`` refusing to run outside ``Study.optimize``.
+
+    Our trial loop is ask/tell, so a sampler or callback asking the study to stop
+    lands here; it is honoured like ``optimize`` does: after the current trial.
+    """
+    return "Study.stop" in str(exc)
 
 
 def _warn_lost(trial) -> None:
@@ -583,7 +606,8 @@ def _work(study: optuna.Study, objective, *, n_trials: int, timeout=None, callba
             # Stopped between claiming the trial and running it: hand it back.
             _fail_and_retry(study, study._storage.get_trial(trial._trial_id), "interrupted; retried")
             raise
-        _run_one(study, trial, objective, heartbeat=heartbeat, callbacks=callbacks)
+        if _run_one(study, trial, objective, heartbeat=heartbeat, callbacks=callbacks):
+            return
 
 
 def _work_left(study: optuna.Study, n_trials: int) -> int:

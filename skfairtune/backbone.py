@@ -161,9 +161,23 @@ def _is_download_error(exc: BaseException) -> bool:
     return False
 
 
-def _create_pretrained(model: str, timm_kwargs: dict) -> nn.Module:
+def _timm_create(name: str, pretrained: bool, timm_kwargs: dict) -> nn.Module:
     import timm
 
+    try:
+        return timm.create_model(name, pretrained=pretrained, **timm_kwargs)
+    except (AssertionError, TypeError) as exc:
+        # timm checks architecture arguments with bare asserts (e.g. embed_dim % num_heads) and
+        # passes unknown keywords to the class; both surface far from the user's call otherwise.
+        given = {k: v for k, v in timm_kwargs.items() if k != "num_classes"}
+        raise ValueError(
+            f"timm cannot build {name!r} with model_kwargs={given!r}: {exc or type(exc).__name__}. "
+            "Fix model_kwargs, e.g. embed_dim divisible by num_heads and img_size by patch_size, "
+            "and only arguments the model's class accepts."
+        ) from exc
+
+
+def _create_pretrained(model: str, timm_kwargs: dict) -> nn.Module:
     offline = _offline_requested()
     why_offline = "Hugging Face offline mode is on (HF_HUB_OFFLINE)" if offline else None
     if not offline:
@@ -173,7 +187,7 @@ def _create_pretrained(model: str, timm_kwargs: dict) -> nn.Module:
             offline, why_offline = True, f"the Hugging Face Hub at {endpoint} is unreachable ({failure})"
     try:
         with _hf_offline(offline):
-            return timm.create_model(model, pretrained=True, **timm_kwargs)
+            return _timm_create(model, True, timm_kwargs)
     except Exception as exc:
         if not _is_download_error(exc):
             raise
@@ -529,7 +543,7 @@ def build_backbone(
         if pretrained:
             net = _create_pretrained(name, timm_kwargs)
         else:
-            net = timm.create_model(name, pretrained=False, **timm_kwargs)
+            net = _timm_create(name, False, timm_kwargs)
     elif callable(model):
         if pretrained:
             raise ValueError(

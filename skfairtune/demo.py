@@ -78,7 +78,7 @@ _CONFIGS = {
                         cv=3, trials=10, lr_grid=(3e-4, 1e-3, 3e-3), lr_range=(1e-4, 1e-2),
                         startup_trials=3),
 }
-_QUICK = dict(n_samples=300, test_fraction=0.4, epochs=2, cv=2, trials=3, lr_grid=(1e-3,), startup_trials=1)
+_QUICK = dict(n_samples=300, test_fraction=0.4, epochs=4, cv=2, trials=3, lr_grid=(1e-3,), startup_trials=1)
 
 
 # --------------------------------------------------------------------------- CLI

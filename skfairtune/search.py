@@ -86,7 +86,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Early stopping of trials; epochs are the resource. Successive halving
         uses the paper's settings (reduction factor 4, min_resource "auto").
     sampler : optuna sampler, default=None
-        ``None``: ``TPESampler`` seeded from ``random_state``.
+        ``None``: ``TPESampler`` seeded from ``random_state``. Any Optuna
+        sampler works; the parameters are named ``mask__<unit>`` (see
+        ``MaskSpace.sample_names``) and ``lr``. A sampler that asks the study
+        to stop (``GridSampler`` once its grid is exhausted) ends the search
+        after the running trial, as in ``Study.optimize``.
     study : optuna.Study, default=None
         Use this study (direction must be "maximize").
     storage : str, optuna storage or None, default=None
@@ -347,6 +351,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                             dict(self.param_distributions or {}))
         trial_template = clone(self.estimator)
         prefix = f"{step}__" if step else ""
+        # Sampled masks are bit strings of the search's space, which may differ from the
+        # estimator's own mask_space.
+        trial_template.set_params(**self._space_params(prefix))
         if seed is not None:
             # Common random numbers: every trial trains with the same seed, so masks are
             # compared on equal footing (same head init, same batch order).
@@ -439,8 +446,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.best_params_ = space.from_trial(best.params)
         self._search_space = space
 
+    def _space_params(self, prefix: str) -> dict:
+        return {} if self.space is None else {prefix + "mask_space": self.space}
+
     def _refit(self, X, y, prefix):
-        estimator = clone(self.estimator).set_params(**{prefix + k: v for k, v in self.best_params_.items()})
+        estimator = clone(self.estimator).set_params(**self._space_params(prefix))
+        estimator.set_params(**{prefix + k: v for k, v in self.best_params_.items()})
         if self.random_state is not None:
             estimator.set_params(**{prefix + "random_state": self.random_state})
         self.best_estimator_ = estimator.fit(X, y)

@@ -95,6 +95,11 @@ class Tiny(nn.Module):
         (dict(model=Tiny, pretrained=True), ValueError, r"`pretrained=True` needs a timm model name"),
         (dict(model=ARCH, checkpoint_path="/nonexistent/dir/w.safetensors"), FileNotFoundError,
          r"/nonexistent/dir/w.safetensors"),
+        (dict(model=ARCH, model_kwargs=dict(img_size=8, patch_size=4, embed_dim=15, depth=1, num_heads=2)),
+         ValueError, r"timm cannot build 'vit_tiny_patch16_224' with model_kwargs=\{.*'embed_dim': 15.*"
+                     r"divisible by num_heads.*Fix model_kwargs"),
+        (dict(model=ARCH, model_kwargs=dict(img_size=8, patch_size=4, embed_dim=16, depth=1, widht=3)),
+         ValueError, r"timm cannot build .*unexpected keyword argument 'widht'.*Fix model_kwargs"),
     ],
 )
 def test_build_errors(kwargs, exc, msg):

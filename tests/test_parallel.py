@@ -293,7 +293,9 @@ def test_three_workers_share_one_journal_exactly(tmp_path):
     study = _study(_journal(tmp_path / "s.log"))
     study.enqueue_trial({"x": 0.5}, user_attrs={"baseline": "half"})
     study.enqueue_trial({"x": 0.9}, user_attrs={"baseline": "high"})
-    run = run_trials(study, Sleepy(0.1), n_trials=10, n_jobs=3, seed=0)
+    # Trials long enough that a worker which imports torch first cannot run all of them
+    # before the others arrive.
+    run = run_trials(study, Sleepy(0.4), n_trials=10, n_jobs=3, seed=0)
     assert not run.interrupted and run.study is study
     counted = counted_trials(study)
     assert len(counted) == 10 and all(t.state == TrialState.COMPLETE for t in counted)

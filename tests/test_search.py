@@ -288,3 +288,18 @@ def test_intersectional_groups_and_dataframe(data):
     search = FairTuneSearchCV(small_classifier(max_epochs=1), n_trials=1, baselines=None, random_state=0)
     search.fit(data.images, data.target, sensitive_features=frame)
     assert np.isfinite(search.best_score_)
+
+
+def test_grid_sampler_stops_the_search_when_its_grid_is_exhausted(data):
+    # GridSampler asks the study to stop once every grid point ran; the search honours
+    # that like Study.optimize does instead of failing in Study.stop().
+    grid = {"mask__blocks.0.block": [0, 1], "mask__blocks.1.block": [1], "lr": [1e-3]}
+    search = fit_search(data, space="block", baselines=None, n_trials=6, pruner="none",
+                        sampler=optuna.samplers.GridSampler(grid, seed=0))
+    params = search.cv_results_["params"]
+    assert len(params) == 2
+    assert sorted(p["mask"] for p in params) == ["01", "11"]
+    assert set(search.cv_results_["state"]) == {"complete"}
+    # The search's space, not the estimator's default ln-attn-mlp, reads the sampled bits.
+    assert search.best_estimator_.mask_space == "block"
+    assert search.best_mask_.to_string() == search.best_params_["mask"]

@@ -222,8 +222,10 @@ def test_three_postgres_workers_run_each_trial_exactly_once(tmp_path, postgres_u
     others = [t for t in study.trials if t.number not in {c.number for c in counted}]
     assert all(t.system_attrs.get(SURPLUS_ATTR) and not t.intermediate_values for t in others)
     assert sorted(t.user_attrs.get("baseline") or "-" for t in counted)[-2:] == ["full", "linear"]
+    # Which workers ran trials depends on who finished importing torch first (on a quiet
+    # machine one worker may run all five tiny trials), so only ownership is checked.
     owners = {t.system_attrs[OWNER_ATTR]["pid"] for t in counted}
-    assert owners <= {w.pid for w in workers} and len(owners) >= 2
+    assert owners and owners <= {w.pid for w in workers}
     # Every worker ends with the whole study and reports the same best.
     bests = {out.strip().splitlines()[-1].split("; best ", 1)[1] for _, out, _ in results}
     assert len(bests) == 1 and all("done: 5 trials" in out for _, out, _ in results)
