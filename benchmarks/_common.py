@@ -59,7 +59,7 @@ class BenchConfig:
     n_val: int = 500
     n_test: int = 1500
     n_trials: int = 10
-    max_epochs: int = 4
+    max_epochs: int = 12
     batch_size: int = 64
     weight_decay: float = 0.05
     warmup_fraction: float = 1 / 3
@@ -74,7 +74,7 @@ class BenchConfig:
     floor_epochs: int = 3
     scaling_fractions: tuple = (0.25, 0.5, 1.0)
     scaling_epochs: int = 2
-    contestants: tuple = ("reference", "hand_written", "skfairtune")
+    contestants: tuple = ("reference", "hand_written", "skfairtune", "skfairtune_jobs2")
     extra: dict = field(default_factory=dict)
 
     @property
@@ -88,7 +88,8 @@ class BenchConfig:
         params = dict(smoke=True, image_size=16, patch_size=4, embed_dim=16, depth=12, num_heads=2,
                       n_train=160, n_val=120, n_test=120, n_trials=5, max_epochs=2, batch_size=32,
                       pretrain_samples=256, pretrain_epochs=1, seeds=(0,), floor_samples=128,
-                      floor_epochs=1, scaling_epochs=1, threads=1)
+                      floor_epochs=1, scaling_epochs=1, threads=1,
+                      contestants=("reference", "hand_written", "skfairtune"))
         params.update(overrides)
         return cls(**params)
 
