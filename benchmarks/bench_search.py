@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_search.py              # HAM10000 at 32 px, 12-block ViT, 3 seeds, ~70 min
+    python benchmarks/bench_search.py              # HAM10000 at 32 px, 12-block ViT, 3 seeds, ~65 min
     python benchmarks/bench_search.py --smoke      # synthetic images, < 60 s (the tests run this)
     python benchmarks/bench_search.py --seeds 1 --only search
 
