@@ -390,10 +390,16 @@ def _print_search(results: list[dict], seeds) -> dict:
                                                      for a, b in zip(s, sampled[0])) for s in sampled)
         print(f"  seed {seed}: the contestants sampled {'identical' if same else 'DIFFERENT'} "
               "(mask, lr) sequences")
-    print("  search s = wall time of the search; cpu s = CPU seconds of its process (all threads), which "
-          "other processes on a shared machine disturb much less")
+    print("  search s = wall time of the search; cpu s = CPU seconds of its process and its worker processes "
+          "(all threads), which other processes on a shared machine disturb much less")
     print("  best val = whole-validation-set min-group AUC of the trial each contestant picked; "
           "test = held-out split after the same refit for all")
+    def pick(who, seed, key):
+        return next(r[key] for r in results if r["contestant"] == who and r["seed"] == seed)
+
+    def per_seed(key, theirs, ours):
+        return ", ".join(f"{pick(theirs, s, key) / pick(ours, s, key):.2f}x" for s in seeds)
+
     ratios = {}
     for ours, prefix in (("skfairtune", ""), ("skfairtune_jobs2", "n_jobs=2 ")):
         if ours not in totals:
@@ -404,15 +410,8 @@ def _print_search(results: list[dict], seeds) -> dict:
             wall = totals[name][0] / totals[ours][0]
             cpu = totals[name][1] / totals[ours][1]
             ratios[prefix + name] = {"wall": wall, "cpu": cpu}
-
-            def pick(who, seed, key):
-                return next(r[key] for r in results if r["contestant"] == who and r["seed"] == seed)
-
-            def per_seed(key):
-                return ", ".join(f"{pick(name, s, key) / pick(ours, s, key):.2f}x" for s in seeds)
-
             print(f"{prefix}speedup vs {label}: {wall:.2f}x  (in CPU time: {cpu:.2f}x; per seed, wall: "
-                  f"{per_seed('search_s')}; CPU: {per_seed('search_cpu_s')})")
+                  f"{per_seed('search_s', name, ours)}; CPU: {per_seed('search_cpu_s', name, ours)})")
     return ratios
 
 

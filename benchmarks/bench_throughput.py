@@ -33,9 +33,12 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Run from a checkout without installing: the repository root holds the package.
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+from _common import BenchConfig, normalize_images  # noqa: E402
 
 MASKS = ("full", "attention", "linear")
 
@@ -56,18 +59,17 @@ def _model(args, mask: str, device: torch.device):
 
 
 def _model_kwargs(args) -> dict:
-    kwargs = dict(img_size=args.img_size)
     if args.smoke:
-        kwargs.update(patch_size=4, embed_dim=64, depth=12, num_heads=2)
-    return kwargs
+        # bench_search.py's 12-block model, so the smoke numbers sit beside its floor table.
+        return BenchConfig(image_size=args.img_size).model_kwargs
+    return dict(img_size=args.img_size)
 
 
 def plain_loop(args, mask: str, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
                bf16: bool) -> list[float]:
     torch.manual_seed(0)
     model = _model(args, mask, device).train()
-    mean = torch.tensor((0.5, 0.5, 0.5), device=device).view(1, 3, 1, 1)
-    X = ((images.to(device).float() / 255) - mean) / 0.5
+    X = normalize_images(images).to(device)
     y = labels.to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     seconds = []
@@ -135,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = device.type == "cuda" or args.smoke
     print(f"\n{'mask':<11}{'plain fp32':>12}{'plain bf16':>12}{'skfairtune':>12}{'vs fp32':>9}{'/ bf16 floor':>14}"
           "   (images/s)")
+    def rate(seconds: list[float]) -> float:
+        return args.n_images / min(seconds[1:])
+
     for mask in args.masks:
-        rate = lambda seconds: args.n_images / min(seconds[1:])  # noqa: E731
         fp32 = rate(plain_loop(args, mask, images, labels, device, bf16=False))
         low = rate(plain_loop(args, mask, images, labels, device, bf16=True)) if bf16 else float("nan")
         ours = rate(skfairtune_fit(args, mask, images, labels, device))
