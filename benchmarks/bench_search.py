@@ -59,6 +59,7 @@ from _common import (  # noqa: E402
     MODEL,
     SHARED_DATA,
     BenchConfig,
+    baseline_masks,
     Timer,
     Workload,
     emit,
@@ -103,10 +104,16 @@ def make_classifier(cfg: BenchConfig, checkpoint: str, seed: int, **overrides):
 def run_skfairtune(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: int = 1) -> dict:
     from skfairtune import FairTuneSearchCV
 
+    import optuna
+
+    # Identical work for every contestant: the same enqueued bit masks (not the presets,
+    # whose ERM also trains the embeddings), Optuna's own successive-halving settings, and
+    # no bootstrap (the others compute none).
     search = FairTuneSearchCV(
         make_classifier(cfg, checkpoint, seed), n_trials=cfg.n_trials, lr_range=cfg.lr_range,
-        cv=work.cv(), baselines=BASELINE_NAMES, pruner="successive_halving", random_state=seed,
-        refit=False, n_jobs=n_jobs,
+        cv=work.cv(), baselines=tuple(baseline_masks(cfg.depth).values()), baseline_lrs=None,
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=4),
+        n_bootstrap=0, random_state=seed, refit=False, n_jobs=n_jobs,
     )
     idx = work.search
     started = time.perf_counter()

@@ -8,6 +8,7 @@ Image Analysis", ICLR 2024).
 """
 
 from .classifier import FairTuneClassifier
+from .compare import compare_methods
 from .masks import PRESETS, Mask, MaskSpace
 from .metrics import (
     auc_gap,
@@ -32,6 +33,7 @@ __all__ = [
     "MaskSpace",
     "PRESETS",
     "auc_gap",
+    "compare_methods",
     "demographic_parity_difference",
     "equalized_odds_difference",
     "fairness_report",

@@ -18,6 +18,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
+from ._selection import stratified_bootstrap_indices
 from ._training import NonFiniteLossError
 
 __all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features"]
@@ -130,15 +131,22 @@ class _FoldState:
     clf: object
     prepared: object
     valid_input: torch.Tensor
-    y_valid: np.ndarray
-    s_valid: object
+    valid: np.ndarray  # positions of the validation samples in the search's data
 
 
 class Objective:
-    """Callable Optuna objective; picklable so worker processes can run it."""
+    """Callable Optuna objective; picklable so worker processes can run it.
+
+    Every epoch the folds' validation predictions are scored either *pooled*
+    (``fold_scoring="pooled"``: one score over the out-of-fold predictions of
+    all folds, so every validation image counts once in one larger set) or as
+    the mean of per-fold scores (``"mean"``). A complete trial also stores
+    ``n_bootstrap`` paired bootstrap replicates of its final score.
+    """
 
     def __init__(self, *, estimator, step, space, X, X_original, y, sensitive_features,
-                 splits, scorer, error_score, max_epochs, verbose=0):
+                 splits, scorer, error_score, max_epochs, verbose=0, fold_scoring="mean",
+                 g_codes=None, n_bootstrap=0, bootstrap_seed=0):
         self.estimator = estimator
         self.step = step
         self.space = space
@@ -151,6 +159,10 @@ class Objective:
         self.error_score = error_score
         self.max_epochs = max_epochs
         self.verbose = verbose
+        self.fold_scoring = fold_scoring
+        self.g_codes = g_codes
+        self.n_bootstrap = n_bootstrap
+        self.bootstrap_seed = bootstrap_seed
         self._activation_cache = None
 
     def __getstate__(self):
@@ -195,52 +207,120 @@ class Objective:
         if prepared.cache_start:
             valid_tensor = clf._frozen_activations(valid_tensor, prepared.cache_start, shared_cache=shared,
                                                    data_key=("valid", fold_key))
-        return _FoldState(clf, prepared, valid_tensor, self.y[valid],
-                          _safe_indexing(self.sensitive_features, valid)
-                          if self.sensitive_features is not None else None)
+        return _FoldState(clf, prepared, valid_tensor, np.asarray(valid))
 
-    def _score(self, fold: _FoldState) -> float:
+    # ------------------------------------------------------------------ scoring
+    def _evaluation_sets(self, folds) -> list[np.ndarray]:
+        """Positions scored together: all folds pooled, or each fold on its own."""
+        if self.fold_scoring == "pooled" and len(folds) > 1:
+            return [np.concatenate([fold.valid for fold in folds])]
+        return [fold.valid for fold in folds]
+
+    def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
         from .scorers import _FrozenPredictions
 
-        proba = fold.clf._predict_proba_tensor(fold.valid_input, start=fold.prepared.cache_start)
-        frozen = _FrozenPredictions(proba, fold.clf.classes_)
+        frozen = _FrozenPredictions(proba, classes)
         placeholder = np.zeros((len(proba), 1))
-        fold.overall_auc = _overall_auc(fold.y_valid, proba, fold.clf.classes_)
-        return float(self.scorer(frozen, placeholder, fold.y_valid,
-                                 **scorer_kwargs(self.scorer, fold.s_valid)))
+        s = None if self.sensitive_features is None else _safe_indexing(self.sensitive_features, positions)
+        return float(self.scorer(frozen, placeholder, self.y[positions], **scorer_kwargs(self.scorer, s)))
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        params = self.space.suggest(trial)
-        trial.set_user_attr("params", params)
-        started = time.perf_counter()
-        epoch_scores: list[list[float]] = []
-        epoch_overall: list[list[float | None]] = []  # plot_pareto's x axis, whatever the scoring
-        try:
-            folds = [self._prepare_fold(params, tr, va) for tr, va in self.splits]
+    def _epoch_scores(self, folds) -> tuple[float, list[float], list]:
+        """(objective value, per-fold scores, per-set predictions) after an epoch."""
+        probas = [fold.clf._predict_proba_tensor(fold.valid_input, start=fold.prepared.cache_start)
+                  for fold in folds]
+        classes = folds[0].clf.classes_
+        pooled = self.fold_scoring == "pooled" and len(folds) > 1
+        fold_scores = []
+        for fold, proba in zip(folds, probas):
+            fold.overall_auc = _overall_auc(self.y[fold.valid], proba, classes)
+            try:
+                fold_scores.append(self._score_predictions(proba, fold.valid, classes))
+            except ValueError:
+                if not pooled:
+                    raise
+                fold_scores.append(float("nan"))  # e.g. a group with one class in this fold only
+        if pooled:
+            sets = [(np.concatenate([f.valid for f in folds]), np.concatenate(probas))]
+            value = self._score_predictions(sets[0][1], sets[0][0], classes)
+        else:
+            sets = [(fold.valid, proba) for fold, proba in zip(folds, probas)]
+            value = float(np.mean(fold_scores))
+        return value, fold_scores, sets
+
+    def _bootstrap(self, sets, classes) -> list[float]:
+        """Paired replicates of the objective: the same resamples for every trial."""
+        if not self.n_bootstrap:
+            return []
+        g_codes = np.zeros(len(self.y), dtype=np.int64) if self.g_codes is None else np.asarray(self.g_codes)
+        y_codes = np.unique(self.y, return_inverse=True)[1].reshape(-1)
+        replicates = np.zeros(self.n_bootstrap)
+        for k, (positions, proba) in enumerate(sets):
+            strata = y_codes[positions] * (int(g_codes.max()) + 1) + g_codes[positions]
+            index = stratified_bootstrap_indices(strata, self.n_bootstrap, self.bootstrap_seed + k)
+            for b, rows in enumerate(index):
+                replicates[b] += self._score_predictions(proba[rows], positions[rows], classes)
+        return (replicates / len(sets)).tolist()
+
+    # ------------------------------------------------------------------ training
+    def _train(self, params, splits, trial=None):
+        """Train the folds in lockstep; report each epoch to ``trial`` when given.
+
+        Returns (value, epoch fold scores, final evaluation sets, classes).
+        """
+        folds = [self._prepare_fold(params, tr, va) for tr, va in splits]
+        if trial is not None:
             trial.set_user_attr("n_trainable_params", int(folds[0].clf.n_trainable_params_))
             trial.set_user_attr("frozen_prefix", int(folds[0].prepared.cache_start))
             if self._activation_cache is not None:
                 trial.set_user_attr("activation_cache", self._activation_cache.stats())
-            for epoch in range(1, self.max_epochs + 1):
-                scores = []
-                for fold in folds:
-                    fold.clf._train_epochs(fold.prepared, 1, propagate_interrupt=True)
-                    scores.append(self._score(fold))
-                epoch_scores.append(scores)
-                epoch_overall.append([fold.overall_auc for fold in folds])
+        epoch_scores: list[list[float]] = []
+        epoch_overall: list[list[float | None]] = []  # plot_pareto's x axis, whatever the scoring
+        value, sets = float("nan"), []
+        for epoch in range(1, self.max_epochs + 1):
+            for fold in folds:
+                fold.clf._train_epochs(fold.prepared, 1, propagate_interrupt=True)
+            value, fold_scores, sets = self._epoch_scores(folds)
+            epoch_scores.append(fold_scores)
+            epoch_overall.append([fold.overall_auc for fold in folds])
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"the validation score is {value} at epoch {epoch} (fold scores {fold_scores})"
+                )
+            if trial is not None:
                 trial.set_user_attr("epoch_split_overall_auc", epoch_overall)
-                value = float(np.mean(scores))
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"the validation score is {value} at epoch {epoch} (fold scores {scores})"
-                    )
+                trial.set_user_attr("epoch_split_scores", epoch_scores)
+                trial.set_user_attr("n_epochs", epoch)
                 trial.report(value, epoch)
                 if trial.should_prune():
-                    self._record(trial, epoch_scores, started)
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value:.4f}")
-            self._record(trial, epoch_scores, started)
+        return value, epoch_scores, sets, folds[0].clf.classes_
+
+    def evaluate(self, params: dict, splits) -> float:
+        """Train ``params`` to the end on other ``splits`` and return the objective.
+
+        Used to re-evaluate the top trials (``selection="reeval"``); nothing is
+        reported to the study and nothing is pruned.
+        """
+        value, _, _, _ = self._train(params, splits)
+        return value
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.space.suggest(trial)
+        baseline = trial.user_attrs.get("baseline")
+        if baseline is not None and "mask" in params:
+            # An enqueued baseline trains the preset as the reference code defines it
+            # (ERM trains the embeddings too), not only its bits.
+            params["mask"] = baseline
+        trial.set_user_attr("params", params)
+        started = time.perf_counter()
+        trial.set_user_attr("n_epochs", 0)
+        try:
+            value, _, sets, classes = self._train(params, self.splits, trial)
+            trial.set_user_attr("bootstrap_scores", self._bootstrap(sets, classes))
+            trial.set_user_attr("fit_time", time.perf_counter() - started)
             return value
         except optuna.TrialPruned:
+            trial.set_user_attr("fit_time", time.perf_counter() - started)
             raise
         except (KeyboardInterrupt, SystemExit):
             # Optuna records the trial as failed; the mark says why (run_trials re-queues it).
@@ -249,15 +329,9 @@ class Objective:
         except Exception as exc:  # noqa: BLE001 - error_score decides, like sklearn
             if isinstance(self.error_score, str) and self.error_score == "raise":
                 raise
-            self._record(trial, epoch_scores, started)
+            trial.set_user_attr("fit_time", time.perf_counter() - started)
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason)
             if not isinstance(exc, (NonFiniteLossError, FloatingPointError)):
                 trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
             return float(self.error_score)
-
-    @staticmethod
-    def _record(trial, epoch_scores, started):
-        trial.set_user_attr("epoch_split_scores", epoch_scores)
-        trial.set_user_attr("n_epochs", len(epoch_scores))
-        trial.set_user_attr("fit_time", time.perf_counter() - started)

@@ -188,19 +188,21 @@ def _roles(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[int, str
     worker, on every machine, computes the same roles.
     """
     roles: dict[int, str] = {}
-    baselines: set[str] = set()
+    baselines: set[tuple] = set()
     n_slots = 0
     for trial in sorted(trials, key=lambda t: t.number):
         marked = trial.system_attrs.get(SURPLUS_ATTR)
         if _is_retry(trial):
             roles[trial.number] = "retry"
             continue
+        # A baseline is enqueued once per learning rate of its grid.
         baseline = trial.user_attrs.get("baseline")
-        if marked == "duplicate" or (baseline is not None and baseline in baselines):
+        key = None if baseline is None else (baseline, trial.user_attrs.get("baseline_lr"))
+        if marked == "duplicate" or (key is not None and key in baselines):
             roles[trial.number] = "duplicate"
             continue
-        if baseline is not None:
-            baselines.add(baseline)
+        if key is not None:
+            baselines.add(key)
         if marked == "surplus" or (n_trials is not None and n_slots >= n_trials):
             roles[trial.number] = "surplus"
             continue
@@ -326,7 +328,7 @@ class RetryDeadTrial:
         Retries of one original trial; None retries forever.
     """
 
-    _KEEP_USER_ATTRS = ("baseline",)
+    _KEEP_USER_ATTRS = ("baseline", "baseline_lr")
 
     def __init__(self, max_retry: int | None = MAX_RETRY):
         self.max_retry = max_retry

@@ -73,19 +73,26 @@ def make_splits(cv, *, y_codes, g_codes, groups=None, validation_fraction=0.2, r
     return [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(placeholder, y_codes, groups)]
 
 
-def check_validation_folds(splits, *, y_codes, g_codes, group_labels, class_labels) -> None:
-    """Fail before training if some validation fold leaves a group's AUC undefined."""
+def check_validation_folds(splits, *, y_codes, g_codes, group_labels, class_labels, pooled=False) -> None:
+    """Fail before training if some validation fold leaves a group's AUC undefined.
+
+    With ``pooled`` the folds' validation predictions are scored together, so
+    only their union must hold both classes in every group.
+    """
     problems = []
     n_classes = len(class_labels)
-    for fold, (train, valid) in enumerate(splits):
+    for fold, (train, _) in enumerate(splits):
         if len(np.unique(y_codes[train])) < n_classes:
             problems.append(f"fold {fold}: the training part lacks a class")
+    evaluated = ([("the pooled validation folds", np.concatenate([valid for _, valid in splits]))] if pooled
+                 else [(f"fold {fold}", valid) for fold, (_, valid) in enumerate(splits)])
+    for where, valid in evaluated:
         counts = np.zeros((len(group_labels), n_classes), dtype=int)
         np.add.at(counts, (g_codes[valid], y_codes[valid]), 1)
         for g, row in enumerate(counts):
             if row.sum() and (row == 0).any():
                 per_class = ", ".join(f"{class_labels[c]!r}: {row[c]}" for c in range(n_classes))
-                problems.append(f"fold {fold}: group {group_labels[g]!r} has {per_class}")
+                problems.append(f"{where}: group {group_labels[g]!r} has {per_class}")
     if problems:
         raise ValueError(
             "Per-group AUC is undefined on some validation folds, because a group there has a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -14,6 +15,7 @@ import optuna
 __all__ = [
     "make_sampler",
     "make_pruner",
+    "first_rung_epoch",
     "make_storage",
     "redact_url",
     "open_study",
@@ -76,16 +78,33 @@ def make_sampler(sampler, seed: int | None):
     return sampler
 
 
-def make_pruner(pruner, max_epochs: int):
+def first_rung_epoch(max_epochs: int, warmup_fraction: float) -> int:
+    """The first epoch at which the learning-rate warm-up is over (at least 1).
+
+    Optuna's ``min_resource="auto"`` puts successive halving's first rung at
+    epoch 1, when the learning rate is still a fraction of its peak and every
+    trial scores by its initialisation; judging there prunes good masks (the
+    enqueued baselines above all) for noise.
+    """
+    # The warm-up lasts round(warmup_fraction * total_steps) optimizer steps, so it is over
+    # by the end of epoch ceil(warmup_fraction * max_epochs); the tolerance keeps 1/3 * 30 at 10.
+    return max(1, min(int(max_epochs), math.ceil(warmup_fraction * max_epochs - 1e-9)))
+
+
+def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
+    """The Optuna pruner for ``pruner``; built-in pruners judge no earlier than the warm-up's end."""
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
+    min_resource = first_rung_epoch(max_epochs, warmup_fraction)
     if pruner == "successive_halving":
-        # The paper's settings (appendix A.5).
+        # The paper's settings (appendix A.5: reduction factor 4, no bootstrap), except that
+        # the first rung waits for the end of the warm-up instead of Optuna's "auto".
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource="auto", reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
+            min_resource=min_resource, reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
         )
     if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=4)
+        return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_epochs,
+                                              reduction_factor=4)
     if pruner in ("none", None):
         return optuna.pruners.NopPruner()
     raise ValueError(

@@ -61,18 +61,29 @@ _KIND_HALVES: dict[str, tuple[int, ...]] = {
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "full": "full fine-tuning: every block is trained",
-    "linear": "linear readout: all blocks frozen, only the head is trained",
-    "attention": "attention tuning: only the attention modules (and their LayerScale) are trained",
-    "layernorm": "LayerNorm tuning: only norm1 and norm2 of every block are trained",
-    "bitfit": "BitFit: only the bias vectors inside the blocks are trained",
+    "full": "full fine-tuning (ERM): every parameter is trained, embeddings and final norm included",
+    "linear": "linear readout: everything frozen, only the head is trained",
+    "attention": "attention tuning: the attention modules, the position embedding and the head",
+    "layernorm": "LayerNorm tuning: every parameter named '*norm*' (final norm included) and the head",
+    "bitfit": "BitFit: every bias vector and the head",
 }
 """One-line description of each preset."""
 
 PRESETS: tuple[str, ...] = tuple(PRESET_DESCRIPTIONS)
 """Preset masks: the paper's baselines."""
 
-_BITFIT_PATTERNS: tuple[str, ...] = ("blocks.*.bias",)
+# What each preset trains besides its unit bits, so that the presets are the public
+# FairTune code's baselines (``get_masked_model`` in its ``utilities/utils.py``):
+# fullft freezes nothing; tune_attention trains every ``.attn.`` parameter and
+# ``pos_embed``; tune_layernorm every parameter whose name contains ``norm``; bitfit
+# every parameter whose name contains ``bias``. The head is always trained.
+_PRESET_EXTRA_PATTERNS: dict[str, tuple[str, ...]] = {
+    "full": ("*",),
+    "linear": (),
+    "attention": ("pos_embed",),
+    "layernorm": ("*norm*",),
+    "bitfit": ("*bias*",),
+}
 
 # Kinds a preset switches on; ``None`` means every bit.
 _PRESET_KINDS: dict[str, frozenset[str] | None] = {
@@ -551,7 +562,7 @@ class Mask:
         Examples
         --------
         >>> MaskSpace("ln-attn-mlp", depth=12).resolve("bitfit").describe()
-        'bitfit: ln: - | attn: - | mlp: - | + blocks.*.bias'
+        'bitfit: ln: - | attn: - | mlp: - | + *bias*'
         """
         parts = [f"{k}: {_compress_indices(self.blocks_of(k))}" for k in self.space.unit_kinds]
         text = " | ".join(parts)
@@ -582,8 +593,7 @@ def _preset_mask(name: str, space: MaskSpace) -> Mask:
     wanted = _PRESET_KINDS[name]
     kinds = space.unit_kinds * space.depth
     bits = tuple(1 if wanted is None or k in wanted else 0 for k in kinds)
-    extra = _BITFIT_PATTERNS if name == "bitfit" else ()
-    return Mask(space, bits, extra_patterns=extra, preset=name)
+    return Mask(space, bits, extra_patterns=_PRESET_EXTRA_PATTERNS[name], preset=name)
 
 
 def _mask_from_string(mask: str, space: MaskSpace) -> Mask:
@@ -728,7 +738,7 @@ def resolve_mask(mask: Any, space: MaskSpace) -> Mask:
     >>> from skfairtune.masks import MaskSpace, resolve_mask
     >>> space = MaskSpace("ln-attn-mlp", depth=2)
     >>> resolve_mask("attention", space)
-    Mask('ln-attn-mlp', depth=2, bits='010010', preset='attention')
+    Mask('ln-attn-mlp', depth=2, bits='010010', extra_patterns=('pos_embed',), preset='attention')
     >>> resolve_mask([1, 0, 0, 0, 0, 1], space).describe()
     'ln: 0 | attn: - | mlp: 1'
     >>> resolve_mask({"blocks.1.mlp": 1}, space).to_string()
@@ -819,8 +829,10 @@ def apply_mask(
     >>> info = apply_mask(vit, mask)
     >>> info["trainable_names"][:3]
     ['blocks.0.norm1.weight', 'blocks.0.norm1.bias', 'blocks.0.norm2.weight']
+    >>> info["trainable_names"][-4:]  # the reference's LayerNorm tuning: the final norm too
+    ['norm.weight', 'norm.bias', 'head.weight', 'head.bias']
     >>> info["n_trainable"]
-    162
+    194
     """
     if not isinstance(mask, Mask):
         raise TypeError(
@@ -847,7 +859,10 @@ def apply_mask(
     # non-timm model would silently train nothing but the head.
     groups: list[tuple[str, tuple[str, ...]]] = []
     groups += [(f"unit {u!r}", pats) for u, pats in _unit_patterns(mask)]
-    groups += [(f"extra pattern {p!r}", (p,)) for p in mask.extra_patterns]
+    # A preset's extra patterns name parameters a model may lack (``pos_embed`` in a
+    # model without one), as the reference code's name tests do; a user's must match.
+    if mask.preset is None:
+        groups += [(f"extra pattern {p!r}", (p,)) for p in mask.extra_patterns]
     groups += [(f"head pattern {p!r}", (p,)) for p in head_patterns]
     if train_embeddings:
         groups.append(("train_embeddings", _EMBEDDING_PATTERNS))
@@ -860,7 +875,8 @@ def apply_mask(
                 f"apply_mask expects timm ViT parameter names such as {names[:3]}. Check the model "
                 f"and `head_patterns`."
             )
-    all_patterns = tuple(p for _, pats in groups for p in pats)
+    all_patterns = tuple(p for _, pats in groups for p in pats) + (
+        mask.extra_patterns if mask.preset is not None else ())
     trainable_names = []
     n_trainable = n_total = 0
     for name, param in named:

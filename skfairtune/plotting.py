@@ -134,9 +134,12 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
         raise ValueError("plot_mask_selection: the search has no complete trial with a finite score.")
     chosen = order[:top_k]
     masks = [str(results["param_mask"][i]) for i in chosen]
-    kinds = MaskSpace(search.space, 1).unit_kinds
-    depth = len(masks[0]) // len(kinds)
-    bits = np.array([[int(b) for b in m] for m in masks], dtype=float)
+    space = getattr(search, "mask_space_", None)
+    if space is None:  # a search fitted before mask_space_ existed: bit strings only
+        space = MaskSpace(search.space, len(masks[0]) // len(MaskSpace(search.space, 1).unit_kinds))
+    kinds, depth = space.unit_kinds, space.depth
+    # Baselines are stored under their preset names; their bits are what the figure shows.
+    bits = np.array([space.resolve(m).bits for m in masks], dtype=float)
     # Bits are block-major (block 0: ln, attn, mlp; block 1: ...), rows here are unit kinds.
     freq = bits.mean(axis=0).reshape(depth, len(kinds)).T
 

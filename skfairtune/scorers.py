@@ -136,7 +136,22 @@ class _FairnessScorer(_Scorer):
                 "params={'sensitive_features': groups}) or search.fit(X, y, "
                 "sensitive_features=groups)."
             )
+        pos_label = _estimator_pos_label(estimator)
+        if (pos_label is not None and self._get_pos_label() is None and "pos_label" not in kwargs
+                and "pos_label" in inspect.signature(self._score_func).parameters):
+            # sklearn scores with the column of classes_[1] when pos_label is unset; the
+            # metric must call the same class positive, or string labels cannot be scored.
+            kwargs["pos_label"] = pos_label
         return super()._score(method_caller, estimator, X, y_true, **kwargs)
+
+
+def _estimator_pos_label(estimator) -> Any:
+    """``classes_[1]`` of a fitted binary classifier (sklearn's positive class), else None."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None or len(classes) != 2:
+        return None
+    value = np.asarray(classes)[1]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_metric_kwargs(func: Callable, metric_kwargs: dict, name: str) -> None:

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_images_given, count_images, images_to_tensor
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
+from ._selection import SELECTIONS, select_trial, top_trials
 from ._objective import (
     Objective,
     SearchSpace,
@@ -34,6 +35,7 @@ __all__ = ["FairTuneSearchCV", "BASELINES"]
 
 #: The paper's baselines, each a special case of the mask (Table 1).
 BASELINES = ("full", "linear", "attention", "layernorm")
+FOLD_SCORINGS = ("pooled", "mean")
 _GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
 
 
@@ -75,16 +77,48 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         splitter; ``groups`` passed to ``fit`` reach it.
     validation_fraction : float, default=0.2
         Held-out share when ``cv=None``.
+    fold_scoring : {"pooled", "mean"}, default="pooled"
+        With several folds, ``"pooled"`` scores the out-of-fold predictions of
+        all folds together (every validation image counts once, and a
+        worst-group AUC over the whole training set is far less noisy than the
+        mean of per-fold minima); ``"mean"`` averages per-fold scores, as
+        scikit-learn's searches do. Irrelevant with one split.
+    n_bootstrap : int, default=200
+        Paired bootstrap replicates of each complete trial's validation score
+        (resampled within label x group cells, the same resamples for every
+        trial). Their standard deviation is ``cv_results_["std_test_score"]``
+        and their 2.5/97.5 percentiles ``ci_low_test_score`` /
+        ``ci_high_test_score``; ``selection="one_se"`` uses them. 0 turns the
+        bootstrap off (``std_test_score`` is then the spread over folds).
+    selection : {"best", "one_se", "reeval"}, default="best"
+        How the final trial is chosen among the complete ones. ``"best"``:
+        the best validation score (the paper). ``"one_se"``: among trials
+        within one bootstrap standard error of the best, the one with the
+        fewest trainable parameters. ``"reeval"``: the ``reeval_top_k`` best
+        trials are trained again on ``reeval_repeats`` fresh splits with fresh
+        seeds, and the one with the best mean over all its evaluations wins.
+        See ``docs/science.md`` for what each did on held-out patients.
+    reeval_top_k : int, default=3
+        Trials re-evaluated by ``selection="reeval"``.
+    reeval_repeats : int, default=2
+        Fresh splits (each with its own training seed) per re-evaluated trial.
     baselines : sequence of str or None, default=("full", "linear", "attention", "layernorm")
-        Mask presets enqueued as the first trials (their learning rate is
-        sampled like any other), so they are compared under the same budget.
-    baseline_lrs : sequence of float, default=None
+        Masks enqueued as the first trials, so they are compared under the
+        same budget: presets, trained with the public FairTune code's
+        definitions (``"full"`` trains every parameter; see
+        :data:`skfairtune.masks.PRESET_DESCRIPTIONS`), or bit strings of the
+        searched space.
+    baseline_lrs : "auto", sequence of float or None, default="auto"
         Learning rates each baseline is enqueued with (one trial per rate), so
-        baselines are lr-tuned on the same objective as in the paper.
-        ``None``: one trial per baseline with a sampled rate.
+        baselines are lr-tuned on the same objective, as in the paper.
+        ``"auto"``: three rates log-spaced over ``lr_range`` (its ends and
+        middle). ``None``: one trial per baseline with a sampled rate.
     pruner : {"successive_halving", "hyperband", "none"} or optuna pruner, default="successive_halving"
         Early stopping of trials; epochs are the resource. Successive halving
-        uses the paper's settings (reduction factor 4, min_resource "auto").
+        uses the paper's reduction factor 4; its first rung (and Hyperband's
+        minimum resource) is the first epoch after the learning-rate warm-up
+        (``ceil(warmup_fraction * max_epochs)``), not Optuna's ``"auto"`` (epoch 1,
+        when every trial is still judged by its initialisation).
     sampler : optuna sampler, default=None
         ``None``: ``TPESampler`` seeded from ``random_state``. Any Optuna
         sampler works; the parameters are named ``mask__<unit>`` (see
@@ -124,13 +158,20 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     best_mask_ : skfairtune.masks.Mask
         The best mask, readable (``best_mask_.describe()``).
     best_score_ : float
-        Its mean validation score (last epoch).
+        Its validation score (last epoch).
     best_index_ : int
-        Its row in ``cv_results_``.
+        Its row in ``cv_results_`` (the trial ``selection`` chose).
+    reeval_scores_ : dict of int to list of float
+        With ``selection="reeval"``: every evaluation of each re-evaluated
+        row of ``cv_results_``, the search's own score first.
+    mask_space_ : skfairtune.masks.MaskSpace or None
+        The searched mask space, resolved for the backbone's depth.
     best_estimator_ : estimator
         Refit on all data with the best parameters (when ``refit``).
     cv_results_ : dict of ndarray
-        One row per trial, scikit-learn's layout plus ``state``, ``n_epochs``.
+        One row per trial, scikit-learn's layout plus ``state``, ``n_epochs``,
+        ``n_trainable_params`` and the bootstrap interval of the validation
+        score (``ci_low_test_score``, ``ci_high_test_score``).
     study_ : optuna.Study
         The study, with every trial.
     n_trials_ : int
@@ -172,8 +213,13 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         scoring="min_group_auc",
         cv=None,
         validation_fraction=0.2,
+        fold_scoring="pooled",
+        n_bootstrap=200,
+        selection="best",
+        reeval_top_k=3,
+        reeval_repeats=2,
         baselines=BASELINES,
-        baseline_lrs=None,
+        baseline_lrs="auto",
         pruner="successive_halving",
         sampler=None,
         study=None,
@@ -195,6 +241,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.scoring = scoring
         self.cv = cv
         self.validation_fraction = validation_fraction
+        self.fold_scoring = fold_scoring
+        self.n_bootstrap = n_bootstrap
+        self.selection = selection
+        self.reeval_top_k = reeval_top_k
+        self.reeval_repeats = reeval_repeats
         self.baselines = baselines
         self.baseline_lrs = baseline_lrs
         self.pruner = pruner
@@ -257,12 +308,29 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"`timeout` must be a positive number of seconds or None; got {self.timeout!r}.")
         if self.param_distributions is not None and not isinstance(self.param_distributions, dict):
             raise TypeError("`param_distributions` must be a dict {parameter name: optuna distribution} or None.")
-        for lr in self.baseline_lrs or ():
-            if not (isinstance(lr, numbers.Real) and lr > 0):
-                raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
+        if not (isinstance(self.baseline_lrs, str) and self.baseline_lrs == "auto"):
+            if isinstance(self.baseline_lrs, str):
+                raise ValueError(f"`baseline_lrs` must be 'auto', a sequence of learning rates or None; "
+                                 f"got {self.baseline_lrs!r}.")
+            for lr in self.baseline_lrs or ():
+                if not (isinstance(lr, numbers.Real) and lr > 0):
+                    raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
+                if self.lr_range is not None and not float(self.lr_range[0]) <= lr <= float(self.lr_range[1]):
+                    raise ValueError(
+                        f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(self.lr_range)!r}; the "
+                        "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
+        if self.fold_scoring not in FOLD_SCORINGS:
+            raise ValueError(f"`fold_scoring` must be one of {FOLD_SCORINGS}; got {self.fold_scoring!r}.")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"`selection` must be one of {SELECTIONS}; got {self.selection!r}.")
+        for name, low in (("n_bootstrap", 0), ("reeval_top_k", 1), ("reeval_repeats", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
         for name in self.baselines or ():
-            if name not in PRESETS:
-                raise ValueError(f"`baselines` contains {name!r}; choose among the presets {PRESETS}.")
+            if not isinstance(name, str) or not (name in PRESETS or (name and set(name) <= {"0", "1"})):
+                raise ValueError(f"`baselines` contains {name!r}; give presets among {PRESETS} or bit "
+                                 "strings of the searched space.")
 
     def _seed(self) -> int | None:
         if self.random_state is None:
@@ -339,9 +407,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         splits = make_splits(self.cv, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
                              groups=sub_groups, validation_fraction=self.validation_fraction,
                              random_state=seed)
+        pooled = self.fold_scoring == "pooled" and len(splits) > 1
         if self.scoring in _GROUP_AUC_SCORINGS and sensitive_features is not None:
             check_validation_folds(splits, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
-                                   group_labels=group_labels, class_labels=self.classes_.tolist())
+                                   group_labels=group_labels, class_labels=self.classes_.tolist(),
+                                   pooled=pooled)
         self.n_splits_ = len(splits)
 
         X_original = X
@@ -365,22 +435,30 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             X_original=None if not step else _safe_indexing(X_original, search_idx),
             y=y[search_idx], sensitive_features=sens_search, splits=splits, scorer=self.scorer_,
             error_score=self.error_score, max_epochs=template.max_epochs, verbose=self.verbose,
+            fold_scoring=self.fold_scoring, g_codes=g_codes[search_idx], n_bootstrap=self.n_bootstrap,
+            # The same resamples for every trial make the bootstrap paired.
+            bootstrap_seed=0 if seed is None else seed,
         )
         signature = {
             "space": space_name, "bits": list(bit_names), "lr_range": space.lr_range and list(space.lr_range),
             "extra": sorted(space.extra), "scoring": self.scoring if isinstance(self.scoring, str) else repr(self.scoring),
             "max_epochs": int(template.max_epochs), "n_splits": len(splits),
+            "fold_scoring": "pooled" if pooled else "mean",
         }
         with _optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
-                sampler=make_sampler(self.sampler, seed), pruner=make_pruner(self.pruner, template.max_epochs),
+                sampler=make_sampler(self.sampler, seed), pruner=make_pruner(self.pruner, template.max_epochs, template.warmup_fraction),
                 signature=signature,
             )
         self._enqueue_baselines(space, mask_space)
         with _optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
+        self.mask_space_ = mask_space
         self._collect_results(space)
+        if self.selection == "reeval" and not self.interrupted_:
+            self._reevaluate(objective, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
+                             groups=sub_groups, seed=seed)
         if self.refit:
             self._refit(X_original, y, prefix)
         return self
@@ -388,24 +466,39 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
         if not self.baselines or mask_space is None or self.study_.trials:
             return  # a resumed study already holds its baselines
-        queued = []
+        presets = []
         for name in self.baselines:
             try:
-                bits = mask_space.resolve(name).to_string()
+                presets.append((name, mask_space.resolve(name).to_string()))
             except ValueError:
                 warnings.warn(f"baseline {name!r} cannot be expressed in space {self.space!r}; skipped.",
                               UserWarning, stacklevel=3)
-                continue
-            # The paper tunes every baseline's learning rate on the same objective:
-            # `baseline_lrs` gives each preset those rates; otherwise the sampler draws one.
-            for lr in self.baseline_lrs or (None,):
+        # The paper tunes every baseline's learning rate on the same objective: `baseline_lrs`
+        # gives each preset those rates (otherwise the sampler draws one). The middle rate
+        # runs first for every preset, so a small budget still holds each baseline once.
+        lrs = list(self._baseline_lrs(space.lr_range) or (None,))
+        middle = sorted(lr for lr in lrs if lr is not None)[len(lrs) // 2] if None not in lrs else None
+        # Then the higher rates: the sparse presets usually want them.
+        lrs.sort(key=lambda lr: (0, 0) if lr is None else (round(abs(np.log(lr / middle)), 6), -lr))
+        queued = []
+        for lr in lrs:
+            for name, bits in presets:
                 params = {"mask": bits} if lr is None or space.lr_range is None else {"mask": bits, "lr": lr}
-                queued.append((space.trial_params(params), name))
+                queued.append((space.trial_params(params), {"baseline": name, "baseline_lr": lr}))
         if len(queued) > self.n_trials:
             warnings.warn(f"n_trials={self.n_trials} is smaller than the {len(queued)} baseline trials; "
                           f"only the first {self.n_trials} run.", UserWarning, stacklevel=3)
-        for params, name in queued[:self.n_trials]:
-            self.study_.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=True)
+        for params, user_attrs in queued[:self.n_trials]:
+            self.study_.enqueue_trial(params, user_attrs=user_attrs, skip_if_exists=True)
+
+    def _baseline_lrs(self, lr_range):
+        """The learning rates each baseline is tried with (None: one sampled rate)."""
+        if not (isinstance(self.baseline_lrs, str) and self.baseline_lrs == "auto"):
+            return self.baseline_lrs
+        if lr_range is None:
+            return None
+        low, high = (float(v) for v in lr_range)
+        return tuple(float(v) for v in np.geomspace(low, high, 3))
 
     def _optimize(self, objective) -> bool:
         """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
@@ -440,18 +533,37 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if not complete:
             reasons = {t.user_attrs.get("fail_reason", t.state.name) for t in trials}
             raise RuntimeError(f"no trial completed; reasons: {sorted(reasons)[:5]}")
-        self.best_index_ = max(complete, key=lambda i: (trials[i].value, -i))
-        best = trials[self.best_index_]
-        self.best_score_ = float(best.value)
-        self.best_params_ = space.from_trial(best.params)
-        self._search_space = space
+        # "reeval" starts from the best trial and moves once the re-evaluation is done.
+        self._choose(select_trial(self.cv_results_, "best" if self.selection == "reeval" else self.selection))
+
+    def _choose(self, index: int) -> None:
+        self.best_index_ = int(index)
+        self.best_score_ = float(self.cv_results_["mean_test_score"][index])
+        self.best_params_ = dict(self.cv_results_["params"][index])
+
+    def _reevaluate(self, objective, *, y_codes, g_codes, groups, seed) -> None:
+        """Train the top trials again on fresh splits and seeds; choose by the mean of all evaluations."""
+        rows = top_trials(self.cv_results_, self.reeval_top_k)
+        base_seed = 0 if seed is None else seed
+        self.reeval_scores_ = {row: [float(self.cv_results_["mean_test_score"][row])] for row in rows}
+        for repeat in range(1, self.reeval_repeats + 1):
+            # A fresh partition and a fresh training seed: the score no longer rides on
+            # the luck of one split or one initialisation.
+            splits = make_splits(self.cv, y_codes=y_codes, g_codes=g_codes, groups=groups,
+                                 validation_fraction=self.validation_fraction,
+                                 random_state=base_seed + 7919 * repeat)
+            for row in rows:
+                params = dict(self.cv_results_["params"][row])
+                params["random_state"] = base_seed + repeat
+                self.reeval_scores_[row].append(objective.evaluate(params, splits))
+        self._choose(select_trial(self.cv_results_, "reeval", reeval_scores=self.reeval_scores_))
 
     def _space_params(self, prefix: str) -> dict:
         return {} if self.space is None else {prefix + "mask_space": self.space}
 
     def _refit(self, X, y, prefix):
         estimator = clone(self.estimator).set_params(**self._space_params(prefix))
-        estimator.set_params(**{prefix + k: v for k, v in self.best_params_.items()})
+        estimator.set_params(**{prefix + k: v for k, v in self.best_params_.items() if k != "random_state"})
         if self.random_state is not None:
             estimator.set_params(**{prefix + "random_state": self.random_state})
         self.best_estimator_ = estimator.fit(X, y)
@@ -467,8 +579,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if hasattr(self, "best_estimator_"):
             step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_
             return step.mask_
-        depth = len(self.best_params_["mask"]) // len(MaskSpace(self.space, 1).units)
-        return MaskSpace(self.space, depth).resolve(self.best_params_["mask"])
+        return self.mask_space_.resolve(self.best_params_["mask"])
 
     @property
     def n_features_in_(self) -> int:
@@ -555,19 +666,39 @@ def _log_trial(study, trial):
           f"({trial.user_attrs.get('n_epochs')} epochs) {trial.user_attrs.get('params')}", flush=True)
 
 
+def _trial_params(trial, space: SearchSpace) -> dict:
+    """The estimator parameters a trial trained with (a baseline keeps its preset name)."""
+    return trial.user_attrs.get("params") or space.from_trial(trial.params) or {}
+
+
+def _trial_score(trial) -> float:
+    """The objective of a complete trial, or the last value a pruned one reported."""
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        return np.nan if trial.value is None else float(trial.value)
+    if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+        return float(trial.intermediate_values[max(trial.intermediate_values)])
+    return np.nan
+
+
 def _results_table(trials, space: SearchSpace, n_splits: int) -> dict:
-    """sklearn's ``cv_results_`` layout, plus Optuna's state and epochs trained."""
+    """sklearn's ``cv_results_`` layout, plus Optuna's state, epochs and bootstrap intervals.
+
+    ``mean_test_score`` is the trial's objective (pooled over folds when the
+    search pools them); ``std_test_score`` the standard deviation of its
+    paired bootstrap replicates when there are any, else over folds.
+    """
     n = len(trials)
     table: dict = {"params": [], "state": np.empty(n, dtype=object), "n_epochs": np.zeros(n, dtype=int),
                    "mean_fit_time": np.full(n, np.nan), "trial_number": np.zeros(n, dtype=int),
-                   "baseline": np.empty(n, dtype=object), "fail_reason": np.empty(n, dtype=object)}
+                   "baseline": np.empty(n, dtype=object), "fail_reason": np.empty(n, dtype=object),
+                   "n_trainable_params": np.full(n, np.nan)}
     split_scores = np.full((n, n_splits), np.nan)
-    names = None
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    ci = np.full((n, 2), np.nan)
     for i, trial in enumerate(trials):
-        params = space.from_trial(trial.params) or trial.user_attrs.get("params", {})
+        params = _trial_params(trial, space)
         table["params"].append(params)
-        if names is None:
-            names = list(params)
         for key in params:
             table.setdefault(f"param_{key}", np.ma.masked_all(n, dtype=object))[i] = params[key]
         table["state"][i] = trial.state.name.lower()
@@ -576,22 +707,29 @@ def _results_table(trials, space: SearchSpace, n_splits: int) -> dict:
         table["trial_number"][i] = trial.number
         table["baseline"][i] = trial.user_attrs.get("baseline")
         table["fail_reason"][i] = trial.user_attrs.get("fail_reason")
+        table["n_trainable_params"][i] = trial.user_attrs.get("n_trainable_params", np.nan)
+        if trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            continue
         epochs = trial.user_attrs.get("epoch_split_scores") or []
-        if epochs and trial.state == optuna.trial.TrialState.COMPLETE:
-            split_scores[i] = epochs[-1]
-        elif epochs and trial.state == optuna.trial.TrialState.PRUNED:
-            split_scores[i] = epochs[-1]  # the score it was pruned with, for inspection
+        if epochs:
+            split_scores[i] = epochs[-1]  # for a pruned trial, the scores it was pruned with
+        mean[i] = _trial_score(trial)
+        replicates = np.asarray(trial.user_attrs.get("bootstrap_scores") or [], dtype=float)
+        replicates = replicates[np.isfinite(replicates)]
+        if len(replicates) > 1:
+            std[i] = replicates.std(ddof=1)
+            ci[i] = np.percentile(replicates, [2.5, 97.5])
+        elif np.isfinite(split_scores[i]).any():
+            std[i] = np.nanstd(split_scores[i])
     for k in range(n_splits):
         table[f"split{k}_test_score"] = split_scores[:, k]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(split_scores, axis=1)
-        table["std_test_score"] = np.nanstd(split_scores, axis=1)
-    complete = table["state"] == "complete"
-    mean = np.where(complete | (table["state"] == "pruned"), mean, np.nan)
     table["mean_test_score"] = mean
+    table["std_test_score"] = std
+    table["ci_low_test_score"] = ci[:, 0]
+    table["ci_high_test_score"] = ci[:, 1]
     # Complete trials rank first by score; pruned and failed ones after (scores at different epochs
     # are not comparable with finished ones).
+    complete = table["state"] == "complete"
     order_key = np.where(complete, -np.nan_to_num(mean, nan=-np.inf), np.inf)
     ranks = np.empty(n, dtype=np.int32)
     ranks[np.argsort(order_key, kind="stable")] = np.arange(1, n + 1)

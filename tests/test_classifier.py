@@ -51,15 +51,17 @@ def test_presets_train_nested_parameter_sets(random_images, mask):
     X, y = random_images
     clf = tiny_classifier(mask=mask, max_epochs=1).fit(X, y)
     names = clf.trainable_parameter_names_
-    assert all(n.startswith(("head", "blocks")) for n in names)
     assert any(n.startswith("head") for n in names)
     if mask == "linear":
         assert all(n.startswith("head") for n in names)
-    if mask == "attention":
+    if mask == "attention":  # the reference's tune_attention: .attn., pos_embed and the head
         assert {n for n in names if n.startswith("blocks")} and all(
-            ".attn." in n for n in names if n.startswith("blocks"))
-    if mask == "layernorm":
-        assert all(".norm" in n for n in names if n.startswith("blocks"))
+            ".attn." in n or n == "pos_embed" or n.startswith("head") for n in names)
+        assert "pos_embed" in names
+    if mask == "layernorm":  # the reference's tune_layernorm: every '*norm*', final norm included
+        assert all("norm" in n or n.startswith("head") for n in names) and "norm.weight" in names
+    if mask == "full":  # ERM: every parameter
+        assert clf.n_trainable_params_ == clf.n_params_
 
 
 def test_frozen_parameters_do_not_move(random_images):
@@ -72,7 +74,7 @@ def test_frozen_parameters_do_not_move(random_images):
     for (name, before), (_, after) in zip(fresh.named_parameters(), model.named_parameters()):
         if name.startswith("head"):
             continue
-        if ".attn." in name:
+        if ".attn." in name or name == "pos_embed":
             assert not torch.equal(before, after), name
         else:
             assert torch.equal(before, after), name

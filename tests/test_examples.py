@@ -134,7 +134,7 @@ def test_resume_search_after_an_interrupt(tmp_path):
                       "--storage", str(tmp_path / "search.log"), cwd=tmp_path)
     assert "send SIGINT" in out, "the child finished before it could be interrupted"
     runs = re.findall(r"\] (\d+) trials were stored, this run added (\d+) in .*interrupted: (\w+); "
-                      r"best (\d+) lr=(\S+) score", out)
+                      r"best (\S+) lr=(\S+) score", out)
     assert len(runs) == 3  # the interrupted child, the resumed run, the run with nothing left
     (child_before, child_added, child_interrupted, *child_best), resumed, last = runs
     assert (child_before, child_interrupted) == ("0", "True")

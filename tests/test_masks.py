@@ -1,5 +1,6 @@
 """Tests for skfairtune.masks: mask spaces, resolution, presets, apply_mask, frozen prefixes."""
 
+from fnmatch import fnmatchcase
 import pickle
 import re
 
@@ -67,8 +68,8 @@ def expected_trainable(model, mask, *, embeddings=False, final_norm=False):
             kind = MODULE_KIND[mask.space.name].get(parts[2])
             if kind in kinds_on[int(parts[1])]:
                 out.add(name)
-            elif name.endswith(".bias") and "blocks.*.bias" in mask.extra_patterns:
-                out.add(name)
+        if any(fnmatchcase(name, p) for p in mask.extra_patterns):
+            out.add(name)
         elif parts[0] == "head":
             out.add(name)
         elif embeddings and parts[0] in ("patch_embed", "pos_embed", "cls_token", "reg_token"):
@@ -145,7 +146,6 @@ def test_units_partition_block_parameters(name):
     """Fine-grained spaces give every block parameter to exactly one unit."""
     model = tiny_vit(depth=2, layer_scale=True)
     space = MaskSpace.from_model(name, model)
-    from fnmatch import fnmatchcase
 
     for pname, _ in model.named_parameters():
         owners = [u for u in space.units if any(fnmatchcase(pname, p) for p in space.param_patterns(u))]
@@ -223,8 +223,9 @@ def test_describe():
     space = MaskSpace("ln-attn-mlp", 12)
     assert space.resolve({"attn": "all", "mlp": [3, 7]}).describe() == "ln: - | attn: 0-11 | mlp: 3,7"
     assert space.resolve({"ln": [0, 1, 2, 5, 9, 10]}).describe() == "ln: 0-2,5,9-10 | attn: - | mlp: -"
-    assert MaskSpace("block", 3).resolve("full").describe() == "full: block: 0-2"
-    assert "blocks.*.bias" in space.resolve("bitfit").describe()
+    assert MaskSpace("block", 3).resolve("full").describe() == "full: block: 0-2 | + *"
+    assert MaskSpace("block", 3).resolve("111").describe() == "block: 0-2"
+    assert "*bias*" in space.resolve("bitfit").describe()
 
 
 @pytest.mark.parametrize("name", MASK_SPACES)
@@ -244,15 +245,55 @@ def test_presets(name):
             assert mask.bits == tuple(int(k == "attn") for k in kinds)
         elif preset == "layernorm":
             assert mask.bits == tuple(int(k in ("ln", "norm1", "norm2")) for k in kinds)
-    assert space.resolve("bitfit").extra_patterns == ("blocks.*.bias",)
-    assert space.resolve("full").extra_patterns == ()
+    assert space.resolve("bitfit").extra_patterns == ("*bias*",)
+    assert space.resolve("full").extra_patterns == ("*",)
 
 
-def test_preset_equals_its_bits():
+def test_preset_equals_its_bits_and_patterns():
     space = MaskSpace("ln-attn-mlp", 3)
-    assert space.resolve("attention") == space.resolve({"attn": "all"})
-    assert hash(space.resolve("attention")) == hash(space.resolve({"attn": "all"}))
+    by_hand = Mask(space, space.resolve({"attn": "all"}).bits, extra_patterns=("pos_embed",))
+    assert space.resolve("attention") == by_hand
+    assert hash(space.resolve("attention")) == hash(by_hand)
     assert space.resolve("bitfit") != space.resolve("linear")  # the extra patterns differ
+    # The all-ones bit string is "every block unit"; the preset is ERM (embeddings too).
+    assert space.resolve("111" * 3) != space.resolve("full")
+
+
+# The public FairTune code's baselines (get_masked_model in utilities/utils.py), written
+# as its name tests: what each preset must train, head always included.
+REFERENCE_PRESETS = {
+    "full": lambda name: True,
+    "linear": lambda name: name.startswith("head."),
+    "attention": lambda name: ".attn." in name or name == "pos_embed" or name.startswith("head."),
+    "layernorm": lambda name: "norm" in name or name.startswith("head."),
+    "bitfit": lambda name: "bias" in name or name.startswith("head."),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REFERENCE_PRESETS))
+@pytest.mark.parametrize("model_kwargs", [{}, {"reg_tokens": 1, "global_pool": "avg", "fc_norm": True},
+                                          {"qk_norm": True}])
+def test_presets_match_reference_definitions(preset, model_kwargs):
+    model = tiny_vit(depth=2, layer_scale=False, **model_kwargs)
+    apply_mask(model, MaskSpace.from_model("ln-attn-mlp", model).resolve(preset))
+    expected = {n for n, _ in model.named_parameters() if REFERENCE_PRESETS[preset](n)}
+    assert trainable(model) == expected
+
+
+def test_attention_preset_keeps_layer_scale_with_attention():
+    # The one documented difference from the reference: LayerScale ls1 scales the
+    # attention branch, so attention tuning trains it too (ViT-B has no LayerScale).
+    model = tiny_vit(depth=2, layer_scale=True)
+    apply_mask(model, MaskSpace.from_model("ln-attn-mlp", model).resolve("attention"))
+    assert {"blocks.0.ls1.gamma", "blocks.1.ls1.gamma"} <= trainable(model)
+    assert not any(".ls2." in n for n in trainable(model))
+
+
+def test_full_preset_trains_every_parameter():
+    model = tiny_vit(depth=2)
+    info = apply_mask(model, MaskSpace.from_model("ln-attn-mlp", model).resolve("full"))
+    assert info["n_trainable"] == info["n_total"] == sum(p.numel() for p in model.parameters())
+    assert {"pos_embed", "cls_token", "patch_embed.proj.weight", "norm.weight"} <= trainable(model)
 
 
 def test_preset_descriptions_cover_presets():
@@ -343,12 +384,12 @@ def test_apply_mask_flags_and_reset():
     assert {"reg_token", "cls_token", "pos_embed", "fc_norm.weight"} <= trainable(model)
 
 
-def test_bitfit_trains_block_biases_and_head():
+def test_bitfit_trains_every_bias_and_head():
     model = tiny_vit(depth=2)
     apply_mask(model, MaskSpace.from_model("ln-attn-mlp", model).resolve("bitfit"))
     names = trainable(model)
-    assert names == {n for n, _ in model.named_parameters() if n.startswith("head.")
-                     or (n.startswith("blocks.") and n.endswith(".bias"))}
+    assert names == {n for n, _ in model.named_parameters() if n.startswith("head.") or n.endswith(".bias")}
+    assert "patch_embed.proj.bias" in names and "norm.bias" in names
 
 
 class NotAViT(nn.Module):

@@ -384,7 +384,8 @@ def test_search_with_two_worker_processes(biased_data, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     probe = tmp_path / "threads.txt"
     clf = tiny_classifier(model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2))
-    search = FairTuneSearchCV(clf, n_trials=4, baselines=("linear", "full"), n_jobs=2, random_state=0,
+    search = FairTuneSearchCV(clf, n_trials=4, baselines=("linear", "full"), baseline_lrs=None, n_jobs=2,
+                              random_state=0,
                               scoring=ThreadProbeScorer(probe))
     search.fit(biased_data.images, biased_data.target, sensitive_features=biased_data.sensitive_features)
     counted = counted_trials(search.study_)

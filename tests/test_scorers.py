@@ -231,8 +231,11 @@ def test_metric_kwargs_are_forwarded(data, fitted):
     expected = min_group_auc(labels[y], clf.predict_proba(X)[:, column], sensitive_features=groups,
                              pos_label="malignant")
     assert scorer(clf, X, labels[y], sensitive_features=groups) == expected
-    with pytest.raises(ValueError, match="pass `pos_label`"):
-        make_fairness_scorer("min_group_auc")(clf, X, labels[y], sensitive_features=groups)
+    # Without pos_label the scorer calls classes_[1] positive, the column sklearn scores.
+    assert make_fairness_scorer("min_group_auc")(clf, X, labels[y], sensitive_features=groups) == expected
+    flipped = make_fairness_scorer("min_group_auc", pos_label="benign")(clf, X, labels[y], sensitive_features=groups)
+    assert flipped == pytest.approx(min_group_auc(labels[y], clf.predict_proba(X)[:, 1 - column],
+                                                  sensitive_features=groups, pos_label="benign"))
 
 
 def test_auc_scorer_falls_back_to_decision_function(data):

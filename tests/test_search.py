@@ -47,11 +47,16 @@ def test_results_layout_and_baselines(data):
     for key in ("param_mask", "param_lr", "split0_test_score", "mean_test_score", "std_test_score",
                 "rank_test_score", "state", "n_epochs", "mean_fit_time"):
         assert len(results[key]) == 8, key
-    # The paper's baselines run first, under their preset names.
-    assert list(results["baseline"][:4]) == ["full", "linear", "attention", "layernorm"]
-    assert list(results["param_mask"][:4]) == ["111111", "000000", "010010", "100100"]
+    # The paper's baselines run first, under their preset names, each at the middle of the
+    # learning-rate grid first ("auto": lr_range's ends and middle).
+    assert list(results["baseline"][:8]) == ["full", "linear", "attention", "layernorm"] * 2
+    assert list(results["param_mask"][:4]) == ["full", "linear", "attention", "layernorm"]
+    assert list(results["param_lr"][:8]) == pytest.approx([1e-4] * 4 + [1e-3] * 4)
+    # ERM trains every parameter; the all-ones bits ("every block unit") do not train the embeddings.
+    assert results["n_trainable_params"][0] == search.study_.trials[0].user_attrs["n_trainable_params"]
+    assert results["n_trainable_params"][0] > results["n_trainable_params"][2] > results["n_trainable_params"][1]
     assert set(search.best_params_) == {"mask", "lr"}
-    assert search.best_mask_.to_string() == search.best_params_["mask"]
+    assert search.best_mask_ == search.mask_space_.resolve(search.best_params_["mask"])
     assert 1e-5 <= search.best_params_["lr"] <= 1e-3
     assert results["rank_test_score"][search.best_index_] == 1
     assert search.best_score_ == results["mean_test_score"][search.best_index_]
@@ -93,7 +98,7 @@ def test_same_random_state_gives_identical_results(data):
 
 
 def test_kfold_trains_in_lockstep(data):
-    search = fit_search(data, n_trials=4, cv=3, pruner="none")
+    search = fit_search(data, n_trials=4, cv=3, pruner="none", fold_scoring="mean")
     assert search.n_splits_ == 3
     scores = np.column_stack([search.cv_results_[f"split{k}_test_score"] for k in range(3)])
     np.testing.assert_allclose(scores.mean(axis=1), search.cv_results_["mean_test_score"])
@@ -127,9 +132,13 @@ def test_validation_fold_without_both_classes_fails_before_training(data):
     s = np.array(["a"] * len(data.target), dtype=object)
     positives = np.flatnonzero(data.target == 1)
     s[positives[:2]] = "rare"  # a group with positives only
-    search = FairTuneSearchCV(small_classifier(), n_trials=2, cv=2, random_state=0)
+    search = FairTuneSearchCV(small_classifier(), n_trials=2, cv=2, fold_scoring="mean", random_state=0)
     with pytest.raises(ValueError, match=r"fold \d: group 'rare' has 0: 0, 1: 1"):
         search.fit(data.images, data.target, sensitive_features=s)
+    # Pooled folds need both classes in the union of the validation folds only.
+    pooled = FairTuneSearchCV(small_classifier(), n_trials=2, cv=2, random_state=0)
+    with pytest.raises(ValueError, match=r"the pooled validation folds: group 'rare' has 0: 0, 1: 2"):
+        pooled.fit(data.images, data.target, sensitive_features=s)
 
 
 def test_subsample_searches_on_a_fraction_then_refits_on_all(data):
@@ -218,9 +227,9 @@ def test_resuming_a_different_search_fails_before_training(data, tmp_path):
 def test_pipeline_estimator_is_addressed_by_step(data):
     pipe = Pipeline([("identity", FunctionTransformer()), ("vit", small_classifier(max_epochs=2))])
     search = fit_search(data, n_trials=3, estimator=pipe, baselines=("linear",))
-    assert search.cv_results_["param_mask"][0] == "000000"
+    assert search.cv_results_["param_mask"][0] == "linear"
     assert isinstance(search.best_estimator_, Pipeline)
-    assert search.best_estimator_[-1].mask_.to_string() == search.best_params_["mask"]
+    assert search.best_estimator_[-1].mask_ == search.mask_space_.resolve(search.best_params_["mask"])
 
 
 def test_search_in_pipeline_clone_pickle_and_routing(data):

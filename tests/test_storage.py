@@ -32,7 +32,8 @@ def make_search(**overrides):
     """A deterministic search: fixed baselines, seeded sampler and training, no pruning."""
     clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=32, lr=1e-3,
                              model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
-    params = dict(n_trials=5, baselines=("linear", "full"), pruner="none", random_state=0, refit=False)
+    params = dict(n_trials=5, baselines=("linear", "full"), baseline_lrs=None, pruner="none", random_state=0,
+                  refit=False)
     params.update(overrides)
     return FairTuneSearchCV(clf, **params)
 

@@ -32,7 +32,8 @@ def spec_dict(**storage):
         "data": {"source": "synthetic", "n_samples": 160, "image_size": 16, "random_state": 0},
         "estimator": {"model": "vit_tiny_patch16_224", "pretrained": False, "max_epochs": 2, "batch_size": 32,
                       "lr": 1e-3, "model_kwargs": dict(TINY_VIT, embed_dim=16, depth=1)},
-        "search": {"n_trials": 6, "baselines": ["linear", "full"], "pruner": "none", "random_state": 0},
+        "search": {"n_trials": 6, "baselines": ["linear", "full"], "baseline_lrs": None, "pruner": "none",
+                   "random_state": 0},
         "storage": {"study_name": "s", **storage},
     }
 

@@ -1,0 +1,330 @@
+"""An honest comparison in one call: FairTune against the paper's baselines on held-out data.
+
+:func:`compare_methods` runs every method on the same outer splits. Inside each
+outer training part, each baseline's learning rate is tuned on the *same*
+inner validation split and objective as the search (the paper's protocol), the
+search runs as configured, and every method is refit and scored once on the
+outer held-out part. The differences in worst-group AUC to FairTune come with
+paired bootstrap intervals, so a reader sees which differences are noise.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
+from sklearn.utils import _safe_indexing
+
+from ._selection import stratified_bootstrap_indices
+from ._splits import group_codes
+from .classifier import encode_targets
+from .metrics import (
+    auc_gap,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    min_group_auc,
+    overall_auc,
+)
+from .search import BASELINES, FairTuneSearchCV
+
+__all__ = ["compare_methods", "COMPARISON_COLUMNS"]
+
+FAIRTUNE = "FairTune"
+
+COMPARISON_COLUMNS = (
+    "overall_auc", "min_group_auc", "auc_gap", "equalized_odds_difference",
+    "demographic_parity_difference", "n_trainable_params", "fit_time_s", "validation_score",
+    "lr", "mask", "min_group_auc_diff", "min_group_auc_diff_ci_low", "min_group_auc_diff_ci_high",
+    "within_noise",
+)
+"""Columns of the DataFrame that :func:`compare_methods` returns."""
+
+
+def _outer_splits(cv, *, y_codes, g_codes, groups, test_size, random_state):
+    strata = y_codes * (int(g_codes.max()) + 1) + g_codes
+    placeholder = np.zeros((len(y_codes), 1))
+    if cv is None:
+        if groups is not None:
+            n_splits = max(2, round(1 / test_size))
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+            return list(splitter.split(placeholder, strata, groups))[:1]
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+        return list(splitter.split(placeholder, strata))
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"`cv` must be None, an int >= 2 or an iterable of (train, test) splits; got {cv!r}.")
+        splitter = (StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
+                    if groups is not None else StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state))
+        return list(splitter.split(placeholder, strata, groups))
+    if hasattr(cv, "split"):
+        return [(np.asarray(a), np.asarray(b)) for a, b in cv.split(placeholder, y_codes, groups)]
+    try:
+        return [(np.asarray(a), np.asarray(b)) for a, b in cv]
+    except TypeError:
+        raise ValueError(
+            f"`cv` must be None, an int >= 2, a splitter or an iterable of (train, test) splits; got {cv!r}."
+        ) from None
+
+
+def _method_searches(search: FairTuneSearchCV, methods) -> dict[str, FairTuneSearchCV]:
+    """One search per method: each baseline's lr grid on the search's own protocol, then FairTune."""
+    step, _ = search._classifier_step()
+    prefix = f"{step}__" if step else ""
+    lrs = search._baseline_lrs(search.lr_range)
+    searches = {}
+    for method in methods:
+        estimator = clone(search.estimator).set_params(**{prefix + "mask": method})
+        if lrs:
+            import optuna
+
+            # Every rate of the grid runs to the end; the best on the inner validation wins.
+            sampler = optuna.samplers.GridSampler({"lr": list(lrs)}, seed=0)
+            tuned = clone(search).set_params(
+                estimator=estimator, space=None, baselines=None, sampler=sampler, n_trials=len(lrs),
+                pruner="none", selection="best", storage=None, study=None, study_name=None, n_jobs=1,
+            )
+        else:
+            tuned = clone(search).set_params(
+                estimator=estimator, space=None, lr_range=None, baselines=None, n_trials=1, pruner="none",
+                selection="best", storage=None, study=None, study_name=None, n_jobs=1,
+            )
+        searches[method] = tuned
+    searches[FAIRTUNE] = clone(search).set_params(storage=None, study=None, study_name=None)
+    return searches
+
+
+def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSearchCV], seed) -> FairTuneSearchCV:
+    """FairTune's search, its study holding the baselines' trials already run on the same folds.
+
+    The baseline searches train each preset at each rate of the grid on the very
+    folds, seed and objective the search's own enqueued baselines would use, so
+    their complete trials are copied rather than trained twice. Only when the
+    search enqueues exactly the compared presets; otherwise it runs as given.
+    """
+    import optuna
+
+    from .masks import MaskSpace
+    from ._study import make_pruner, make_sampler
+
+    if search.space is None or not search.baselines or set(search.baselines) != set(fitted):
+        return search
+    _, template = search._classifier_step()
+    depth = next(iter(fitted.values())).best_estimator_
+    depth = (depth[-1] if hasattr(depth, "steps") else depth).mask_.space.depth
+    space = MaskSpace(search.space, depth)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(search.sampler, seed),
+                                pruner=make_pruner(search.pruner, template.max_epochs, template.warmup_fraction))
+    bit_distribution = optuna.distributions.CategoricalDistribution((0, 1))
+    for name in search.baselines:
+        for source in fitted[name].study_.trials:
+            if source.state != optuna.trial.TrialState.COMPLETE:
+                continue
+            params = dict(zip(space.sample_names(), space.resolve(name).bits))
+            distributions = dict.fromkeys(params, bit_distribution)
+            if "lr" in source.params:
+                params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
+            attrs = {**source.user_attrs, "baseline": name, "baseline_lr": params.get("lr"),
+                     "copied_from": "compare_methods baseline tuning",
+                     "params": {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=distributions, value=source.value, user_attrs=attrs,
+                intermediate_values=dict(source.intermediate_values)))
+    return clone(search).set_params(study=study)
+
+
+def _n_trainable(estimator) -> float:
+    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    return float(getattr(final, "n_trainable_params_", np.nan))
+
+
+def _held_out_metrics(y, score, y_pred, s, pos_label) -> dict[str, float]:
+    kwargs = dict(sensitive_features=s, pos_label=pos_label)
+    return {
+        "overall_auc": overall_auc(y, score, pos_label=pos_label),
+        "min_group_auc": min_group_auc(y, score, **kwargs),
+        "auc_gap": auc_gap(y, score, **kwargs),
+        "equalized_odds_difference": equalized_odds_difference(y, y_pred, **kwargs),
+        "demographic_parity_difference": demographic_parity_difference(y, y_pred, **kwargs),
+    }
+
+
+def compare_methods(
+    search: FairTuneSearchCV,
+    X: Any,
+    y: Any,
+    *,
+    sensitive_features: Any,
+    groups: Any = None,
+    methods: tuple[str, ...] = BASELINES,
+    cv: Any = None,
+    test_size: float = 0.2,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    random_state: int | None = None,
+    return_searches: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
+    """Compare FairTune with the baselines on held-out data, with uncertainty.
+
+    For every outer split, each method is fitted on the outer training part
+    only: a baseline (a mask preset, trained as the public FairTune code
+    defines it) has its learning rate chosen among the search's baseline grid
+    (``baseline_lrs``, by default three rates over ``lr_range``) on the search's
+    inner validation protocol and objective, then is refit on the whole outer
+    training part; FairTune is ``search`` itself. All methods are then scored
+    on the outer held-out part. With several outer folds every image is held
+    out once and the metrics are computed on the pooled held-out predictions.
+
+    Parameters
+    ----------
+    search : FairTuneSearchCV
+        The configured (unfitted) search; its estimator, budget, inner
+        validation and objective are used for every method.
+    X : array-like, tensor, list of PIL images or list of file paths
+        Images.
+    y : array-like of shape (n_samples,)
+        Binary labels.
+    sensitive_features : array-like, Series or DataFrame
+        Group membership of every image.
+    groups : array-like, default=None
+        Patient or lesion ids: no id straddles an outer or inner split.
+    methods : tuple of str, default=("full", "linear", "attention", "layernorm")
+        Baseline presets (see :data:`skfairtune.masks.PRESETS`).
+    cv : None, int or iterable of (train, test), default=None
+        Outer splits. ``None``: one split holding out ``test_size``,
+        stratified on label x group. An int: that many stratified folds.
+    test_size : float, default=0.2
+        Held-out share when ``cv=None``.
+    threshold : float, default=0.5
+        Probability above which an image is predicted positive, for the
+        thresholded metrics (EOddsD, DPD).
+    n_boot : int, default=1000
+        Paired bootstrap resamples of the held-out images (within label x
+        group cells) for the intervals of the worst-group AUC differences.
+    random_state : int, default=None
+        Seeds the outer split and the bootstrap.
+    return_searches : bool, default=False
+        Also return the fitted searches, ``{method: [search per outer fold]}``
+        (as ``cross_validate(..., return_estimator=True)`` does).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per method (the baselines, then ``"FairTune"``), columns
+        :data:`COMPARISON_COLUMNS`: held-out ``overall_auc``,
+        ``min_group_auc``, ``auc_gap``, ``equalized_odds_difference``,
+        ``demographic_parity_difference``; ``n_trainable_params``,
+        ``fit_time_s`` (tuning and refit, summed over outer folds),
+        ``validation_score`` (the inner objective of the chosen setting, mean
+        over outer folds), the chosen ``lr`` and ``mask`` (last outer fold);
+        ``min_group_auc_diff`` (the method minus FairTune) with its 95%
+        paired-bootstrap interval, and ``within_noise`` (the interval
+        contains 0).
+    searches : dict of str to list of FairTuneSearchCV
+        Only with ``return_searches=True``.
+
+    Notes
+    -----
+    When ``search.baselines`` names exactly the compared ``methods``, FairTune's
+    study starts from the baselines' tuning trials (the same training on the
+    same folds, copied instead of run twice), so FairTune's choice includes
+    every tuned baseline at no extra cost.
+
+    Examples
+    --------
+    >>> from skfairtune import FairTuneClassifier, FairTuneSearchCV, compare_methods
+    >>> from skfairtune.datasets import make_biased_images
+    >>> data = make_biased_images(240, image_size=16, random_state=0)
+    >>> clf = FairTuneClassifier(
+    ...     "vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=64,
+    ...     model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2))
+    >>> search = FairTuneSearchCV(clf, n_trials=2, baselines=None, baseline_lrs=(1e-3,),
+    ...                           random_state=0)
+    >>> table = compare_methods(search, data.images, data.target,
+    ...                         sensitive_features=data.sensitive_features,
+    ...                         methods=("linear",), n_boot=50, random_state=0)
+    >>> list(table.index)
+    ['linear', 'FairTune']
+    >>> float(table.loc["FairTune", "min_group_auc_diff"])
+    0.0
+    """
+    if not isinstance(search, FairTuneSearchCV):
+        raise TypeError(f"`search` must be a FairTuneSearchCV; got {type(search).__name__}.")
+    if not 0 < test_size < 1:
+        raise ValueError(f"`test_size` must be in (0, 1); got {test_size!r}.")
+    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 10):
+        raise ValueError(f"`n_boot` must be an int >= 10; got {n_boot!r}.")
+    from .masks import PRESETS
+
+    unknown = [m for m in methods if m not in PRESETS]
+    if unknown:
+        raise ValueError(f"`methods` contains {unknown}; choose among the presets {list(PRESETS)}.")
+    classes, y_codes = encode_targets(y, owner="compare_methods")
+    if len(classes) != 2:
+        raise ValueError(f"compare_methods needs binary labels; y has {len(classes)} classes.")
+    y = np.asarray(y).ravel()
+    g_codes, _ = group_codes(sensitive_features, len(y))
+    groups_array = None if groups is None else np.asarray(groups)
+    outer = _outer_splits(cv, y_codes=y_codes, g_codes=g_codes, groups=groups_array,
+                          test_size=test_size, random_state=random_state)
+    searches = _method_searches(search, methods)
+
+    held_out = []
+    fitted_searches: dict[str, list] = {}
+    scores = {name: [] for name in searches}
+    rows = {name: {"fit_time_s": 0.0, "validation_score": []} for name in searches}
+    for train, test in outer:
+        held_out.append(test)
+        s_train = _safe_indexing(sensitive_features, train)
+        g_train = None if groups_array is None else groups_array[train]
+        fold_fits = {}
+        for name, method_search in searches.items():
+            started = time.perf_counter()
+            if name == FAIRTUNE:
+                method_search = _start_from_baselines(method_search, fold_fits, search.random_state)
+            fitted = clone(method_search).fit(_safe_indexing(X, train), y[train], sensitive_features=s_train,
+                                              groups=g_train)
+            fold_fits[name] = fitted
+            fitted_searches.setdefault(name, []).append(fitted)
+            rows[name]["fit_time_s"] += time.perf_counter() - started
+            column = list(fitted.classes_).index(classes[1])
+            scores[name].append(fitted.predict_proba(_safe_indexing(X, test))[:, column])
+            rows[name]["validation_score"].append(fitted.best_score_)
+            rows[name]["lr"] = fitted.best_params_.get("lr", np.nan)
+            rows[name]["mask"] = fitted.best_params_.get("mask", name)
+            rows[name]["n_trainable_params"] = _n_trainable(fitted.best_estimator_)
+
+    test_index = np.concatenate(held_out)
+    y_test = y[test_index]
+    s_test = _safe_indexing(sensitive_features, test_index)
+    pos_label = classes[1].item() if isinstance(classes[1], np.generic) else classes[1]
+    strata = y_codes[test_index] * (int(g_codes.max()) + 1) + g_codes[test_index]
+    resamples = stratified_bootstrap_indices(strata, n_boot, 0 if random_state is None else random_state)
+    pooled = {name: np.concatenate(values) for name, values in scores.items()}
+
+    def boot_min_group_auc(score):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.array([min_group_auc(y_test[r], score[r], sensitive_features=_safe_indexing(s_test, r),
+                                           pos_label=pos_label) for r in resamples])
+
+    reference = boot_min_group_auc(pooled[FAIRTUNE])
+    reference_value = min_group_auc(y_test, pooled[FAIRTUNE], sensitive_features=s_test, pos_label=pos_label)
+    table = []
+    for name, score in pooled.items():
+        y_pred = np.where(score >= threshold, classes[1], classes[0])
+        row = _held_out_metrics(y_test, score, y_pred, s_test, pos_label)
+        row.update(n_trainable_params=rows[name]["n_trainable_params"], fit_time_s=rows[name]["fit_time_s"],
+                   validation_score=float(np.mean(rows[name]["validation_score"])), lr=rows[name]["lr"],
+                   mask=rows[name]["mask"])
+        diff = (reference if name == FAIRTUNE else boot_min_group_auc(score)) - reference
+        row["min_group_auc_diff"] = row["min_group_auc"] - reference_value
+        row["min_group_auc_diff_ci_low"], row["min_group_auc_diff_ci_high"] = np.percentile(diff, [2.5, 97.5])
+        row["within_noise"] = bool(row["min_group_auc_diff_ci_low"] <= 0 <= row["min_group_auc_diff_ci_high"])
+        table.append(pd.Series(row, name=name))
+    frame = pd.DataFrame(table)[list(COMPARISON_COLUMNS)]
+    return (frame, fitted_searches) if return_searches else frame
