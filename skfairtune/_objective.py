@@ -268,6 +268,10 @@ class Objective:
         Returns (value, epoch fold scores, final evaluation sets, classes).
         """
         folds = [self._prepare_fold(params, tr, va) for tr, va in splits]
+        return self._run_epochs(folds, trial)
+
+    def _run_epochs(self, folds: list[_FoldState], trial=None):
+        """The epochs of :meth:`_train` on prepared folds (a seam for diagnostics and tests)."""
         if trial is not None:
             trial.set_user_attr("n_trainable_params", int(folds[0].clf.n_trainable_params_))
             trial.set_user_attr("frozen_prefix", int(folds[0].prepared.cache_start))

@@ -10,6 +10,7 @@ paired bootstrap intervals, so a reader sees which differences are noise.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from typing import Any
@@ -33,6 +34,8 @@ from .metrics import (
 from .search import BASELINES, FairTuneSearchCV
 
 __all__ = ["compare_methods", "COMPARISON_COLUMNS"]
+
+logger = logging.getLogger("skfairtune")
 
 FAIRTUNE = "FairTune"
 
@@ -129,7 +132,7 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
             if "lr" in source.params:
                 params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
             attrs = {**source.user_attrs, "baseline": name, "baseline_lr": params.get("lr"),
-                     "copied_from": "compare_methods baseline tuning",
+                     "copied_from": {"study": fitted[name].study_.study_name, "trial": source.number},
                      "params": {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}}
             study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=distributions, value=source.value, user_attrs=attrs,
@@ -291,6 +294,9 @@ def compare_methods(
             fold_fits[name] = fitted
             fitted_searches.setdefault(name, []).append(fitted)
             rows[name]["fit_time_s"] += time.perf_counter() - started
+            logger.info("compare_methods: %s tuned and refit in %.0f s (validation %.3f, lr %.2g, mask %s)",
+                        name, time.perf_counter() - started, fitted.best_score_,
+                        fitted.best_params_.get("lr", float("nan")), fitted.best_params_.get("mask", name))
             column = list(fitted.classes_).index(classes[1])
             scores[name].append(fitted.predict_proba(_safe_indexing(X, test))[:, column])
             rows[name]["validation_score"].append(fitted.best_score_)

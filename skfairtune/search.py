@@ -102,6 +102,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Trials re-evaluated by ``selection="reeval"``.
     reeval_repeats : int, default=2
         Fresh splits (each with its own training seed) per re-evaluated trial.
+        The splits are fresh when ``cv`` is None or an int; a splitter with a
+        fixed ``random_state`` or an iterable of splits gives the same splits
+        again, and only the training seed changes.
     baselines : sequence of str or None, default=("full", "linear", "attention", "layernorm")
         Masks enqueued as the first trials, so they are compared under the
         same budget: presets, trained with the public FairTune code's

@@ -159,3 +159,18 @@ def test_throughput_smoke_table():
     # A linear readout trains the head on cached activations: far faster than a plain loop
     # that runs the frozen ViT every epoch.
     assert float(rows["linear"][4].rstrip("x")) > 3
+
+
+def test_science_benchmark_smoke(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_science.py"), "--smoke",
+                           "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    run = json.loads(out.read_text().splitlines()[0])
+    methods = ["full", "linear", "attention", "layernorm", "FairTune/best", "FairTune/one_se", "FairTune/reeval"]
+    assert list(run["rows"]) == methods
+    for row in run["rows"].values():
+        assert 0 <= row["min_group_auc"] <= 1 and row["drop"] == pytest.approx(row["val"] - row["min_group_auc"])
+    # Every complete trial of the search was scored on the test part for the rank diagnosis.
+    assert run["n_ranked_trials"] >= 3 and -1 <= run["rank_correlation"] <= 1
+    assert "| FairTune/reeval |" in proc.stdout and "val/test Spearman" in proc.stdout

@@ -56,12 +56,20 @@ def test_quick_demo_runs_as_a_command(tmp_path):
     result = subprocess.run([sys.executable, "-m", "skfairtune", "demo", "--quick", "--out", str(out)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    for stage in ("[1/5] Data", "[2/5] Backbone", "[3/5] Baselines", "[4/5] FairTuneSearchCV", "[5/5] Refit"):
+    for stage in ("[1/5] Data", "[2/5] Backbone", "[3/5] Baselines", "[4/5] FairTuneSearchCV", "[5/5] Held-out"):
         assert stage in result.stdout
+    assert "Held-out worst-group AUC differences to FairTune: full fine-tuning: " in result.stdout
     assert "shipped checkpoint" in result.stdout
     table = _check_outputs(out, result.stdout)
     assert set(table["mask"].iloc[:4]) == {"full", "linear", "attention", "layernorm"}
-    assert set(table["mask"].iloc[4]) <= {"0", "1"} and len(table["mask"].iloc[4]) == 3 * DEMO_MODEL_KWARGS["depth"]
+    fairtune_mask = table["mask"].iloc[4]  # a searched bit string, or the baseline FairTune kept
+    assert fairtune_mask in {"full", "linear", "attention", "layernorm"} or (
+        set(fairtune_mask) <= {"0", "1"} and len(fairtune_mask) == 3 * DEMO_MODEL_KWARGS["depth"])
+    # Paired bootstrap intervals of the worst-group AUC difference to FairTune, for every baseline.
+    baselines = table.iloc[:4]
+    assert (baselines["diff_ci_low"] <= baselines["min_group_auc_diff"]).all()
+    assert (baselines["min_group_auc_diff"] <= baselines["diff_ci_high"]).all()
+    assert (baselines["within_noise"] == ((baselines["diff_ci_low"] <= 0) & (baselines["diff_ci_high"] >= 0))).all()
 
 
 @pytest.mark.parametrize("argv, message", [
