@@ -183,13 +183,16 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period):
         lines = [line for line in _scrub(str(exc), url).splitlines() if line.strip()]
         message = (lines[0] if lines else type(exc).__name__)[:300]
         hint = ""
+        seconds = engine_kwargs.get("connect_args", {}).get("connect_timeout")
+        timeout = (f" (each attempt waits at most connect_timeout={seconds} s; add "
+                   "'?connect_timeout=N' to the URL to change it)") if seconds else ""
         if isinstance(exc, ImportError) or "No module named" in str(exc) or "Can't load plugin" in str(exc):
             hint = (" The database driver is missing or the scheme is unknown: for PostgreSQL "
                     "`pip install \"psycopg[binary]\"` and write 'postgresql+psycopg://...'.")
         raise ValueError(
             f"`storage={redact_url(url)!r}` could not be opened: {message}.{hint} Check the URL "
             "(e.g. 'postgresql+psycopg://user:password@host:5432/db' or 'sqlite:///search.db') "
-            "and that the server is reachable."
+            f"and that the server is reachable{timeout}."
         ) from None
 
 

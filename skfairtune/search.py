@@ -16,6 +16,8 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
+from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
+                      check_several_groups, check_splits)
 from ._inputs import check_images_given, count_images, images_to_tensor
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
 from ._objective import (
@@ -301,11 +303,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         step, template = self._classifier_step()
         self.scorer_ = self._resolve_scorer()
         seed = self._seed()
+        check_param_distributions(self.param_distributions, estimator_params=template.get_params(deep=False),
+                                  estimator_name=type(template).__name__,
+                                  searches_lr=self.lr_range is not None, searches_mask=self.space is not None)
         if fit_params.get("sample_weight") is not None:
             raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
                              "`class_weight` to weight the classes.")
         check_images_given(X)
+        if not step:  # a Pipeline's first steps may turn a matrix into images
+            check_not_tabular(X, allow_tabular=template.allow_tabular)
         self.classes_, y_codes = encode_targets(y, owner=type(self).__name__)
+        check_scoring_classes(self.scoring, self.classes_)
         y = np.asarray(y).ravel()
         n_samples = len(y)
         n_images = count_images(X)
@@ -320,6 +328,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
         else:
             g_codes, group_labels = group_codes(sensitive_features, n_samples)
+            check_several_groups(self.scoring, group_labels, n_samples)
         if groups is not None and len(groups) != n_samples:
             raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
 
@@ -339,6 +348,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         splits = make_splits(self.cv, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
                              groups=sub_groups, validation_fraction=self.validation_fraction,
                              random_state=seed)
+        check_splits(splits, len(search_idx))
         if self.scoring in _GROUP_AUC_SCORINGS and sensitive_features is not None:
             check_validation_folds(splits, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
                                    group_labels=group_labels, class_labels=self.classes_.tolist())
