@@ -135,7 +135,9 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
             raise ValueError(f"`{name}` must be a positive int (seconds); got {value!r}.")
     text = str(storage)
     if "://" in text:
-        return _rdb_storage(text, heartbeat_interval, grace_period)
+        from ._credentials import expand_storage_url
+
+        return _rdb_storage(expand_storage_url(text), heartbeat_interval, grace_period)
     path = Path(text)
     if path.exists() and path.is_dir():
         raise ValueError(f"`storage={text!r}` is a directory; pass a file path such as '{text}/search.log'.")

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
                       check_several_groups, check_splits)
+from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._inputs import check_images_given, count_images, images_to_tensor
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
 from ._objective import (
@@ -215,6 +216,22 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def __repr__(self, N_CHAR_MAX=700):
         text = super().__repr__(N_CHAR_MAX)
         return redact_url(text) if self.storage is not None else text
+
+    def __getstate__(self):
+        # A pickle never carries a database password: the URL is redacted and a database
+        # study becomes an in-memory copy (see skfairtune._credentials).
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        state["storage"] = pickle_safe_storage(state.get("storage"))
+        for name in ("study", "study_"):
+            if isinstance(state.get(name), optuna.Study):
+                state[name] = pickle_safe_study(state[name])
+        return state
+
+    def __sklearn_clone__(self):
+        # Clones (e.g. cross_validate's) keep a redacted URL; this process remembers the password.
+        cloned = super().__sklearn_clone__()
+        cloned.storage = forget_password(cloned.storage)
+        return cloned
 
     # ---------------------------------------------------------------- set-up
     def _classifier_step(self):
