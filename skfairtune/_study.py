@@ -147,7 +147,11 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
         return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    from ._journal import repair_journal
+
+    backend = JournalFileBackend(str(path))
+    repair_journal(path, backend)  # a record cut mid-write would break every later append
+    return JournalStorage(backend)
 
 
 def _rdb_storage(url: str, heartbeat_interval, grace_period):
