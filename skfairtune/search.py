@@ -21,6 +21,7 @@ from ._checks import (check_not_tabular, check_param_distributions, check_scorin
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._inputs import check_images_given, count_images, images_to_tensor
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
+from ._preemption import preemption_guard
 from ._objective import (
     Objective,
     SearchSpace,
@@ -442,9 +443,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         trial whose worker died or was interrupted is failed and retried once
         more with its parameters (see :mod:`skfairtune._parallel`).
         """
-        run = run_trials(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                         timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
-                         seed=self._seed())
+        # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
+        with preemption_guard(self._preempted_message):
+            run = run_trials(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                             timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
+                             seed=self._seed())
         self.study_ = run.study
         if run.interrupted:
             n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
@@ -454,6 +457,18 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 UserWarning, stacklevel=3,
             )
         return run.interrupted
+
+    def _preempted_message(self) -> str:
+        complete = self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if self.storage is None and self.study is None:
+            kept = "the study was in memory, so nothing is kept; pass storage=... to make a search resumable"
+        else:
+            where = self.storage if isinstance(self.storage, str) else getattr(self.storage, "url", "the study")
+            kept = (f"{len(complete)} complete trials are kept in {redact_url(where)} (study "
+                    f"{self.study_.study_name!r}); run the same search again to resume it to "
+                    f"n_trials={self.n_trials}")
+        return (f"[skfairtune] SIGTERM: search stopped, exit code 143. The running trial was failed and "
+                f"re-queued; {kept}.")
 
     def _collect_results(self, space: SearchSpace) -> None:
         # Only the trials that count: not an attempt a retry replaced, nor one past the budget.

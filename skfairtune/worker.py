@@ -29,6 +29,16 @@ arguments) or ``"synthetic"`` (:func:`skfairtune.datasets.make_biased_images`).
 ``search`` :class:`skfairtune.FairTuneSearchCV` ones. The storage URL may be
 left out of the file and given as ``--storage`` or in the environment variable
 ``SKFAIRTUNE_STORAGE``, so that no password sits in a file.
+
+**Preemption.** On SIGTERM (Slurm or Kubernetes preempting the job) the worker
+fails its running trial, re-queues it with the same parameters and exits with
+code 143 (:data:`skfairtune._preemption.PREEMPTED_EXIT_CODE`); run the same
+command again to resume. The clean-up needs a grace period of a few seconds
+between SIGTERM and SIGKILL (under a second for the storage writes, up to
+10 s more with ``--n-jobs`` > 1 while local worker processes stop): 30 s, the
+default of Slurm's ``KillWait`` and Kubernetes' ``terminationGracePeriodSeconds``,
+is ample. Exit codes: 0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143
+preempted.
 """
 
 from __future__ import annotations
@@ -227,6 +237,12 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``worker`` subcommand's arguments to ``parser``."""
+    parser.epilog = (
+        "Preemption: on SIGTERM the worker fails and re-queues its running trial and exits with "
+        "code 143; run the same command again to resume. Give it a grace period of at least 15 s "
+        "between SIGTERM and SIGKILL (Slurm KillWait and Kubernetes terminationGracePeriodSeconds "
+        "default to 30 s). Exit codes: 0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143 preempted."
+    )
     parser.add_argument("--spec", required=True, metavar="FILE",
                         help="search spec (.json, .toml or .yaml): data, estimator, search and storage sections")
     parser.add_argument("--storage", metavar="URL_OR_FILE",
@@ -247,8 +263,9 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one worker; returns the exit code (0 done, 1 search failed, 2 bad spec)."""
+    """Run one worker; returns the exit code (0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143 SIGTERM)."""
     from ._parallel import OWNER_ATTR, counted_trials
+    from ._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
     from ._study import redact_url
 
     try:
@@ -268,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except SearchPreempted:
+        _say("preempted (SIGTERM): the running trial was re-queued; run this command again to resume")
+        return PREEMPTED_EXIT_CODE
     except Exception as exc:  # noqa: BLE001 - report it without leaking the URL's password
         text = redact_url("".join(traceback.format_exception(exc)) if args.verbose else f"{type(exc).__name__}: {exc}")
         print(f"skfairtune worker: the search failed: {text}", file=sys.stderr)

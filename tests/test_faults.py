@@ -98,3 +98,109 @@ def test_a_torn_journal_breaks_the_next_append_unless_repaired(tmp_path, repair)
         return
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert len(optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path)))).trials) == 3
+
+
+# ----------------------------------------------------------------------------- preemption (SIGTERM)
+def _script(tmp_path, body: str) -> Path:
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path[:0] = [{str(REPO)!r}]
+        import torch
+        torch.set_num_threads(1)
+        from skfairtune.classifier import FairTuneClassifier
+        from tests.test_faults import _fit, make_data, make_search
+    """) + textwrap.dedent(body))
+    return script
+
+
+def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path):
+    from skfairtune._preemption import PREEMPTED_EXIT_CODE
+
+    path = tmp_path / "study.log"
+    # Training calls: 2 epochs x 1 fold per trial; SIGTERM arrives in the second epoch of trial 1,
+    # as a scheduler's would: from outside, while the trial trains.
+    script = _script(tmp_path, f"""
+        train, calls = FairTuneClassifier._train_epochs, []
+        def train_then_preempted(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return train(self, *args, **kwargs)
+        FairTuneClassifier._train_epochs = train_then_preempted
+        _fit(make_search(storage={str(path)!r}, study_name="s", n_trials=4), make_data())
+        print("fit returned")
+    """)
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == PREEMPTED_EXIT_CODE == 143, run.stderr[-2000:]
+    assert "fit returned" not in run.stdout
+    assert "SIGTERM: search stopped, exit code 143" in run.stderr and "run the same search again" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+
+    stopped = _load(path).trials
+    # Trial 0 finished; trial 1 was failed for retry (nothing left RUNNING); its retry waits.
+    assert [t.state for t in stopped[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert stopped[1].user_attrs["fail_reason"] == "interrupted; retried"
+    assert not [t for t in stopped if t.state == TrialState.RUNNING]
+    retry = [t for t in stopped if t.system_attrs.get("failed_trial") == 1]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING and retry[0].params == stopped[1].params
+
+    resumed = _fit(make_search(storage=str(path), study_name="s", n_trials=4), make_data())
+    counted = counted_trials(resumed.study_, 4)
+    assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert counted[0].value == stopped[0].value  # kept, not re-run
+    assert any(t.system_attrs.get("failed_trial") == 1 for t in counted)  # the re-queued trial ran
+    assert time.perf_counter() - started < 240
+
+
+def test_sigterm_guard_leaves_an_application_handler_alone():
+    from skfairtune._preemption import preemption_guard
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with preemption_guard():
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_to_the_parent_of_worker_processes_requeues_every_running_trial(tmp_path):
+    """n_jobs=2: the parent forwards the stop to its workers, which re-queue their trials."""
+    path = tmp_path / "study.log"
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(REPO)!r}]
+        import optuna
+        from skfairtune._parallel import run_trials
+        from skfairtune._preemption import preemption_guard
+        from skfairtune._study import make_storage
+        from tests.test_parallel import Sleepy
+        study = optuna.create_study(storage=make_storage({str(path)!r}), study_name="s", direction="maximize")
+        with preemption_guard(lambda: "stopped"):
+            run_trials(study, Sleepy(seconds=30), n_trials=4, n_jobs=2, seed=0)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until both workers run a trial
+        time.sleep(0.5)
+        if path.exists():
+            running = [t for t in _load(path).trials if t.state == TrialState.RUNNING]
+            if len(running) == 2:
+                break
+    else:
+        process.kill()
+        pytest.fail("the workers never started")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    trials = _load(path).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and all("retried" in t.user_attrs.get("fail_reason", "") for t in failed)
+    assert len([t for t in trials if t.state == TrialState.WAITING]) == 2
