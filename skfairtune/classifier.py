@@ -452,8 +452,18 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = self._make_net(module, len(X_tensor), self._class_weights(y_encoded), seed)
         start = self._cache_start(backbone, len(X_tensor))
         if start:
-            X_tensor = self._frozen_activations(X_tensor, start, shared_cache=shared_cache,
-                                                data_key=data_key)
+            try:
+                X_tensor = self._frozen_activations(X_tensor, start, shared_cache=shared_cache,
+                                                    data_key=data_key)
+            except (MemoryError, torch.OutOfMemoryError) as exc:
+                # Slower, not fatal: train through the frozen part instead of from its outputs.
+                from ._degrade import DegradedWarning
+
+                warnings.warn(f"frozen-prefix cache off for this fit: its activations do not fit in memory "
+                              f"({type(exc).__name__}); training from the images instead. Lower "
+                              "`frozen_cache_max_mb` or set frozen_cache=False to skip the attempt.",
+                              DegradedWarning, stacklevel=3)
+                start = 0
             self.net_.module_.start = start
         self.frozen_prefix_ = start
         dataset = TensorDataset(X_tensor, torch.as_tensor(y_encoded, dtype=torch.long))

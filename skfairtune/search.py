@@ -19,8 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
                       check_several_groups, check_splits)
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
+from ._degrade import run_trials_degrading
 from ._inputs import check_images_given, count_images, images_to_tensor
-from ._parallel import counted_trials, resolve_n_jobs, run_trials
+from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
 from ._objective import (
     Objective,
@@ -445,9 +446,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
         with preemption_guard(self._preempted_message):
-            run = run_trials(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                             timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
-                             seed=self._seed())
+            run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                                       timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
+                                       seed=self._seed())
         self.study_ = run.study
         if run.interrupted:
             n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))

@@ -47,7 +47,6 @@ import argparse
 import inspect
 import json
 import os
-import pickle
 import socket
 import sys
 import time
@@ -301,8 +300,16 @@ def run(args: argparse.Namespace) -> int:
          f"{time.perf_counter() - started:.1f} s; best {search.scoring} {search.best_score_:.4f} with "
          f"{search.best_params_}")
     if args.refit_out:
-        with open(args.refit_out, "wb") as handle:
-            # The estimator only: the search holds the storage URL, password included.
-            pickle.dump(search.best_estimator_, handle)
+        from ._degrade import save_atomically
+
+        try:
+            # The estimator only: the search holds the storage URL. Whole or not at all: a full
+            # disk never leaves a truncated model file behind.
+            save_atomically(search.best_estimator_, args.refit_out)
+        except OSError as exc:
+            print(f"skfairtune worker: the search is complete in the storage, but {exc.strerror or exc}. Run this "
+                  "command again with --refit-out on a disk with space: the finished study is reused "
+                  "and only the refit runs.", file=sys.stderr)
+            return 1
         _say(f"refit model written to {args.refit_out}")
     return 0

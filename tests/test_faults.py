@@ -6,6 +6,7 @@ The PostgreSQL restart lives in test_db_restart.py (it needs the suite's server)
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -204,3 +205,80 @@ def test_sigterm_to_the_parent_of_worker_processes_requeues_every_running_trial(
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(failed) == 2 and all("retried" in t.user_attrs.get("fail_reason", "") for t in failed)
     assert len([t for t in trials if t.state == TrialState.WAITING]) == 2
+
+
+# ----------------------------------------------------------------------------- full disk, full memory
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tmp_path):
+    import skfairtune._parallel as parallel
+    from skfairtune._degrade import DegradedWarning
+
+    monkeypatch.setattr(parallel.np, "save", _disk_full)  # the image file shared with workers
+    path = tmp_path / "study.log"
+    with pytest.warns(DegradedWarning, match=r"n_jobs=2: the files shared with worker processes could not be "
+                                             r"written \(No space left on device.*run in this process"):
+        search = _fit(make_search(storage=str(path), study_name="s", n_trials=2, n_jobs=2), make_data())
+    counted = counted_trials(search.study_, 2)
+    assert len(counted) == 2 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert {t.system_attrs["skfairtune:worker"]["pid"] for t in counted} == {os.getpid()}
+
+
+def test_frozen_cache_that_does_not_fit_in_memory_is_turned_off(monkeypatch):
+    from skfairtune._degrade import DegradedWarning
+
+    data = make_data()
+    monkeypatch.setattr(FairTuneClassifier, "_frozen_activations",
+                        lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, mask="linear", frozen_cache=True,
+                             max_epochs=1, batch_size=32, model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
+    with pytest.warns(DegradedWarning, match=r"frozen-prefix cache off for this fit.*MemoryError"):
+        clf.fit(data.images, data.target)
+    assert clf.frozen_prefix_ == 0 and clf.predict_proba(data.images[:4]).shape == (4, 2)
+
+
+def test_refit_that_cannot_be_saved_fails_cleanly_and_a_rerun_only_refits(monkeypatch, tmp_path, capsys):
+    import argparse
+    import json
+
+    import skfairtune._degrade as degrade
+    from skfairtune import worker
+
+    spec = {"data": {"source": "synthetic", "n_samples": 96, "image_size": 16, "random_state": 0},
+            "estimator": {"model": "vit_tiny_patch16_224", "pretrained": False, "max_epochs": 1,
+                          "batch_size": 32, "model_kwargs": dict(TINY_VIT, embed_dim=16, depth=1)},
+            "search": {"n_trials": 2, "baselines": ["linear"], "pruner": "none", "random_state": 0},
+            "storage": {"url": str(tmp_path / "study.log"), "study_name": "s"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"previous model")
+    args = argparse.Namespace(spec=str(tmp_path / "spec.json"), storage=None, study_name=None, n_jobs=None,
+                              refit_out=str(model), verbose=None)
+    monkeypatch.setattr(degrade, "_write", _disk_full)
+    assert worker.run(args) == 1
+    err = capsys.readouterr().err
+    assert "the search is complete in the storage, but could not save FairTuneClassifier" in err
+    assert "(the disk is full)" in err and "the model is still in memory" in err
+    assert model.read_bytes() == b"previous model"  # never a truncated file
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    monkeypatch.undo()
+    trained = []
+
+    def counting_fit(self, *a, **k):
+        trained.append(1)
+        return _ORIGINAL_FIT(self, *a, **k)
+
+    monkeypatch.setattr(FairTuneClassifier, "fit", counting_fit)
+    assert worker.run(args) == 0
+    assert trained == [1]  # the refit only: both trials were already stored
+    assert len(_load(tmp_path / "study.log").trials) == 2
+    with open(model, "rb") as handle:
+        assert pickle.load(handle).predict(make_data().images[:3]).shape == (3,)
+
+
+_ORIGINAL_FIT = FairTuneClassifier.fit
