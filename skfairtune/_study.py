@@ -93,7 +93,8 @@ def make_pruner(pruner, max_epochs: int):
     )
 
 
-def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90):
+def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90,
+                 retry_timeout: float | None = None):
     """The Optuna storage for ``storage``.
 
     ``None`` keeps the study in memory; a file path is an Optuna journal file
@@ -112,6 +113,10 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
     grace_period : int or None, default=90
         Seconds without a heartbeat after which a trial counts as dead;
         None means twice ``heartbeat_interval``.
+    retry_timeout : float, default=None
+        Seconds a search waits, retrying with backoff, for a database that
+        went away (a restart) before it stops; None means 300 (URLs only,
+        see :mod:`skfairtune._reconnect`).
 
     Returns
     -------
@@ -137,7 +142,7 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
     if "://" in text:
         from ._credentials import expand_storage_url
 
-        return _rdb_storage(expand_storage_url(text), heartbeat_interval, grace_period)
+        return _rdb_storage(expand_storage_url(text), heartbeat_interval, grace_period, retry_timeout)
     path = Path(text)
     if path.exists() and path.is_dir():
         raise ValueError(f"`storage={text!r}` is a directory; pass a file path such as '{text}/search.log'.")
@@ -154,19 +159,22 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
     return JournalStorage(backend)
 
 
-def _rdb_storage(url: str, heartbeat_interval, grace_period):
+def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None):
     from ._parallel import MAX_RETRY, RetryDeadTrial
+    from ._reconnect import DEFAULT_RETRY_TIMEOUT, ReconnectingRDBStorage
 
     scheme = url.split("://", 1)[0]
-    engine_kwargs = {}
+    # Pre-ping: a pooled connection that a database restart killed is replaced, not used.
+    engine_kwargs = {"pool_pre_ping": True}
     if scheme.startswith("postgresql") and "connect_timeout" not in url:
         # An unreachable host fails in seconds instead of hanging on the OS's TCP timeout.
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     def connect():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return ReconnectingRDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                retry_timeout=DEFAULT_RETRY_TIMEOUT if retry_timeout is None else retry_timeout,
                 grace_period=grace_period,
                 # A trial whose worker died is re-queued with the same parameters.
                 heartbeat_stale_trial_callback=RetryDeadTrial(max_retry=MAX_RETRY),

@@ -57,7 +57,7 @@ __all__ = ["load_spec", "build_search", "configure_parser", "run", "STORAGE_ENV"
 
 STORAGE_ENV = "SKFAIRTUNE_STORAGE"
 _SECTIONS = ("data", "estimator", "search", "storage")
-_STORAGE_KEYS = ("url", "study_name", "heartbeat_interval", "grace_period")
+_STORAGE_KEYS = ("url", "study_name", "heartbeat_interval", "grace_period", "retry_timeout")
 # Set by the worker from the other sections, not searchable from the spec.
 _SEARCH_RESERVED = ("estimator", "study", "storage", "study_name", "sampler", "refit")
 
@@ -223,7 +223,7 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     if verbose is not None:
         search_params["verbose"] = verbose
 
-    heartbeat = {k: settings[k] for k in ("heartbeat_interval", "grace_period") if k in settings}
+    heartbeat = {k: settings[k] for k in ("heartbeat_interval", "grace_period", "retry_timeout") if k in settings}
     if heartbeat and "://" not in str(url):
         raise SpecError(f"storage.heartbeat_interval/grace_period apply to database URLs; "
                         f"{redact_url(url)!r} is a file (its dead workers are found by process id).")
