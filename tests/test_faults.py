@@ -49,8 +49,8 @@ def _fit(search, data):
     return search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
 
 
-def _load(path):
-    return optuna.load_study(study_name="s", storage=make_storage(str(path)))
+def _load(path, study_name="s"):
+    return optuna.load_study(study_name=study_name, storage=make_storage(str(path)))
 
 
 # ----------------------------------------------------------------------------- torn journal files
@@ -115,10 +115,19 @@ def _script(tmp_path, body: str) -> Path:
     return script
 
 
-def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path):
+@pytest.mark.parametrize("kind", ["journal", "postgres"])
+def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path, kind):
+    import uuid
+
     from skfairtune._preemption import PREEMPTED_EXIT_CODE
 
-    path = tmp_path / "study.log"
+    if kind == "postgres":
+        if not os.environ.get("SKFAIRTUNE_TEST_POSTGRES_URL"):
+            pytest.skip("needs $SKFAIRTUNE_TEST_POSTGRES_URL: run `export SKFAIRTUNE_TEST_POSTGRES_URL="
+                        "$(.ci/start-postgres.sh)`")
+        path, name = os.environ["SKFAIRTUNE_TEST_POSTGRES_URL"], f"sigterm-{uuid.uuid4().hex[:10]}"
+    else:
+        path, name = str(tmp_path / "study.log"), "s"
     # Training calls: 2 epochs x 1 fold per trial; SIGTERM arrives in the second epoch of trial 1,
     # as a scheduler's would: from outside, while the trial trains.
     script = _script(tmp_path, f"""
@@ -129,17 +138,18 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_tria
                 os.kill(os.getpid(), signal.SIGTERM)
             return train(self, *args, **kwargs)
         FairTuneClassifier._train_epochs = train_then_preempted
-        _fit(make_search(storage={str(path)!r}, study_name="s", n_trials=4), make_data())
+        _fit(make_search(storage=os.environ["FT_STORAGE"], study_name={name!r}, n_trials=4), make_data())
         print("fit returned")
     """)
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, FT_STORAGE=path))
     assert run.returncode == PREEMPTED_EXIT_CODE == 143, run.stderr[-2000:]
     assert "fit returned" not in run.stdout
     assert "SIGTERM: search stopped, exit code 143" in run.stderr and "run the same search again" in run.stderr
     assert "Traceback" not in run.stderr, run.stderr[-2000:]
 
-    stopped = _load(path).trials
+    stopped = _load(path, name).trials
     # Trial 0 finished; trial 1 was failed for retry (nothing left RUNNING); its retry waits.
     assert [t.state for t in stopped[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
     assert stopped[1].user_attrs["fail_reason"] == "interrupted; retried"
@@ -147,7 +157,7 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_tria
     retry = [t for t in stopped if t.system_attrs.get("failed_trial") == 1]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING and retry[0].params == stopped[1].params
 
-    resumed = _fit(make_search(storage=str(path), study_name="s", n_trials=4), make_data())
+    resumed = _fit(make_search(storage=path, study_name=name, n_trials=4), make_data())
     counted = counted_trials(resumed.study_, 4)
     assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
     assert counted[0].value == stopped[0].value  # kept, not re-run
