@@ -498,6 +498,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.random_state is not None:
             estimator.set_params(**{prefix + "random_state": self.random_state})
         self.best_estimator_ = estimator.fit(X, y)
+        # skorch ends training quietly on Ctrl-C (and on a callback's stop): say so, rather than
+        # hand back an under-trained model as if it were the refit.
+        step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_
+        trained, planned = len(step.history_), step.max_epochs
+        if trained < planned:
+            warnings.warn(
+                f"the refit stopped after {trained} of {planned} epochs (Ctrl-C, or a callback such as "
+                "EarlyStopping): best_estimator_ is trained for fewer epochs than the trials were scored "
+                "at. If it was interrupted, call fit again: a stored study that is complete runs no trial, "
+                "only the refit.", UserWarning, stacklevel=3,
+            )
 
     # ---------------------------------------------------------------- results
     @property

@@ -111,6 +111,7 @@ def _on_training_call(monkeypatch, number, action):
     monkeypatch.setattr(FairTuneClassifier, "_train_epochs", hooked)
 
 
+@pytest.mark.slow
 def test_search_waits_for_a_restarting_database_and_loses_nothing(cluster, monkeypatch):
     outage = {}
 
@@ -140,6 +141,7 @@ def test_search_waits_for_a_restarting_database_and_loses_nothing(cluster, monke
     assert all(len(t.intermediate_values) == 2 for t in trials)
 
 
+@pytest.mark.slow
 def test_database_down_past_the_bound_stops_the_search_then_resume_completes(cluster, monkeypatch):
     _on_training_call(monkeypatch, 3, cluster.stop)
     storage = make_storage(cluster.url, heartbeat_interval=1, grace_period=4, retry_timeout=3)

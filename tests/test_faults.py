@@ -115,6 +115,7 @@ def _script(tmp_path, body: str) -> Path:
     return script
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["journal", "postgres"])
 def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path, kind):
     import uuid
@@ -179,6 +180,7 @@ def test_sigterm_guard_leaves_an_application_handler_alone():
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_parent_of_worker_processes_requeues_every_running_trial(tmp_path):
     """n_jobs=2: the parent forwards the stop to its workers, which re-queue their trials."""
     path = tmp_path / "study.log"
@@ -292,3 +294,28 @@ def test_refit_that_cannot_be_saved_fails_cleanly_and_a_rerun_only_refits(monkey
 
 
 _ORIGINAL_FIT = FairTuneClassifier.fit
+
+
+# ----------------------------------------------------------------------------- interrupted refit
+def test_an_interrupted_refit_warns_and_a_rerun_only_refits(tmp_path, monkeypatch):
+    path = tmp_path / "study.log"
+    data = make_data()
+    search = make_search(storage=str(path), study_name="s", n_trials=2, refit=True)
+    original = FairTuneClassifier.fit
+
+    def ctrl_c_after_one_epoch(self, X, y, **kwargs):
+        # What skorch does on Ctrl-C: training ends quietly after the epoch in progress.
+        prepared = self._prepare_training(X, y)
+        self._train_epochs(prepared, 1)
+        self._finish_training(prepared)
+        return self
+
+    monkeypatch.setattr(FairTuneClassifier, "fit", ctrl_c_after_one_epoch)
+    with pytest.warns(UserWarning, match=r"the refit stopped after 1 of 2 epochs .*call fit again: a stored "
+                                         r"study that is complete runs no trial, only the refit"):
+        _fit(search, data)
+    monkeypatch.setattr(FairTuneClassifier, "fit", original)
+    trials_before = len(_load(path).trials)
+    again = _fit(make_search(storage=str(path), study_name="s", n_trials=2, refit=True), data)
+    assert len(_load(path).trials) == trials_before == 2  # no trial ran again
+    assert len(again.best_estimator_.history_) == 2 and again.best_params_ == search.best_params_
