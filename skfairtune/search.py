@@ -101,7 +101,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     storage : str, optuna storage or None, default=None
         ``None`` keeps the study in memory; a file path stores it in an Optuna
         journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
-        RDB storage. With ``study_name`` an interrupted search resumes.
+        RDB storage. With ``study_name`` an interrupted search resumes (also
+        after SIGTERM, which re-queues the running trial and exits with code
+        143). A database that restarts is waited for (300 s by default). A
+        password in the URL is never pickled nor cloned; ``${VAR}`` in the URL
+        is read from the environment when the storage opens. See
+        docs/long-searches.md.
     study_name : str, default=None
         Name of the stored study to create or resume.
     subsample : float, default=None

@@ -25,6 +25,8 @@ The spec (JSON; TOML, or YAML when PyYAML is installed) has four sections::
 ``root`` plus its keyword arguments), ``"csv"``
 (:func:`skfairtune.datasets.load_image_csv`; ``csv_path`` plus its keyword
 arguments) or ``"synthetic"`` (:func:`skfairtune.datasets.make_biased_images`).
+``storage.retry_timeout`` (seconds, default 300) bounds how long a worker
+waits for a database that went away before it stops.
 ``estimator`` holds :class:`skfairtune.FairTuneClassifier` parameters and
 ``search`` :class:`skfairtune.FairTuneSearchCV` ones. The storage URL may be
 left out of the file and given as ``--storage`` or in the environment variable

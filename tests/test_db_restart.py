@@ -168,3 +168,16 @@ def test_database_down_past_the_bound_stops_the_search_then_resume_completes(clu
     retry = [t for t in counted if t.system_attrs.get("failed_trial") == 1]
     assert len(retry) == 1 and retry[0].params == trials[1].params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+
+
+def test_retry_timeout_reaches_the_storage_from_a_worker_spec(tmp_path):
+    from skfairtune._reconnect import ReconnectingRDBStorage
+    from skfairtune.worker import build_search
+
+    spec = {"data": {"source": "synthetic", "n_samples": 20, "random_state": 0},
+            "estimator": {"model": "vit_tiny_patch16_224", "pretrained": False},
+            "search": {"n_trials": 2},
+            "storage": {"url": f"sqlite:///{tmp_path}/s.db", "study_name": "s", "retry_timeout": 7}}
+    search, *_ = build_search(spec)
+    assert isinstance(search.storage, ReconnectingRDBStorage) and search.storage.retry_timeout == 7
+    assert make_storage(f"sqlite:///{tmp_path}/t.db").retry_timeout == 300
