@@ -112,7 +112,8 @@ def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
     )
 
 
-def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90):
+def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90,
+                 retry_timeout: float | None = None):
     """The Optuna storage for ``storage``.
 
     ``None`` keeps the study in memory; a file path is an Optuna journal file
@@ -131,6 +132,10 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
     grace_period : int or None, default=90
         Seconds without a heartbeat after which a trial counts as dead;
         None means twice ``heartbeat_interval``.
+    retry_timeout : float, default=None
+        Seconds a search waits, retrying with backoff, for a database that
+        went away (a restart) before it stops; None means 300 (URLs only,
+        see :mod:`skfairtune._reconnect`).
 
     Returns
     -------
@@ -154,7 +159,9 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
             raise ValueError(f"`{name}` must be a positive int (seconds); got {value!r}.")
     text = str(storage)
     if "://" in text:
-        return _rdb_storage(text, heartbeat_interval, grace_period)
+        from ._credentials import expand_storage_url
+
+        return _rdb_storage(expand_storage_url(text), heartbeat_interval, grace_period, retry_timeout)
     path = Path(text)
     if path.exists() and path.is_dir():
         raise ValueError(f"`storage={text!r}` is a directory; pass a file path such as '{text}/search.log'.")
@@ -164,22 +171,29 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
         return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    from ._journal import repair_journal
+
+    backend = JournalFileBackend(str(path))
+    repair_journal(path, backend)  # a record cut mid-write would break every later append
+    return JournalStorage(backend)
 
 
-def _rdb_storage(url: str, heartbeat_interval, grace_period):
+def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None):
     from ._parallel import MAX_RETRY, RetryDeadTrial
+    from ._reconnect import DEFAULT_RETRY_TIMEOUT, ReconnectingRDBStorage
 
     scheme = url.split("://", 1)[0]
-    engine_kwargs = {}
+    # Pre-ping: a pooled connection that a database restart killed is replaced, not used.
+    engine_kwargs = {"pool_pre_ping": True}
     if scheme.startswith("postgresql") and "connect_timeout" not in url:
         # An unreachable host fails in seconds instead of hanging on the OS's TCP timeout.
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     def connect():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return ReconnectingRDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                retry_timeout=DEFAULT_RETRY_TIMEOUT if retry_timeout is None else retry_timeout,
                 grace_period=grace_period,
                 # A trial whose worker died is re-queued with the same parameters.
                 heartbeat_stale_trial_callback=RetryDeadTrial(max_retry=MAX_RETRY),
@@ -202,13 +216,16 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period):
         lines = [line for line in _scrub(str(exc), url).splitlines() if line.strip()]
         message = (lines[0] if lines else type(exc).__name__)[:300]
         hint = ""
+        seconds = engine_kwargs.get("connect_args", {}).get("connect_timeout")
+        timeout = (f" (each attempt waits at most connect_timeout={seconds} s; add "
+                   "'?connect_timeout=N' to the URL to change it)") if seconds else ""
         if isinstance(exc, ImportError) or "No module named" in str(exc) or "Can't load plugin" in str(exc):
             hint = (" The database driver is missing or the scheme is unknown: for PostgreSQL "
                     "`pip install \"psycopg[binary]\"` and write 'postgresql+psycopg://...'.")
         raise ValueError(
             f"`storage={redact_url(url)!r}` could not be opened: {message}.{hint} Check the URL "
             "(e.g. 'postgresql+psycopg://user:password@host:5432/db' or 'sqlite:///search.db') "
-            "and that the server is reachable."
+            f"and that the server is reachable{timeout}."
         ) from None
 
 

@@ -16,6 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from ._checks import check_not_tabular
 from ._inputs import check_images_given, images_to_tensor, tabular_width
 from ._training import (
     EpochSeed,
@@ -148,6 +149,11 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Batch size for inference; ``None`` uses ``2 * batch_size``.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks passed to the skorch net.
+    allow_tabular : bool, default=False
+        Accept a 2-D numeric matrix ``X`` of shape (N, D) and read each row as
+        a grayscale image one pixel high (what scikit-learn's estimator checks
+        feed). ``False`` refuses it: a feature matrix is not images, and
+        flattened images need reshaping to (N, H, W[, C]) first.
     random_state : int, RandomState or None, default=None
         Seeds head initialisation, shuffling and augmentation; a CPU run with
         an int seed is repeatable.
@@ -216,6 +222,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         precision="auto",
         predict_batch_size=None,
         callbacks=None,
+        allow_tabular=False,
         random_state=None,
         verbose=0,
     ):
@@ -239,6 +246,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.predict_batch_size = predict_batch_size
         self.callbacks = callbacks
+        self.allow_tabular = allow_tabular
         self.random_state = random_state
         self.verbose = verbose
 
@@ -264,6 +272,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         check_number("frozen_cache_max_mb", self.frozen_cache_max_mb, low=0)
         if self.predict_batch_size is not None:
             check_number("predict_batch_size", self.predict_batch_size, low=1, integral=True)
+        if not isinstance(self.allow_tabular, (bool, np.bool_)):
+            raise ValueError(f"`allow_tabular` must be True or False; got {self.allow_tabular!r}.")
         if self.frozen_cache not in ("auto", True, False):
             raise ValueError(f"`frozen_cache` must be 'auto', True or False; got {self.frozen_cache!r}.")
         if self.precision not in _PRECISIONS:
@@ -415,6 +425,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         check_images_given(X)
+        check_not_tabular(X, allow_tabular=self.allow_tabular)
         self.classes_, y_encoded = encode_targets(y, owner=type(self).__name__)
         self.device_ = resolve_device(self.device)
         seed = self._seed()
@@ -441,8 +452,18 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = self._make_net(module, len(X_tensor), self._class_weights(y_encoded), seed)
         start = self._cache_start(backbone, len(X_tensor))
         if start:
-            X_tensor = self._frozen_activations(X_tensor, start, shared_cache=shared_cache,
-                                                data_key=data_key)
+            try:
+                X_tensor = self._frozen_activations(X_tensor, start, shared_cache=shared_cache,
+                                                    data_key=data_key)
+            except (MemoryError, torch.OutOfMemoryError) as exc:
+                # Slower, not fatal: train through the frozen part instead of from its outputs.
+                from ._degrade import DegradedWarning
+
+                warnings.warn(f"frozen-prefix cache off for this fit: its activations do not fit in memory "
+                              f"({type(exc).__name__}); training from the images instead. Lower "
+                              "`frozen_cache_max_mb` or set frozen_cache=False to skip the attempt.",
+                              DegradedWarning, stacklevel=3)
+                start = 0
             self.net_.module_.start = start
         self.frozen_prefix_ = start
         dataset = TensorDataset(X_tensor, torch.as_tensor(y_encoded, dtype=torch.long))
@@ -515,6 +536,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _transform_input(self, X) -> torch.Tensor:
         check_is_fitted(self, "net_")
+        check_not_tabular(X, allow_tabular=self.allow_tabular)
         expected, given = getattr(self, "n_features_in_", None), tabular_width(X)
         if expected is not None and given is not None and given != expected:
             raise ValueError(

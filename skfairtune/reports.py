@@ -188,6 +188,14 @@ def fairness_report(
             "fairness_report_from_scores, or calibrate it with "
             "sklearn.calibration.CalibratedClassifierCV."
         )
+    if not hasattr(estimator, "classes_"):
+        from sklearn.exceptions import NotFittedError
+
+        # An unfitted model: sklearn's NotFittedError (a ValueError), not a count of classes.
+        raise NotFittedError(
+            f"fairness_report needs a fitted binary classifier; this {type(estimator).__name__} "
+            "instance is not fitted yet. Call 'fit' first."
+        )
     classes = np.asarray(getattr(estimator, "classes_", []))
     if len(classes) != 2:
         raise ValueError(

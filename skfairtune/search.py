@@ -16,8 +16,13 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
+from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
+                      check_several_groups, check_splits)
+from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
+from ._degrade import run_trials_degrading
 from ._inputs import check_images_given, count_images, images_to_tensor
-from ._parallel import counted_trials, resolve_n_jobs, run_trials
+from ._parallel import counted_trials, resolve_n_jobs
+from ._preemption import preemption_guard
 from ._selection import SELECTIONS, select_trial, top_trials
 from ._objective import (
     Objective,
@@ -133,7 +138,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     storage : str, optuna storage or None, default=None
         ``None`` keeps the study in memory; a file path stores it in an Optuna
         journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
-        RDB storage. With ``study_name`` an interrupted search resumes.
+        RDB storage. With ``study_name`` an interrupted search resumes (also
+        after SIGTERM, which re-queues the running trial and exits with code
+        143). A database that restarts is waited for (300 s by default). A
+        password in the URL is never pickled nor cloned; ``${VAR}`` in the URL
+        is read from the environment when the storage opens. See
+        docs/long-searches.md.
     study_name : str, default=None
         Name of the stored study to create or resume.
     subsample : float, default=None
@@ -268,6 +278,22 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         text = super().__repr__(N_CHAR_MAX)
         return redact_url(text) if self.storage is not None else text
 
+    def __getstate__(self):
+        # A pickle never carries a database password: the URL is redacted and a database
+        # study becomes an in-memory copy (see skfairtune._credentials).
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        state["storage"] = pickle_safe_storage(state.get("storage"))
+        for name in ("study", "study_"):
+            if isinstance(state.get(name), optuna.Study):
+                state[name] = pickle_safe_study(state[name])
+        return state
+
+    def __sklearn_clone__(self):
+        # Clones (e.g. cross_validate's) keep a redacted URL; this process remembers the password.
+        cloned = super().__sklearn_clone__()
+        cloned.storage = forget_password(cloned.storage)
+        return cloned
+
     # ---------------------------------------------------------------- set-up
     def _classifier_step(self):
         """(step name or None, the FairTuneClassifier template)."""
@@ -372,11 +398,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         step, template = self._classifier_step()
         self.scorer_ = self._resolve_scorer()
         seed = self._seed()
+        check_param_distributions(self.param_distributions, estimator_params=template.get_params(deep=False),
+                                  estimator_name=type(template).__name__,
+                                  searches_lr=self.lr_range is not None, searches_mask=self.space is not None)
         if fit_params.get("sample_weight") is not None:
             raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
                              "`class_weight` to weight the classes.")
         check_images_given(X)
+        if not step:  # a Pipeline's first steps may turn a matrix into images
+            check_not_tabular(X, allow_tabular=template.allow_tabular)
         self.classes_, y_codes = encode_targets(y, owner=type(self).__name__)
+        check_scoring_classes(self.scoring, self.classes_)
         y = np.asarray(y).ravel()
         n_samples = len(y)
         n_images = count_images(X)
@@ -391,6 +423,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
         else:
             g_codes, group_labels = group_codes(sensitive_features, n_samples)
+            check_several_groups(self.scoring, group_labels, n_samples)
         if groups is not None and len(groups) != n_samples:
             raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
 
@@ -410,6 +443,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         splits = make_splits(self.cv, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
                              groups=sub_groups, validation_fraction=self.validation_fraction,
                              random_state=seed)
+        check_splits(splits, len(search_idx))
         pooled = self.fold_scoring == "pooled" and len(splits) > 1
         if self.scoring in _GROUP_AUC_SCORINGS and sensitive_features is not None:
             check_validation_folds(splits, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
@@ -511,9 +545,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         trial whose worker died or was interrupted is failed and retried once
         more with its parameters (see :mod:`skfairtune._parallel`).
         """
-        run = run_trials(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                         timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
-                         seed=self._seed())
+        # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
+        with preemption_guard(self._preempted_message):
+            run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                                       timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
+                                       seed=self._seed())
         self.study_ = run.study
         if run.interrupted:
             n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
@@ -523,6 +559,18 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 UserWarning, stacklevel=3,
             )
         return run.interrupted
+
+    def _preempted_message(self) -> str:
+        complete = self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if self.storage is None and self.study is None:
+            kept = "the study was in memory, so nothing is kept; pass storage=... to make a search resumable"
+        else:
+            where = self.storage if isinstance(self.storage, str) else getattr(self.storage, "url", "the study")
+            kept = (f"{len(complete)} complete trials are kept in {redact_url(where)} (study "
+                    f"{self.study_.study_name!r}); run the same search again to resume it to "
+                    f"n_trials={self.n_trials}")
+        return (f"[skfairtune] SIGTERM: search stopped, exit code 143. The running trial was failed and "
+                f"re-queued; {kept}.")
 
     def _collect_results(self, space: SearchSpace) -> None:
         # Only the trials that count: not an attempt a retry replaced, nor one past the budget.
@@ -570,6 +618,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.random_state is not None:
             estimator.set_params(**{prefix + "random_state": self.random_state})
         self.best_estimator_ = estimator.fit(X, y)
+        # skorch ends training quietly on Ctrl-C (and on a callback's stop): say so, rather than
+        # hand back an under-trained model as if it were the refit.
+        step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_
+        trained, planned = len(step.history_), step.max_epochs
+        if trained < planned:
+            warnings.warn(
+                f"the refit stopped after {trained} of {planned} epochs (Ctrl-C, or a callback such as "
+                "EarlyStopping): best_estimator_ is trained for fewer epochs than the trials were scored "
+                "at. If it was interrupted, call fit again: a stored study that is complete runs no trial, "
+                "only the refit.", UserWarning, stacklevel=3,
+            )
 
     # ---------------------------------------------------------------- results
     @property

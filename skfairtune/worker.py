@@ -25,10 +25,22 @@ The spec (JSON; TOML, or YAML when PyYAML is installed) has four sections::
 ``root`` plus its keyword arguments), ``"csv"``
 (:func:`skfairtune.datasets.load_image_csv`; ``csv_path`` plus its keyword
 arguments) or ``"synthetic"`` (:func:`skfairtune.datasets.make_biased_images`).
+``storage.retry_timeout`` (seconds, default 300) bounds how long a worker
+waits for a database that went away before it stops.
 ``estimator`` holds :class:`skfairtune.FairTuneClassifier` parameters and
 ``search`` :class:`skfairtune.FairTuneSearchCV` ones. The storage URL may be
 left out of the file and given as ``--storage`` or in the environment variable
 ``SKFAIRTUNE_STORAGE``, so that no password sits in a file.
+
+**Preemption.** On SIGTERM (Slurm or Kubernetes preempting the job) the worker
+fails its running trial, re-queues it with the same parameters and exits with
+code 143 (:data:`skfairtune._preemption.PREEMPTED_EXIT_CODE`); run the same
+command again to resume. The clean-up needs a grace period of a few seconds
+between SIGTERM and SIGKILL (under a second for the storage writes, up to
+10 s more with ``--n-jobs`` > 1 while local worker processes stop): 30 s, the
+default of Slurm's ``KillWait`` and Kubernetes' ``terminationGracePeriodSeconds``,
+is ample. Exit codes: 0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143
+preempted.
 """
 
 from __future__ import annotations
@@ -37,7 +49,6 @@ import argparse
 import inspect
 import json
 import os
-import pickle
 import socket
 import sys
 import time
@@ -48,7 +59,7 @@ __all__ = ["load_spec", "build_search", "configure_parser", "run", "STORAGE_ENV"
 
 STORAGE_ENV = "SKFAIRTUNE_STORAGE"
 _SECTIONS = ("data", "estimator", "search", "storage")
-_STORAGE_KEYS = ("url", "study_name", "heartbeat_interval", "grace_period")
+_STORAGE_KEYS = ("url", "study_name", "heartbeat_interval", "grace_period", "retry_timeout")
 # Set by the worker from the other sections, not searchable from the spec.
 _SEARCH_RESERVED = ("estimator", "study", "storage", "study_name", "sampler", "refit")
 
@@ -214,7 +225,7 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     if verbose is not None:
         search_params["verbose"] = verbose
 
-    heartbeat = {k: settings[k] for k in ("heartbeat_interval", "grace_period") if k in settings}
+    heartbeat = {k: settings[k] for k in ("heartbeat_interval", "grace_period", "retry_timeout") if k in settings}
     if heartbeat and "://" not in str(url):
         raise SpecError(f"storage.heartbeat_interval/grace_period apply to database URLs; "
                         f"{redact_url(url)!r} is a file (its dead workers are found by process id).")
@@ -227,6 +238,12 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``worker`` subcommand's arguments to ``parser``."""
+    parser.epilog = (
+        "Preemption: on SIGTERM the worker fails and re-queues its running trial and exits with "
+        "code 143; run the same command again to resume. Give it a grace period of at least 15 s "
+        "between SIGTERM and SIGKILL (Slurm KillWait and Kubernetes terminationGracePeriodSeconds "
+        "default to 30 s). Exit codes: 0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143 preempted."
+    )
     parser.add_argument("--spec", required=True, metavar="FILE",
                         help="search spec (.json, .toml or .yaml): data, estimator, search and storage sections")
     parser.add_argument("--storage", metavar="URL_OR_FILE",
@@ -247,8 +264,9 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one worker; returns the exit code (0 done, 1 search failed, 2 bad spec)."""
+    """Run one worker; returns the exit code (0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143 SIGTERM)."""
     from ._parallel import OWNER_ATTR, counted_trials
+    from ._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
     from ._study import redact_url
 
     try:
@@ -268,6 +286,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except SearchPreempted:
+        _say("preempted (SIGTERM): the running trial was re-queued; run this command again to resume")
+        return PREEMPTED_EXIT_CODE
     except Exception as exc:  # noqa: BLE001 - report it without leaking the URL's password
         text = redact_url("".join(traceback.format_exception(exc)) if args.verbose else f"{type(exc).__name__}: {exc}")
         print(f"skfairtune worker: the search failed: {text}", file=sys.stderr)
@@ -281,8 +302,16 @@ def run(args: argparse.Namespace) -> int:
          f"{time.perf_counter() - started:.1f} s; best {search.scoring} {search.best_score_:.4f} with "
          f"{search.best_params_}")
     if args.refit_out:
-        with open(args.refit_out, "wb") as handle:
-            # The estimator only: the search holds the storage URL, password included.
-            pickle.dump(search.best_estimator_, handle)
+        from ._degrade import save_atomically
+
+        try:
+            # The estimator only: the search holds the storage URL. Whole or not at all: a full
+            # disk never leaves a truncated model file behind.
+            save_atomically(search.best_estimator_, args.refit_out)
+        except OSError as exc:
+            print(f"skfairtune worker: the search is complete in the storage, but {exc.strerror or exc}. Run this "
+                  "command again with --refit-out on a disk with space: the finished study is reused "
+                  "and only the refit runs.", file=sys.stderr)
+            return 1
         _say(f"refit model written to {args.refit_out}")
     return 0
