@@ -138,12 +138,14 @@ def run_one(args, checkpoint, attribute, seed, data) -> dict:
             tic = time.perf_counter()
             fitted[name] = clone(method_search).set_params(refit=True).fit(X_s, y_s, sensitive_features=g_s)
             timings[name] = time.perf_counter() - tic
+            print(f"  {attribute} seed {seed}: {name} tuned and refit in {timings[name]:.0f} s", flush=True)
             best = fitted[name]
             rows[name] = {**_metrics(best.best_estimator_, X_t, y_t, g_t), "val": best.best_score_,
                           "lr": best.best_params_.get("lr"), "mask": name}
         tic = time.perf_counter()
         fairtune = clone(_start_from_baselines(search, fitted, seed)).fit(X_s, y_s, sensitive_features=g_s)
         timings["search"] = time.perf_counter() - tic
+        print(f"  {attribute} seed {seed}: search and re-evaluation in {timings['search']:.0f} s", flush=True)
         results = fairtune.cv_results_
         choices = {"best": top_trials(results, 1)[0], "one_se": select_trial(results, "one_se"),
                    "reeval": fairtune.best_index_}
