@@ -43,6 +43,8 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from ._follow import TrialFeed
+
 __all__ = [
     "run_trials",
     "TrialRun",
@@ -641,8 +643,9 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     timeout : float, default=None
         Stop starting new trials after this many seconds.
     callbacks : sequence of callable, default=()
-        ``callback(study, frozen_trial)`` after each finished trial (in the
-        process that ran it).
+        ``callback(study, frozen_trial)`` once per trial finished during the
+        run, always in this process: with worker processes it follows the
+        shared study (see :class:`skfairtune._follow.TrialFeed`).
     seed : int, default=None
         Re-seed the sampler from ``(seed, slot)`` before each trial.
 
@@ -661,7 +664,8 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     (4, False)
     """
     n_workers = resolve_n_jobs(n_jobs)
-    callbacks = list(callbacks)
+    feed = TrialFeed(callbacks, study)
+    callbacks = [feed] if feed else []
     try:
         recover_dead_trials(study)
         work = _work_left(study, n_trials)
@@ -671,7 +675,7 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     except KeyboardInterrupt:
         return TrialRun(study, True)
     return _run_processes(study, objective, n_workers=min(n_workers, work), n_trials=n_trials,
-                          timeout=timeout, callbacks=callbacks, seed=seed)
+                          timeout=timeout, feed=feed, seed=seed)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -699,7 +703,7 @@ def _dumps(obj) -> bytes:
     return cloudpickle.dumps(obj)
 
 
-def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks, seed) -> TrialRun:
+def _run_processes(study, objective, *, n_workers, n_trials, timeout, feed, seed) -> TrialRun:
     workdir = Path(tempfile.mkdtemp(prefix="skfairtune-workers-"))
     processes: list[subprocess.Popen] = []
     interrupted = False
@@ -729,7 +733,7 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
         body = _dumps({
             "study_name": shared.study_name, "storage": storage, "sampler": study.sampler,
             "pruner": study.pruner, "objective": shipped, "x_path": None if x_path is None else str(x_path),
-            "n_trials": n_trials, "timeout": timeout, "callbacks": callbacks, "seed": seed,
+            "n_trials": n_trials, "timeout": timeout, "callbacks": [], "seed": seed,
             "threads": threads, "verbosity": optuna.logging.get_verbosity(),
         })
         payload = workdir / "payload.pkl"
@@ -744,7 +748,7 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
             # A session of their own: Ctrl-C reaches the parent only, which then stops them.
             processes.append(subprocess.Popen(command, env=env, start_new_session=True))
         try:
-            died = _watch(processes, workdir)
+            died = _watch(processes, workdir, poll=lambda: feed.poll(shared))
         except KeyboardInterrupt:
             interrupted = True
             died = []
@@ -756,10 +760,11 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
             )
             if not interrupted:
                 try:
-                    _work(shared, objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
-                          seed=seed)
+                    _work(shared, objective, n_trials=n_trials, timeout=timeout,
+                          callbacks=[feed] if feed else [], seed=seed)
                 except KeyboardInterrupt:
                     interrupted = True
+        feed.poll(shared, force=True)
         if temporary:
             shared = _copy_study(shared, None, sampler=study.sampler, pruner=study.pruner)
         else:
@@ -770,8 +775,8 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _watch(processes, workdir: Path) -> list[str]:
-    """Wait for every worker; raise the first worker error, return the ones that were killed."""
+def _watch(processes, workdir: Path, poll=lambda: None) -> list[str]:
+    """Wait for every worker (calling ``poll`` meanwhile); raise the first worker error, return the killed."""
     died: list[str] = []
     pending = dict(enumerate(processes))
     while pending:
@@ -787,6 +792,7 @@ def _watch(processes, workdir: Path) -> list[str]:
             if code != 0:
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 died.append(f"worker {index} (pid {process.pid}): {how}")
+        poll()
         time.sleep(0.1)
     return died
 
