@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -117,8 +118,11 @@ class ProgressBar:
 
         self.best = best
         self.counts = {"pruned": 0, "failed": 0}
+        size = shutil.get_terminal_size((100, 24))
         self._bar = tqdm(total=n_trials, initial=min(initial, n_trials), desc="FairTune", unit="trial",
-                         file=file if file is not None else sys.stderr, dynamic_ncols=True,
+                         file=file if file is not None else sys.stderr,
+                         # A terminal that reports no size (a pty without one) would hide the bar.
+                         ncols=min(120, size.columns), nrows=max(2, size.lines),
                          bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
         self._refresh()
 
