@@ -43,8 +43,6 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from ._follow import TrialFeed
-
 __all__ = [
     "run_trials",
     "TrialRun",
@@ -643,9 +641,8 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     timeout : float, default=None
         Stop starting new trials after this many seconds.
     callbacks : sequence of callable, default=()
-        ``callback(study, frozen_trial)`` once per trial finished during the
-        run, always in this process: with worker processes it follows the
-        shared study (see :class:`skfairtune._follow.TrialFeed`).
+        ``callback(study, frozen_trial)`` once per trial finished in the run, always in
+        this process (which follows the workers' study: :class:`skfairtune._follow.TrialFeed`).
     seed : int, default=None
         Re-seed the sampler from ``(seed, slot)`` before each trial.
 
@@ -663,14 +660,15 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     >>> len(run.study.trials), run.interrupted
     (4, False)
     """
+    from ._follow import TrialFeed
+
     n_workers = resolve_n_jobs(n_jobs)
     feed = TrialFeed(callbacks, study)
-    callbacks = [feed] if feed else []
     try:
         recover_dead_trials(study)
         work = _work_left(study, n_trials)
         if n_workers == 1 or work <= 1:
-            _work(study, objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, seed=seed)
+            _work(study, objective, n_trials=n_trials, timeout=timeout, callbacks=[feed], seed=seed)
             return TrialRun(study, False)
     except KeyboardInterrupt:
         return TrialRun(study, True)
@@ -760,8 +758,7 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, feed, seed
             )
             if not interrupted:
                 try:
-                    _work(shared, objective, n_trials=n_trials, timeout=timeout,
-                          callbacks=[feed] if feed else [], seed=seed)
+                    _work(shared, objective, n_trials=n_trials, timeout=timeout, callbacks=[feed], seed=seed)
                 except KeyboardInterrupt:
                     interrupted = True
         feed.poll(shared, force=True)

@@ -93,7 +93,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         sampler you pass is used as given: ``random_state`` never re-seeds it
         (seed it yourself, e.g. ``RandomSampler(seed=1)``; with ``n_jobs > 1``
         each worker process re-seeds its copy at random so that the workers
-        do not all propose the same parameters). Any Optuna sampler works; the parameters are named ``mask__<unit>`` (see
+        do not all propose the same parameters). Any Optuna sampler works;
+        the parameters are named ``mask__<unit>`` (see
         ``MaskSpace.sample_names``) and ``lr``. A sampler that asks the study
         to stop (``GridSampler`` once its grid is exhausted) ends the search
         after the running trial, as in ``Study.optimize``.

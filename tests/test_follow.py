@@ -1,6 +1,7 @@
 """Following a search: the skfairtune logger, the progress bar, study callbacks and seeds."""
 
 import logging
+import re
 
 import optuna
 import pytest
@@ -108,7 +109,8 @@ def test_progress_bar_shows_done_total_pruned_and_best(data, capsys):
     assert "3/3" in err
     best = max(t.value for t in search.study_.trials if t.value is not None)
     assert f"best {best:.4f}" in err
-    assert "pruned 0" in err and "FairTune" in err
+    assert "pruned 0" in err and "failed 0" in err and "FairTune" in err
+    assert re.search(r"3/3 \[\d\d:\d\d<\d\d:\d\d, ", err), err  # elapsed < estimated time left
 
 
 def test_progress_bar_auto_is_off_when_stderr_is_not_a_terminal(data, capsys):

@@ -308,7 +308,8 @@ def test_spec_chooses_sampler_and_pruner_by_optuna_class_name(tmp_path):
 @pytest.mark.parametrize("key, value, match", [
     ("sampler", "FancySampler", r"search.sampler: 'FancySampler' is not an Optuna class in optuna.samplers; "
                                 r"choose among \[.*'TPESampler'"),
-    ("sampler", {"name": "TPESampler", "kwargs": {"colour": 1}}, r"search.sampler: TPESampler\(\*\*\{'colour': 1\}\) failed"),
+    ("sampler", {"name": "TPESampler", "kwargs": {"colour": 1}},
+     r"search.sampler: TPESampler\(\*\*\{'colour': 1\}\) failed"),
     ("sampler", {"kind": "TPESampler"}, r"search.sampler must be an Optuna class name or"),
     ("pruner", "MedianPrunerr", r"search.pruner: 'MedianPrunerr' is not an Optuna class in optuna.pruners"),
 ])
