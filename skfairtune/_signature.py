@@ -110,6 +110,8 @@ def data_fingerprint(X, y, *, sensitive_features=None, groups=None) -> dict:
     >>> a["X_shape"], a == b
     ([4, 8, 8, 3], False)
     """
+    if not hasattr(X, "shape") and not hasattr(X, "__len__"):
+        X = np.asarray(X)  # array-likes that only implement the numpy protocol
     shape = [int(n) for n in X.shape] if hasattr(X, "shape") else [len(X)]
     return {
         "X_shape": shape,

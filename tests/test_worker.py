@@ -338,13 +338,14 @@ def test_network_filesystem_reads_proc_mounts(tmp_path, monkeypatch):
     assert network_filesystem("/home/ann/study.log") is None
 
 
-def test_claim_refit_is_won_by_exactly_one_claimant(tmp_path):
+@pytest.mark.parametrize("name", ["study.log", "study.db"])  # a journal file; SQLite (RDB)
+def test_claim_refit_is_won_by_exactly_one_claimant(tmp_path, name):
     import optuna
 
     from skfairtune._cluster import claim_refit, refit_claim
     from skfairtune._study import make_storage
 
-    path = str(tmp_path / "study.log")
+    path = str(tmp_path / name)
     studies = [optuna.create_study(study_name="s", storage=make_storage(path), load_if_exists=True)
                for _ in range(3)]
     assert refit_claim(studies[0]) is None
@@ -396,3 +397,15 @@ def test_refit_command_refuses_an_unfinished_study_then_refits_once(tmp_path):
     more = subprocess.run([*refit[:5], str(write_spec(tmp_path, spec, "more.json")), *refit[6:]],
                           capture_output=True, text=True, env=environment, timeout=300)
     assert more.returncode == 1 and "has 2 of its 3 trials finished" in more.stderr
+
+
+def test_claim_refit_on_postgres_is_won_once(postgres_url):
+    import optuna
+
+    from skfairtune._cluster import claim_refit
+    from skfairtune._study import make_storage
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    studies = [optuna.create_study(study_name=name, storage=make_storage(postgres_url), load_if_exists=True,
+                                   direction="maximize") for _ in range(3)]
+    assert sorted(claim_refit(s) for s in studies) == [False, False, True]
