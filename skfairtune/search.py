@@ -99,7 +99,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         to stop (``GridSampler`` once its grid is exhausted) ends the search
         after the running trial, as in ``Study.optimize``.
     study : optuna.Study, default=None
-        Use this study (direction must be "maximize").
+        Use this study (direction must be "maximize"); its sampler is used as
+        given, like a ``sampler`` you pass.
     storage : str, optuna storage or None, default=None
         ``None`` keeps the study in memory; a file path stores it in an Optuna
         journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
