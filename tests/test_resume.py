@@ -157,8 +157,10 @@ def test_optuna_dashboard_serves_the_stored_study(data, tmp_path):
     path = tmp_path / "search.log"
     fitted = search(path, n_trials=2).fit(data.images, data.target, sensitive_features=data.sensitive_features)
     port = _free_port()
-    command = [sys.executable, "-m", "optuna_dashboard._cli", str(path), "--host", "127.0.0.1",
-               "--port", str(port), "--quiet"]
+    # The public entry point behind the `optuna-dashboard PATH` command, given the bare file path.
+    serve = "import sys; from optuna_dashboard import run_server; run_server(sys.argv[1], host='127.0.0.1', " \
+            "port=int(sys.argv[2]))"
+    command = [sys.executable, "-c", serve, str(path), str(port)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         studies = None
