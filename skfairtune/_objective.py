@@ -295,7 +295,8 @@ class Objective:
                 trial.set_user_attr("epoch_split_scores", epoch_scores)
                 trial.set_user_attr("n_epochs", epoch)
                 trial.report(value, epoch)
-                if trial.should_prune():
+                # Pruning after the last epoch would save nothing and discard a trained trial.
+                if epoch < self.max_epochs and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value:.4f}")
         return value, epoch_scores, sets, folds[0].clf.classes_
 

@@ -643,8 +643,8 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     timeout : float, default=None
         Stop starting new trials after this many seconds.
     callbacks : sequence of callable, default=()
-        ``callback(study, frozen_trial)`` after each finished trial (in the
-        process that ran it).
+        ``callback(study, frozen_trial)`` once per trial finished in the run, always in
+        this process (which follows the workers' study: :class:`skfairtune._follow.TrialFeed`).
     seed : int, default=None
         Re-seed the sampler from ``(seed, slot)`` before each trial.
 
@@ -662,18 +662,20 @@ def run_trials(study: optuna.Study, objective: Callable, *, n_trials: int, n_job
     >>> len(run.study.trials), run.interrupted
     (4, False)
     """
+    from ._follow import TrialFeed
+
     n_workers = resolve_n_jobs(n_jobs)
-    callbacks = list(callbacks)
+    feed = TrialFeed(callbacks, study)
     try:
         recover_dead_trials(study)
         work = _work_left(study, n_trials)
         if n_workers == 1 or work <= 1:
-            _work(study, objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, seed=seed)
+            _work(study, objective, n_trials=n_trials, timeout=timeout, callbacks=[feed], seed=seed)
             return TrialRun(study, False)
     except KeyboardInterrupt:
         return TrialRun(study, True)
     return _run_processes(study, objective, n_workers=min(n_workers, work), n_trials=n_trials,
-                          timeout=timeout, callbacks=callbacks, seed=seed)
+                          timeout=timeout, feed=feed, seed=seed)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -701,7 +703,7 @@ def _dumps(obj) -> bytes:
     return cloudpickle.dumps(obj)
 
 
-def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks, seed) -> TrialRun:
+def _run_processes(study, objective, *, n_workers, n_trials, timeout, feed, seed) -> TrialRun:
     workdir = Path(tempfile.mkdtemp(prefix="skfairtune-workers-"))
     processes: list[subprocess.Popen] = []
     interrupted = False
@@ -731,7 +733,7 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
         body = _dumps({
             "study_name": shared.study_name, "storage": storage, "sampler": study.sampler,
             "pruner": study.pruner, "objective": shipped, "x_path": None if x_path is None else str(x_path),
-            "n_trials": n_trials, "timeout": timeout, "callbacks": callbacks, "seed": seed,
+            "n_trials": n_trials, "timeout": timeout, "callbacks": [], "seed": seed,
             "threads": threads, "verbosity": optuna.logging.get_verbosity(),
         })
         payload = workdir / "payload.pkl"
@@ -746,7 +748,7 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
             # A session of their own: Ctrl-C reaches the parent only, which then stops them.
             processes.append(subprocess.Popen(command, env=env, start_new_session=True))
         try:
-            died = _watch(processes, workdir)
+            died = _watch(processes, workdir, poll=lambda: feed.poll(shared))
         except KeyboardInterrupt:
             interrupted = True
             died = []
@@ -758,10 +760,10 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
             )
             if not interrupted:
                 try:
-                    _work(shared, objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
-                          seed=seed)
+                    _work(shared, objective, n_trials=n_trials, timeout=timeout, callbacks=[feed], seed=seed)
                 except KeyboardInterrupt:
                     interrupted = True
+        feed.poll(shared, force=True)
         if temporary:
             shared = _copy_study(shared, None, sampler=study.sampler, pruner=study.pruner)
         else:
@@ -772,8 +774,8 @@ def _run_processes(study, objective, *, n_workers, n_trials, timeout, callbacks,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _watch(processes, workdir: Path) -> list[str]:
-    """Wait for every worker; raise the first worker error, return the ones that were killed."""
+def _watch(processes, workdir: Path, poll=lambda: None) -> list[str]:
+    """Wait for every worker (calling ``poll`` meanwhile); raise the first worker error, return the killed."""
     died: list[str] = []
     pending = dict(enumerate(processes))
     while pending:
@@ -789,6 +791,7 @@ def _watch(processes, workdir: Path) -> list[str]:
             if code != 0:
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 died.append(f"worker {index} (pid {process.pid}): {how}")
+        poll()
         time.sleep(0.1)
     return died
 

@@ -96,6 +96,9 @@ def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
     min_resource = first_rung_epoch(max_epochs, warmup_fraction)
+    if pruner in ("successive_halving", "hyperband") and min_resource >= max_epochs:
+        # The warm-up fills the whole training: a rung would judge finished trials only.
+        return optuna.pruners.NopPruner()
     if pruner == "successive_halving":
         # The paper's settings (appendix A.5: reduction factor 4, no bootstrap), except that
         # the first rung waits for the end of the warm-up instead of Optuna's "auto".
@@ -229,11 +232,12 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None)
         ) from None
 
 
-def open_study(*, study, storage, study_name, sampler, pruner, signature: dict):
+def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, tolerate=()):
     """Create or resume the study and check that a resumed one is the same search.
 
     ``signature`` holds what must not change between runs of one study (search
-    space, scoring, resource); a mismatch fails here, before any training.
+    space, scoring, resource, data fingerprint); a mismatch fails here, before
+    any training. Keys in ``tolerate`` (``resume="force"``) only warn.
     """
     if study is not None:
         if not isinstance(study, optuna.Study):
@@ -277,7 +281,21 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict):
             )
         created.set_user_attr(_ATTR, signature)
     else:
-        differences = {k: (stored.get(k), v) for k, v in signature.items() if stored.get(k) != _jsonable(v)}
+        # A key the stored signature lacks was added by a later version: nothing to compare.
+        differences = {k: (stored.get(k), v) for k, v in signature.items()
+                       if k in stored and stored.get(k) != _jsonable(v)}
+        forced = {k: differences.pop(k) for k in tolerate if k in differences}
+        if forced:
+            warnings.warn(f"resume='force': study {created.study_name!r} continues although its "
+                          f"{', '.join(forced)} differ from this fit's; its earlier trials were scored "
+                          "on other data.", UserWarning, stacklevel=3)
+        if "data" in differences:
+            raise ValueError(
+                f"study {created.study_name!r} was run on other data (stored {stored['data']!r}, now "
+                f"{_jsonable(signature['data'])!r}): resuming would mix two experiments in one study. "
+                "Pass the same X, y, sensitive_features and groups, use another `study_name`, or "
+                "pass resume='force' to continue anyway."
+            )
         if differences:
             detail = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in differences.items())
             raise ValueError(

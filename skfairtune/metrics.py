@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 import warnings
 
+import fairlearn.metrics
 import numpy as np
 import pandas as pd
 
@@ -699,13 +700,6 @@ def worst_group_accuracy(
     return float(np.min(correct / np.bincount(data.codes, minlength=data.n_groups)))
 
 
-def _difference(per_group: np.ndarray, overall: float, method: str) -> float:
-    # Same arithmetic as fairlearn's MetricFrame.difference, so values agree exactly.
-    if method == "between_groups":
-        return float(per_group.max() - per_group.min())
-    return float(np.abs(per_group - overall).max())
-
-
 def equalized_odds_difference(
     y_true: Any,
     y_pred: Any,
@@ -718,10 +712,10 @@ def equalized_odds_difference(
 ) -> float:
     """Largest between-group difference in true or false positive rate.
 
-    Equals :func:`fairlearn.metrics.equalized_odds_difference` whenever every
+    Computed by :func:`fairlearn.metrics.equalized_odds_difference` once every
     group holds both classes. fairlearn reports a rate of 0 for a group
     without positives (or negatives); here such a group is undefined and
-    handled by ``on_undefined``.
+    handled by ``on_undefined`` first (raise, naming the groups, or drop).
 
     Parameters
     ----------
@@ -765,14 +759,11 @@ def equalized_odds_difference(
     data = _keep_defined_groups(
         data, on_undefined, "equalized_odds_difference", "true or false positive rate"
     )
-    n_pos, n_neg = data.class_counts()
-    tp = np.bincount(data.codes[data.y & data.response], minlength=data.n_groups)
-    fp = np.bincount(data.codes[~data.y & data.response], minlength=data.n_groups)
-    tpr_diff = _difference(tp / n_pos, tp.sum() / n_pos.sum(), method)
-    fpr_diff = _difference(fp / n_neg, fp.sum() / n_neg.sum(), method)
-    if agg == "worst_case":
-        return max(tpr_diff, fpr_diff)
-    return (tpr_diff + fpr_diff) / 2
+    # Every group left holds both classes, where fairlearn's definition is ours: delegate.
+    return float(fairlearn.metrics.equalized_odds_difference(
+        data.y.astype(np.int8), data.response.astype(np.int8), sensitive_features=data.codes,
+        method=method, agg=agg,
+    ))
 
 
 def demographic_parity_difference(
@@ -785,7 +776,8 @@ def demographic_parity_difference(
 ) -> float:
     """Largest between-group difference in selection rate ``P(y_pred = pos_label)``.
 
-    Equals :func:`fairlearn.metrics.demographic_parity_difference`. The
+    Computed by :func:`fairlearn.metrics.demographic_parity_difference`,
+    after this module's validation of the labels and groups. The
     selection rate is defined for every group, so there is no ``on_undefined``;
     ``y_true`` only fixes the two labels and the positive class.
 
@@ -820,6 +812,6 @@ def demographic_parity_difference(
         y_true, y_pred, sensitive_features, response="label",
         caller="demographic_parity_difference", pos_label=pos_label,
     )
-    selected = np.bincount(data.codes[data.response], minlength=data.n_groups)
-    n_total = np.bincount(data.codes, minlength=data.n_groups)
-    return _difference(selected / n_total, selected.sum() / len(data.codes), method)
+    return float(fairlearn.metrics.demographic_parity_difference(
+        data.y.astype(np.int8), data.response.astype(np.int8), sensitive_features=data.codes, method=method,
+    ))

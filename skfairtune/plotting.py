@@ -8,7 +8,9 @@
   Pareto front;
 - :func:`plot_group_auc_curves`: per-group train and held-out AUC over epochs,
   recorded by :class:`skfairtune.callbacks.GroupAUCScoring` (figures 1 and 3:
-  bias appears at generalisation).
+  bias appears at generalisation);
+- :func:`plot_report`: one metric of a fairness report per group, with its
+  bootstrap interval when the report has one.
 
 Each function draws on a given Matplotlib ``ax`` (or creates a figure) and
 returns the axes; save with ``ax.figure.savefig(path)``. Matplotlib is
@@ -27,6 +29,7 @@ __all__ = [
     "plot_search_convergence",
     "plot_pareto",
     "plot_group_auc_curves",
+    "plot_report",
 ]
 
 _UNIT_LABELS = {"ln": "LayerNorm", "attn": "Attention", "mlp": "MLP", "norm1": "norm1",
@@ -519,3 +522,60 @@ def plot_group_auc_curves(estimators: Mapping, *, train: str = "train", valid: s
     else:
         axes[-1].legend(loc="best", fontsize=8)
     return axes
+
+
+def plot_report(report, metric: str = "roc_auc", *, ax=None):
+    """One metric of a fairness report per group (and overall), with bootstrap intervals.
+
+    Parameters
+    ----------
+    report : fairlearn.metrics.MetricFrame
+        From :func:`skfairtune.fairness_report`; with ``n_boot`` the
+        interval between its lowest and highest ``ci_quantiles`` is drawn as
+        an error bar.
+    metric : str, default="roc_auc"
+        A column of ``report.by_group``.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skfairtune.reports import fairness_report_from_scores
+    >>> report = fairness_report_from_scores([0, 1, 0, 1, 0, 1, 1, 0],
+    ...     [0.1, 0.9, 0.2, 0.8, 0.7, 0.3, 0.6, 0.2], sensitive_features=list("FFFFMMMM"))
+    >>> [label.get_text() for label in plot_report(report).get_yticklabels()]
+    ['F', 'M', 'overall']
+    """
+    if metric not in report.by_group.columns:
+        raise ValueError(f"`metric={metric!r}` is not a column of the report; choose among "
+                         f"{list(report.by_group.columns)}.")
+    if ax is None:
+        _, ax = _pyplot().subplots(figsize=(5, 0.5 + 0.45 * (len(report.by_group) + 1)))
+    labels = [" x ".join(map(str, g)) if isinstance(g, tuple) else str(g) for g in report.by_group.index]
+    labels.append("overall")
+    values = np.append(report.by_group[metric].to_numpy(float), float(report.overall[metric]))
+    positions = np.arange(len(values))
+    errors = None
+    try:
+        lows, highs = report.by_group_ci[0], report.by_group_ci[-1]
+        low = np.append(lows[metric].to_numpy(float), float(report.overall_ci[0][metric]))
+        high = np.append(highs[metric].to_numpy(float), float(report.overall_ci[-1][metric]))
+        errors = np.vstack([values - low, high - values])
+    except ValueError:  # fairlearn raises when the report was built without n_boot
+        pass
+    colors = [_COMPLETE_COLOR] * (len(values) - 1) + ["0.3"]
+    for i, (value, color) in enumerate(zip(values, colors)):
+        ax.errorbar(value, i, xerr=None if errors is None else errors[:, i:i + 1], fmt="o", color=color,
+                    capsize=3)
+    ax.set_yticks(positions, labels)
+    ax.invert_yaxis()
+    label = _SCORING_LABELS.get(metric, metric)
+    ax.set_xlabel(label if errors is None else f"{label} (bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    return ax

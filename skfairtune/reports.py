@@ -11,8 +11,8 @@ true or false positive rate) and warns with
 from __future__ import annotations
 
 from functools import partial
-from numbers import Real
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, Sequence
 import warnings
 
 import numpy as np
@@ -26,7 +26,7 @@ from .metrics import (
     _validate_group_inputs,
 )
 
-__all__ = ["fairness_report", "fairness_report_from_scores"]
+__all__ = ["fairness_report", "fairness_report_from_scores", "format_by_group"]
 
 
 def _roc_auc_or_nan(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -63,6 +63,9 @@ def fairness_report_from_scores(
     sensitive_features: Any,
     threshold: float = 0.5,
     pos_label: Any = None,
+    n_boot: int | None = None,
+    ci_quantiles: Sequence[float] = (0.025, 0.975),
+    random_state: int | None = None,
 ) -> MetricFrame:
     """Per-group and overall performance of positive-class scores.
 
@@ -80,10 +83,22 @@ def fairness_report_from_scores(
         :class:`sklearn.model_selection.FixedThresholdClassifier`.
     pos_label : int, float, bool or str, default=None
         Positive class; inferred for {0, 1}, {-1, 1} and {False, True}.
+    n_boot : int, default=None
+        Bootstrap resamples for confidence intervals (fairlearn's
+        ``MetricFrame(n_boot=...)``); ``None``: point values only. A group AUC
+        on a few dozen positives moves by several points between resamples,
+        so use a few hundred before comparing groups.
+    ci_quantiles : sequence of float, default=(0.025, 0.975)
+        Quantiles of the bootstrap distribution reported (a 95% interval).
+    random_state : int, default=None
+        Seeds the bootstrap.
 
     Returns
     -------
     fairlearn.metrics.MetricFrame
+        With ``n_boot``, also ``by_group_ci``, ``overall_ci``,
+        ``group_min_ci()``, ``difference_ci()``..., one frame per quantile
+        (see :func:`format_by_group` for a printable table).
         Columns ``count``, ``roc_auc``, ``accuracy``, ``tpr``, ``fpr`` and
         ``selection_rate``, per group (``.by_group``) and overall (``.overall``).
         ``roc_auc`` and ``tpr`` or ``fpr`` are NaN for a group whose ``y_true``
@@ -105,6 +120,7 @@ def fairness_report_from_scores(
     """
     if not isinstance(threshold, Real) or not np.isfinite(threshold):
         raise ValueError(f"`threshold` must be a finite real number; got {threshold!r}.")
+    bootstrap = _bootstrap_kwargs(n_boot, ci_quantiles, random_state)
     data = _validate_group_inputs(
         y_true, y_score, sensitive_features, response="score",
         caller="fairness_report", pos_label=pos_label,
@@ -127,6 +143,7 @@ def fairness_report_from_scores(
         y_true=data.y,
         y_pred=data.response,
         sensitive_features=data.features_frame(),
+        **bootstrap,
     )
 
 
@@ -138,6 +155,9 @@ def fairness_report(
     sensitive_features: Any,
     threshold: float = 0.5,
     pos_label: Any = None,
+    n_boot: int | None = None,
+    ci_quantiles: Sequence[float] = (0.025, 0.975),
+    random_state: int | None = None,
 ) -> MetricFrame:
     """Per-group and overall performance of a fitted binary classifier.
 
@@ -160,6 +180,8 @@ def fairness_report(
     pos_label : int, float, bool or str, default=None
         Positive class among ``estimator.classes_``; inferred for {0, 1},
         {-1, 1} and {False, True}.
+    n_boot, ci_quantiles, random_state
+        Bootstrap confidence intervals; see :func:`fairness_report_from_scores`.
 
     Returns
     -------
@@ -202,10 +224,91 @@ def fairness_report(
             f"fairness_report needs a fitted binary classifier; "
             f"{type(estimator).__name__} has classes_ {classes.tolist()}."
         )
+    _bootstrap_kwargs(n_boot, ci_quantiles, random_state)  # a bad value fails before predicting
     pos_label = _resolve_pos_label(classes, pos_label, "`estimator.classes_`", "fairness_report")
     column = classes.tolist().index(pos_label)
     y_score = np.asarray(estimator.predict_proba(X))[:, column]
     return fairness_report_from_scores(
         y, y_score, sensitive_features=sensitive_features, threshold=threshold,
-        pos_label=pos_label,
+        pos_label=pos_label, n_boot=n_boot, ci_quantiles=ci_quantiles, random_state=random_state,
     )
+
+
+def _bootstrap_kwargs(n_boot, ci_quantiles, random_state) -> dict:
+    if n_boot is None:
+        return {}
+    if isinstance(n_boot, bool) or not isinstance(n_boot, Integral) or n_boot < 2:
+        raise ValueError(f"`n_boot` must be an int >= 2 (bootstrap resamples) or None; got {n_boot!r}.")
+    try:
+        quantiles = [float(q) for q in ci_quantiles]
+    except (TypeError, ValueError):
+        quantiles = []
+    if not quantiles or not all(0 < q < 1 for q in quantiles):
+        raise ValueError(f"`ci_quantiles` must be quantiles strictly between 0 and 1, e.g. (0.025, 0.975); "
+                         f"got {ci_quantiles!r}.")
+    return {"n_boot": int(n_boot), "ci_quantiles": quantiles, "random_state": random_state}
+
+
+def format_by_group(report: MetricFrame, columns: Sequence[str] | None = None, *, decimals: int = 3):
+    """``report.by_group`` as text, with each value's bootstrap interval when the report has them.
+
+    Parameters
+    ----------
+    report : fairlearn.metrics.MetricFrame
+        From :func:`fairness_report` (with or without ``n_boot``).
+    columns : sequence of str, default=None
+        Metrics to show; ``None``: all. ``count`` never gets an interval.
+    decimals : int, default=3
+        Rounding.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Strings such as ``"0.812 [0.741, 0.879]"`` (lowest and highest
+        quantile), one row per group plus a row ``overall``.
+
+    Examples
+    --------
+    >>> report = fairness_report_from_scores([0, 1, 0, 1, 0, 1, 1, 0],
+    ...     [0.1, 0.9, 0.2, 0.8, 0.7, 0.3, 0.6, 0.2], sensitive_features=list("FFFFMMMM"))
+    >>> format_by_group(report, ["roc_auc"])
+                        roc_auc
+    sensitive_feature_0
+    F                     1.000
+    M                     0.500
+    overall               0.875
+    """
+    import pandas as pd
+
+    cols = list(report.by_group.columns if columns is None else columns)
+    levels = report.by_group.index.nlevels
+    overall_label = "overall" if levels == 1 else ("overall",) + ("",) * (levels - 1)
+
+    def with_overall(by_group, overall):
+        row = pd.DataFrame([overall[cols].to_numpy()], columns=cols,
+                           index=pd.Index([overall_label], tupleize_cols=levels > 1))
+        joined = pd.concat([by_group[cols], row])
+        joined.index.names = report.by_group.index.names
+        return joined
+
+    table = with_overall(report.by_group, report.overall)
+    lows = highs = None
+    if _has_ci(report):
+        lows = with_overall(report.by_group_ci[0], report.overall_ci[0])
+        highs = with_overall(report.by_group_ci[-1], report.overall_ci[-1])
+    text = pd.DataFrame(index=table.index, columns=table.columns, dtype=object)
+    for column in table.columns:
+        for row in table.index:
+            value = table.loc[row, column]
+            cell = f"{value:.{decimals}f}" if column != "count" else f"{int(value)}"
+            if lows is not None and column != "count":
+                cell += f" [{lows.loc[row, column]:.{decimals}f}, {highs.loc[row, column]:.{decimals}f}]"
+            text.loc[row, column] = cell
+    return text
+
+
+def _has_ci(report: MetricFrame) -> bool:
+    try:
+        return report.by_group_ci is not None
+    except ValueError:  # fairlearn raises when the frame was built without n_boot
+        return False

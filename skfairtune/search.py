@@ -21,9 +21,11 @@ from ._checks import (check_not_tabular, check_param_distributions, check_scorin
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
 from ._inputs import check_images_given, count_images, images_to_tensor
+from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
 from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
 from ._selection import SELECTIONS, select_trial, top_trials
+from ._signature import data_fingerprint, scorer_name
 from ._objective import (
     Objective,
     SearchSpace,
@@ -128,13 +130,19 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (``ceil(warmup_fraction * max_epochs)``), not Optuna's ``"auto"`` (epoch 1,
         when every trial is still judged by its initialisation).
     sampler : optuna sampler, default=None
-        ``None``: ``TPESampler`` seeded from ``random_state``. Any Optuna
-        sampler works; the parameters are named ``mask__<unit>`` (see
+        ``None``: ``TPESampler`` seeded from ``random_state`` (re-seeded per
+        trial slot, so draws do not depend on which worker runs a trial). A
+        sampler you pass is used as given: ``random_state`` never re-seeds it
+        (seed it yourself, e.g. ``RandomSampler(seed=1)``; with ``n_jobs > 1``
+        each worker process re-seeds its copy at random so that the workers
+        do not all propose the same parameters). Any Optuna sampler works;
+        the parameters are named ``mask__<unit>`` (see
         ``MaskSpace.sample_names``) and ``lr``. A sampler that asks the study
         to stop (``GridSampler`` once its grid is exhausted) ends the search
         after the running trial, as in ``Study.optimize``.
     study : optuna.Study, default=None
-        Use this study (direction must be "maximize").
+        Use this study (direction must be "maximize"); its sampler is used as
+        given, like a ``sampler`` you pass.
     storage : str, optuna storage or None, default=None
         ``None`` keeps the study in memory; a file path stores it in an Optuna
         journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
@@ -145,7 +153,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         is read from the environment when the storage opens. See
         docs/long-searches.md.
     study_name : str, default=None
-        Name of the stored study to create or resume.
+        Name of the stored study to create or resume. Open it later with
+        ``optuna.load_study`` (see docs/following.md).
+    resume : {"check", "force"}, default="check"
+        How a stored study is resumed. ``"check"``: the search space, the
+        scoring (by qualified name, so a function scorer resumes in a new
+        process), the epochs, the folds and a fingerprint of the data (shape
+        of ``X``, digests of ``y``, ``sensitive_features`` and ``groups``)
+        must match what the study was created with, else ``fit`` raises a
+        ``ValueError`` before any training. ``"force"``: a different data
+        fingerprint only warns (e.g. after fixing a label); every other
+        mismatch still raises.
     subsample : float, default=None
         Run the search on a label- and group-stratified fraction of the data,
         then refit on all of it (the paper's CheXpert protocol).
@@ -160,9 +178,26 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Worker processes (not threads) running trials at once, sharing one
         study through file-backed storage.
     random_state : int or None, default=None
-        Seeds the sampler, the splits and every trial's training.
+        Seeds the default sampler (not one passed as ``sampler``), the splits
+        and every trial's training.
     verbose : int, default=0
-        0 silent; 1 one line per trial; 2 also Optuna's own log.
+        0: the library logs to ``logging.getLogger("skfairtune")`` only (one
+        INFO line per trial: number, state, value, epochs, seconds, mask, lr),
+        shown wherever the application's logging sends it. 1: also show those
+        lines on stderr when the application configured no logging. 2: also
+        Optuna's own log. The epoch table of each trial is the estimator's
+        ``verbose``.
+    progress_bar : {"auto", True, False}, default="auto"
+        A tqdm bar over the trials on stderr (done/total, pruned, failed, best
+        so far, elapsed, ETA); ``"auto"`` shows it when stderr is a terminal.
+    callbacks : list of callable, default=None
+        Optuna study callbacks ``callback(study, frozen_trial)``, called once
+        after every trial that finishes during ``fit``, always in the process
+        that called ``fit`` (with ``n_jobs > 1`` it follows the worker
+        processes' shared study), e.g. ``optuna.study.MaxTrialsCallback`` or
+        an MLflow logger (``examples/mlflow_callback.py``). ``study.stop()``
+        from a callback ends the search after the running trial when
+        ``n_jobs=1``; with worker processes it is ignored with a warning.
 
     Attributes
     ----------
@@ -245,6 +280,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         n_jobs=1,
         random_state=None,
         verbose=0,
+        progress_bar="auto",
+        callbacks=None,
+        resume="check",
     ):
         self.estimator = estimator
         self.space = space
@@ -273,6 +311,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.progress_bar = progress_bar
+        self.callbacks = callbacks
+        self.resume = resume
 
     def __repr__(self, N_CHAR_MAX=700):
         text = super().__repr__(N_CHAR_MAX)
@@ -360,6 +401,13 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if not isinstance(name, str) or not (name in PRESETS or (name and set(name) <= {"0", "1"})):
                 raise ValueError(f"`baselines` contains {name!r}; give presets among {PRESETS} or bit "
                                  "strings of the searched space.")
+        progress_enabled(self.progress_bar)  # raises for a bad value
+        if self.callbacks is not None and (
+                not isinstance(self.callbacks, (list, tuple)) or not all(callable(c) for c in self.callbacks)):
+            raise TypeError("`callbacks` must be a list of callables `callback(study, frozen_trial)` or None; "
+                            f"got {self.callbacks!r}.")
+        if self.resume not in ("check", "force"):
+            raise ValueError(f"`resume` must be 'check' or 'force'; got {self.resume!r}.")
 
     def _seed(self) -> int | None:
         if self.random_state is None:
@@ -478,15 +526,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         )
         signature = {
             "space": space_name, "bits": list(bit_names), "lr_range": space.lr_range and list(space.lr_range),
-            "extra": sorted(space.extra), "scoring": self.scoring if isinstance(self.scoring, str) else repr(self.scoring),
+            "extra": sorted(space.extra), "scoring": scorer_name(self.scoring),
             "max_epochs": int(template.max_epochs), "n_splits": len(splits),
             "fold_scoring": "pooled" if pooled else "mean",
+            "data": data_fingerprint(X, y, sensitive_features=sensitive_features, groups=groups),
         }
         with _optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
-                sampler=make_sampler(self.sampler, seed), pruner=make_pruner(self.pruner, template.max_epochs, template.warmup_fraction),
-                signature=signature,
+                sampler=make_sampler(self.sampler, seed),
+                pruner=make_pruner(self.pruner, template.max_epochs, template.warmup_fraction),
+                signature=signature, tolerate=("data",) if self.resume == "force" else (),
             )
         self._enqueue_baselines(space, mask_space)
         with _optuna_verbosity(self.verbose):
@@ -545,11 +595,21 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         trial whose worker died or was interrupted is failed and retried once
         more with its parameters (see :mod:`skfairtune._parallel`).
         """
-        # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
-        with preemption_guard(self._preempted_message):
-            run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                                       timeout=self.timeout, callbacks=[_log_trial] if self.verbose else [],
-                                       seed=self._seed())
+        finished = [t for t in counted_trials(self.study_, self.n_trials) if t.state.is_finished()]
+        complete = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+        bar = (ProgressBar(self.n_trials, initial=len(finished), best=max(complete, default=None))
+               if progress_enabled(self.progress_bar) else None)
+        callbacks = [TrialLogger()] + ([bar] if bar is not None else []) + list(self.callbacks or [])
+        # The default sampler is re-seeded per trial slot from random_state; a user's is left alone.
+        reseed = self._seed() if self.sampler is None and self.study is None else None
+        try:
+            # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
+            with preemption_guard(self._preempted_message), log_to_stderr(self.verbose):
+                run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
+                                           timeout=self.timeout, callbacks=callbacks, seed=reseed)
+        finally:
+            if bar is not None:
+                bar.close()
         self.study_ = run.study
         if run.interrupted:
             n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
@@ -682,13 +742,18 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"scoring={self.scoring!r} needs `sensitive_features`; pass score(X, y, sensitive_features=...).")
         return self.scorer_(self.best_estimator_, X, y, **kwargs)
 
-    def fairness_report(self, X, y, *, sensitive_features, threshold=0.5):
-        """fairlearn ``MetricFrame`` of the best model (see :func:`skfairtune.fairness_report`)."""
+    def fairness_report(self, X, y, *, sensitive_features, threshold=0.5, n_boot=None,
+                        ci_quantiles=(0.025, 0.975), random_state=None):
+        """fairlearn ``MetricFrame`` of the best model (see :func:`skfairtune.fairness_report`).
+
+        ``n_boot`` adds bootstrap intervals (``by_group_ci``, ``overall_ci``...).
+        """
         from .reports import fairness_report
 
         self._check_refit("fairness_report")
         return fairness_report(self.best_estimator_, X, y, sensitive_features=sensitive_features,
-                               threshold=threshold)
+                               threshold=threshold, n_boot=n_boot, ci_quantiles=ci_quantiles,
+                               random_state=random_state)
 
     def get_metadata_routing(self):
         """Route ``sensitive_features`` to the scorer and ``groups`` to the splitter.
@@ -720,12 +785,6 @@ def _optuna_verbosity(verbose: int):
         yield
     finally:
         optuna.logging.set_verbosity(previous)
-
-
-def _log_trial(study, trial):
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
-    print(f"[FairTune] trial {trial.number} {trial.state.name.lower()}: {value} "
-          f"({trial.user_attrs.get('n_epochs')} epochs) {trial.user_attrs.get('params')}", flush=True)
 
 
 def _trial_params(trial, space: SearchSpace) -> dict:

@@ -6,8 +6,12 @@ A cluster job script is one line, the same on every machine::
 
 Every worker loads the data the spec names, opens (or creates) the study
 ``storage.study_name`` in ``storage.url`` and runs trials until the study as a
-whole holds ``search.n_trials`` of them; then it reports the shared best and,
-with ``--refit-out``, refits it on all the data and pickles the model.
+whole holds ``search.n_trials`` of them; then it reports the shared best. With
+``--refit-out``, exactly one worker of the study (the first to claim the refit
+in the storage, see :func:`skfairtune._cluster.claim_refit`) refits the best on
+all the data and pickles the model; or run ``skfairtune refit --spec ... --out
+model.pkl`` once after the workers. Every worker logs one line per trial, with
+timestamps, to stdout.
 
 The spec (JSON; TOML, or YAML when PyYAML is installed) has four sections::
 
@@ -16,7 +20,9 @@ The spec (JSON; TOML, or YAML when PyYAML is installed) has four sections::
                "sensitive": ["age"]},
       "estimator": {"model": "vit_tiny_patch16_224", "pretrained": false,
                     "checkpoint_path": "/models/vit.pth", "max_epochs": 10},
-      "search": {"n_trials": 40, "lr_range": [1e-5, 1e-3], "random_state": 0},
+      "search": {"n_trials": 40, "lr_range": [1e-5, 1e-3], "random_state": 0,
+                 "sampler": {"name": "TPESampler", "kwargs": {"seed": 0, "multivariate": true}},
+                 "pruner": {"name": "SuccessiveHalvingPruner", "kwargs": {"min_resource": 2}}},
       "storage": {"url": "postgresql+psycopg://fairtune@db.example/search",
                   "study_name": "ham-age", "heartbeat_interval": 30, "grace_period": 90}
     }
@@ -28,7 +34,13 @@ arguments) or ``"synthetic"`` (:func:`skfairtune.datasets.make_biased_images`).
 ``storage.retry_timeout`` (seconds, default 300) bounds how long a worker
 waits for a database that went away before it stops.
 ``estimator`` holds :class:`skfairtune.FairTuneClassifier` parameters and
-``search`` :class:`skfairtune.FairTuneSearchCV` ones. The storage URL may be
+``search`` :class:`skfairtune.FairTuneSearchCV` ones; ``search.sampler`` and
+``search.pruner`` name an Optuna class in ``optuna.samplers`` /
+``optuna.pruners`` with its keyword arguments (``pruner`` also takes the
+search's own names, e.g. ``"successive_halving"``). Every worker must use the
+same spec: a sampler seed makes each worker's draws reproducible, and with
+TPE ``constant_liar`` (on by default) keeps workers from proposing the
+same parameters at once. The storage URL may be
 left out of the file and given as ``--storage`` or in the environment variable
 ``SKFAIRTUNE_STORAGE``, so that no password sits in a file.
 
@@ -55,13 +67,14 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["load_spec", "build_search", "configure_parser", "run", "STORAGE_ENV"]
+__all__ = ["load_spec", "build_search", "configure_parser", "configure_refit_parser", "run", "run_refit",
+           "STORAGE_ENV"]
 
 STORAGE_ENV = "SKFAIRTUNE_STORAGE"
 _SECTIONS = ("data", "estimator", "search", "storage")
 _STORAGE_KEYS = ("url", "study_name", "heartbeat_interval", "grace_period", "retry_timeout")
 # Set by the worker from the other sections, not searchable from the spec.
-_SEARCH_RESERVED = ("estimator", "study", "storage", "study_name", "sampler", "refit")
+_SEARCH_RESERVED = ("estimator", "study", "storage", "study_name", "refit", "callbacks")
 
 
 class SpecError(ValueError):
@@ -220,6 +233,20 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     for key in ("lr_range", "baselines"):
         if isinstance(search_params.get(key), list):
             search_params[key] = tuple(search_params[key])
+    import optuna
+
+    from ._cluster import network_filesystem, optuna_object
+    from ._study import PRUNERS
+
+    try:
+        if search_params.get("sampler") is not None:
+            search_params["sampler"] = optuna_object(search_params["sampler"], optuna.samplers,
+                                                     optuna.samplers.BaseSampler, "search.sampler")
+        if search_params.get("pruner") is not None and search_params["pruner"] not in PRUNERS:
+            search_params["pruner"] = optuna_object(search_params["pruner"], optuna.pruners,
+                                                    optuna.pruners.BasePruner, "search.pruner")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     if n_jobs is not None:
         search_params["n_jobs"] = n_jobs
     if verbose is not None:
@@ -229,6 +256,15 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     if heartbeat and "://" not in str(url):
         raise SpecError(f"storage.heartbeat_interval/grace_period apply to database URLs; "
                         f"{redact_url(url)!r} is a file (its dead workers are found by process id).")
+    if "://" not in str(url) and network_filesystem(url):
+        raise SpecError(
+            f"storage {str(url)!r} is on a {network_filesystem(url)} network file system. Workers on several "
+            "hosts cannot share an Optuna journal file safely there: its file lock is not reliable across "
+            "hosts, and a trial whose host died stays RUNNING forever (a journal has no heartbeats; dead "
+            "workers are found by process id on their own host only), so the study ends short. Use "
+            "PostgreSQL (storage.url = 'postgresql+psycopg://user@db-host:5432/fairtune', with "
+            "heartbeat_interval/grace_period; see docs/distributed.md), or keep the journal on a local "
+            "disk and run every worker on that one machine (--n-jobs).")
     # Open a database now: a bad URL fails before the data is loaded.
     storage_obj = make_storage(url, **heartbeat) if "://" in str(url) else url
     search = FairTuneSearchCV(estimator, storage=storage_obj, study_name=name, refit=refit, **search_params)
@@ -253,14 +289,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-jobs", type=int, metavar="N",
                         help="worker processes on this machine (override search.n_jobs)")
     parser.add_argument("--refit-out", metavar="FILE",
-                        help="after the search, refit the shared best on all data and pickle it here")
+                        help="after the search, if this worker is the first to claim it in the storage "
+                             "(exactly one worker per study does), refit the shared best on all data and "
+                             "pickle it here")
     parser.add_argument("-v", "--verbose", action="count", default=None,
                         help="one line per trial (-v); also Optuna's log (-vv)")
     parser.set_defaults(func=run)
 
 
 def _say(message: str) -> None:
-    print(f"[skfairtune worker {os.getpid()}] {message}", flush=True)
+    from ._follow import logger
+
+    logger.info("%s", message)
+
+
+def _log_with_timestamps(command: str) -> None:
+    """Send the ``skfairtune`` logger's INFO lines to stdout, stamped with time, host and pid."""
+    import logging
+
+    from ._follow import logger
+
+    if getattr(logger, "_skfairtune_cli", False):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s [skfairtune {command} {socket.gethostname()}:%(process)d] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger._skfairtune_cli = True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,11 +326,13 @@ def run(args: argparse.Namespace) -> int:
     from ._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
     from ._study import redact_url
 
+    _log_with_timestamps("worker")
     try:
         spec = load_spec(args.spec)
+        # Never refit inside fit: exactly one worker of the study refits, after claiming it.
         search, X, y, fit_params = build_search(
             spec, storage=args.storage, study_name=args.study_name, n_jobs=args.n_jobs,
-            refit=bool(args.refit_out), verbose=args.verbose)
+            refit=False, verbose=args.verbose)
     except (SpecError, ValueError, TypeError) as exc:
         print(f"skfairtune worker: error: {redact_url(exc)}", file=sys.stderr)
         return 2
@@ -302,16 +361,81 @@ def run(args: argparse.Namespace) -> int:
          f"{time.perf_counter() - started:.1f} s; best {search.scoring} {search.best_score_:.4f} with "
          f"{search.best_params_}")
     if args.refit_out:
-        from ._degrade import save_atomically
-
-        try:
-            # The estimator only: the search holds the storage URL. Whole or not at all: a full
-            # disk never leaves a truncated model file behind.
-            save_atomically(search.best_estimator_, args.refit_out)
-        except OSError as exc:
-            print(f"skfairtune worker: the search is complete in the storage, but {exc.strerror or exc}. Run this "
-                  "command again with --refit-out on a disk with space: the finished study is reused "
-                  "and only the refit runs.", file=sys.stderr)
-            return 1
-        _say(f"refit model written to {args.refit_out}")
+        return _refit_once(search, X, y, args.refit_out, complete=len(trials) >= search.n_trials)
     return 0
+
+
+def _refit_once(search, X, y, out, *, complete: bool) -> int:
+    from ._cluster import claim_refit, refit_claim
+
+    if not complete:
+        _say("the study is not complete (timeout or interruption); no refit. Run the workers again, "
+             "or `skfairtune refit --spec ...` to refit what it holds.")
+        return 0
+    if not claim_refit(search.study_):
+        claim = refit_claim(search.study_) or {}
+        _say(f"the refit is done by another worker ({claim.get('host')}:{claim.get('pid')}); "
+             f"nothing written to {out}")
+        return 0
+    _say("this worker claimed the study's refit; refitting the best on all data")
+    search._refit(X, y, "")
+    return _write_model(search.best_estimator_, out)
+
+
+def _write_model(estimator, out) -> int:
+    """Pickle the refit model whole or not at all; 1 (with the fix) when the disk refuses it."""
+    from ._degrade import save_atomically
+
+    try:
+        # The estimator only: the search holds the storage URL. A full disk never leaves a
+        # truncated model file behind.
+        save_atomically(estimator, out)
+    except OSError as exc:
+        print(f"skfairtune: the search is complete in the storage, but writing {out} failed: "
+              f"{exc.strerror or exc}. Run the command again with the output on a disk with space: the "
+              "finished study is reused and only the refit runs.", file=sys.stderr)
+        return 1
+    _say(f"refit model written to {out}")
+    return 0
+
+
+def configure_refit_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``refit`` subcommand's arguments to ``parser``."""
+    parser.add_argument("--spec", required=True, metavar="FILE", help="the workers' search spec")
+    parser.add_argument("--out", required=True, metavar="FILE", help="where to pickle the refit model")
+    parser.add_argument("--storage", metavar="URL_OR_FILE", help="override storage.url")
+    parser.add_argument("--study-name", metavar="NAME", help="override storage.study_name")
+    parser.set_defaults(func=run_refit)
+
+
+def run_refit(args: argparse.Namespace) -> int:
+    """``skfairtune refit``: refit the best of a finished stored study once (0 done, 1 not ready, 2 bad spec)."""
+    import optuna
+
+    from ._parallel import counted_trials
+    from ._study import make_storage, redact_url
+
+    _log_with_timestamps("refit")
+    try:
+        search, X, y, fit_params = build_search(load_spec(args.spec), storage=args.storage,
+                                                study_name=args.study_name, refit=True)
+        storage = search.storage if not isinstance(search.storage, str) else make_storage(search.storage)
+        try:
+            study = optuna.load_study(study_name=search.study_name, storage=storage)
+        except KeyError:
+            print(f"skfairtune refit: error: no study {search.study_name!r} in the storage; run the "
+                  "workers first.", file=sys.stderr)
+            return 1
+    except (SpecError, ValueError, TypeError) as exc:
+        print(f"skfairtune refit: error: {redact_url(exc)}", file=sys.stderr)
+        return 2
+    done = [t for t in counted_trials(study, search.n_trials) if t.state.is_finished()]
+    if len(done) < search.n_trials:
+        print(f"skfairtune refit: error: study {search.study_name!r} has {len(done)} of its "
+              f"{search.n_trials} trials finished; wait for the workers (or run more) first.", file=sys.stderr)
+        return 1
+    search.set_params(storage=storage, progress_bar=False)
+    search.fit(X, y, **fit_params)  # the study is complete: no trial runs, only the refit
+    _say(f"refit of study {search.study_name!r}: best {search.scoring} {search.best_score_:.4f} with "
+         f"{search.best_params_}")
+    return _write_model(search.best_estimator_, args.out)

@@ -200,3 +200,15 @@ def test_docs_build_without_warnings(tmp_path):
                    "datasets.load_ham10000", "masks.MaskSpace", "plotting.plot_mask_selection"):
         assert f'id="skfairtune.{target}"' in api, f"skfairtune.{target} is missing from the API reference"
     assert "Parameters" in api and "Returns" in api
+
+
+def test_mlflow_callback(tmp_path):
+    out = run_example("mlflow_callback.py", "--quick", "--tracking-dir", str(tmp_path / "mlruns"), cwd=tmp_path)
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        assert out.startswith("Skipping: MLflow is not installed")
+        return
+    assert "MLflow stored 3 trial runs" in out
+    rows = re.findall(r"^\s+trial-(\d)\s+(complete|pruned|fail)\s+([01]+)\s", out, re.M)
+    assert sorted(r[0] for r in rows) == ["0", "1", "2"]

@@ -221,3 +221,31 @@ def test_group_auc_curves_explain_missing_callbacks(data):
         plot_group_auc_curves({"plain": clf})
     with pytest.raises(TypeError, match="non-empty mapping"):
         plot_group_auc_curves([clf])
+
+
+def test_plot_report_draws_each_group_with_its_interval():
+    from skfairtune.plotting import plot_report
+    from skfairtune.reports import fairness_report_from_scores
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    score = np.clip(y * 0.4 + rng.random(300) * 0.6, 0, 1)
+    groups = rng.choice(["A", "B", "C"], 300)
+    report = fairness_report_from_scores(y, score, sensitive_features=groups, n_boot=100, random_state=0)
+    ax = plot_report(report)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B", "C", "overall"]
+    assert "bootstrap interval" in ax.get_xlabel()
+    # Each point's error bar spans the report's interval.
+    for i, container in enumerate(ax.containers):
+        (x, _), = container.lines[0].get_xydata()
+        segments = container.lines[2][0].get_segments()
+        (low, _), (high, _) = segments[0]
+        expected_low = (list(report.by_group_ci[0]["roc_auc"]) + [report.overall_ci[0]["roc_auc"]])[i]
+        expected_high = (list(report.by_group_ci[1]["roc_auc"]) + [report.overall_ci[1]["roc_auc"]])[i]
+        assert (low, high) == pytest.approx((expected_low, expected_high))
+        assert low <= x <= high
+    plain = plot_report(fairness_report_from_scores(y, score, sensitive_features=groups))
+    assert plain.get_xlabel() == "ROC AUC"
+    with pytest.raises(ValueError, match="not a column"):
+        plot_report(report, "auc")
+    plt.close("all")

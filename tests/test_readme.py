@@ -18,7 +18,8 @@ def test_readme_usage_runs(tmp_path):
     script = tmp_path / "readme_usage.py"
     script.write_text("\n".join(blocks))
     # The package as checked out, whether or not it is installed in this interpreter.
-    env = {**os.environ, "PYTHONPATH": str(README.parent)}
+    # One torch thread, as for the examples: on a shared 2-core machine a second thread only spins.
+    env = {**os.environ, "PYTHONPATH": str(README.parent), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -147,3 +147,47 @@ def test_report_validates_groups_like_metrics(data):
     X, y, sf = data
     with pytest.raises(ValueError, match=r"`sensitive_features` has 499 rows but `y_true` has 500"):
         fairness_report_from_scores(y, X[:, 0], sensitive_features=sf.iloc[1:])
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+def test_bootstrap_intervals_are_present_and_contain_the_point_estimate(data):
+    X, y, sf = data
+    model = LogisticRegression().fit(X, y)
+    report = fairness_report(model, X, y, sensitive_features=sf["age"], n_boot=200,
+                             ci_quantiles=(0.025, 0.975), random_state=0)
+    low, high = report.by_group_ci
+    point = report.by_group
+    for column in ("roc_auc", "accuracy", "tpr", "fpr"):
+        assert (low[column] <= point[column]).all() and (point[column] <= high[column]).all(), column
+        assert (high[column] - low[column] > 0).all(), column
+    assert report.overall_ci[0]["roc_auc"] <= report.overall["roc_auc"] <= report.overall_ci[1]["roc_auc"]
+    # The same seed gives the same intervals; the point values are those of a report without bootstrap.
+    again = fairness_report(model, X, y, sensitive_features=sf["age"], n_boot=200, random_state=0)
+    pd.testing.assert_frame_equal(again.by_group_ci[0], low)
+    pd.testing.assert_frame_equal(fairness_report(model, X, y, sensitive_features=sf["age"]).by_group, point)
+
+
+def test_printed_group_aucs_show_their_intervals(data):
+    from skfairtune.reports import format_by_group
+
+    X, y, sf = data
+    report = fairness_report(LogisticRegression().fit(X, y), X, y, sensitive_features=sf,
+                             n_boot=50, random_state=0)
+    table = format_by_group(report, ["count", "roc_auc"])
+    assert list(table.index)[-1] == ("overall", "")
+    cell = table["roc_auc"].iloc[0]
+    low, high = report.by_group_ci[0]["roc_auc"].iloc[0], report.by_group_ci[1]["roc_auc"].iloc[0]
+    assert cell == f"{report.by_group['roc_auc'].iloc[0]:.3f} [{low:.3f}, {high:.3f}]"
+    assert "[" not in table["count"].iloc[0]
+    plain = format_by_group(fairness_report(LogisticRegression().fit(X, y), X, y, sensitive_features=sf))
+    assert not plain.map(lambda text: "[" in text).any().any()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_boot": 0}, "n_boot"), ({"n_boot": 1.5}, "n_boot"),
+    ({"n_boot": 10, "ci_quantiles": (0.0, 1.2)}, "ci_quantiles"),
+])
+def test_bad_bootstrap_parameters_name_the_fix(data, kwargs, message):
+    X, y, sf = data
+    with pytest.raises(ValueError, match=message):
+        fairness_report(LogisticRegression().fit(X, y), X, y, sensitive_features=sf, **kwargs)

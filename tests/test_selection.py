@@ -38,13 +38,19 @@ def small_search(**params):
     (6, 1 / 3, 2),
     (12, 0.25, 3),
     (6, 0.0, 1),
-    (4, 1.0, 4),
 ])
 def test_first_rung_is_the_end_of_warmup(max_epochs, warmup_fraction, expected):
     assert first_rung_epoch(max_epochs, warmup_fraction) == expected
     pruner = make_pruner("successive_halving", max_epochs, warmup_fraction)
     assert pruner._min_resource == expected
     assert make_pruner("hyperband", max_epochs, warmup_fraction)._min_resource == expected
+
+
+@pytest.mark.parametrize("name", ["successive_halving", "hyperband"])
+def test_warmup_over_the_whole_training_prunes_nothing(name):
+    assert first_rung_epoch(4, 1.0) == 4
+    assert isinstance(make_pruner(name, 4, 1.0), optuna.pruners.NopPruner)
+    assert isinstance(make_pruner(name, 1, 1 / 3), optuna.pruners.NopPruner)
 
 
 def test_search_never_prunes_during_warmup(data):

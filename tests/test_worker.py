@@ -32,7 +32,7 @@ def spec_dict(**storage):
         "data": {"source": "synthetic", "n_samples": 160, "image_size": 16, "random_state": 0},
         "estimator": {"model": "vit_tiny_patch16_224", "pretrained": False, "max_epochs": 2, "batch_size": 32,
                       "lr": 1e-3, "model_kwargs": dict(TINY_VIT, embed_dim=16, depth=1)},
-        "search": {"n_trials": 6, "baselines": ["linear", "full"], "baseline_lrs": None, "pruner": "none",
+        "search": {"n_trials": 6, "baselines": ["linear", "full"], "baseline_lrs": [1e-3], "pruner": "none",
                    "random_state": 0},
         "storage": {"study_name": "s", **storage},
     }
@@ -116,7 +116,8 @@ def test_toml_and_yaml_specs_read_like_json(tmp_path):
         '[data]\nsource = "synthetic"\nn_samples = 160\nimage_size = 16\nrandom_state = 0\n'
         '[estimator]\nmodel = "vit_tiny_patch16_224"\npretrained = false\nmax_epochs = 2\nbatch_size = 32\n'
         'lr = 1e-3\nmodel_kwargs = {img_size = 16, patch_size = 4, embed_dim = 16, depth = 1, num_heads = 2}\n'
-        '[search]\nn_trials = 6\nbaselines = ["linear", "full"]\npruner = "none"\nrandom_state = 0\n'
+        '[search]\nn_trials = 6\nbaselines = ["linear", "full"]\nbaseline_lrs = [1e-3]\npruner = "none"\n'
+        'random_state = 0\n'
         '[storage]\nstudy_name = "s"\nurl = "s.log"\n')
     assert load_spec(tmp_path / "spec.toml") == as_json
     yaml = pytest.importorskip("yaml")
@@ -282,3 +283,131 @@ def test_postgres_worker_killed_mid_trial_is_retried_by_the_others(tmp_path, pos
     assert len(counted) == 5 and all(t.state == TrialState.COMPLETE for t in counted)
     assert dead[0].number not in {t.number for t in counted}
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+# ----------------------------------------------------------------------------- sampler, pruner, refit, shared files
+def test_spec_chooses_sampler_and_pruner_by_optuna_class_name(tmp_path):
+    import optuna
+
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["search"]["sampler"] = {"name": "RandomSampler", "kwargs": {"seed": 7}}
+    spec["search"]["pruner"] = {"name": "SuccessiveHalvingPruner",
+                                "kwargs": {"min_resource": 2, "reduction_factor": 3}}
+    search, *_ = build_search(json.loads(json.dumps(spec)))
+    assert isinstance(search.sampler, optuna.samplers.RandomSampler)
+    assert isinstance(search.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert search.pruner._min_resource == 2 and search.pruner._reduction_factor == 3
+    # The seed in the spec is the sampler's: the same spec proposes the same parameters.
+    first = search.sampler.sample_independent(None, None, "lr", optuna.distributions.FloatDistribution(0, 1))
+    again = build_search(json.loads(json.dumps(spec)))[0].sampler
+    assert again.sample_independent(None, None, "lr", optuna.distributions.FloatDistribution(0, 1)) == first
+    spec["search"]["sampler"] = "TPESampler"
+    spec["search"]["pruner"] = "hyperband"
+    search, *_ = build_search(spec)
+    assert isinstance(search.sampler, optuna.samplers.TPESampler) and search.pruner == "hyperband"
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("sampler", "FancySampler", r"search.sampler: 'FancySampler' is not an Optuna class in optuna.samplers; "
+                                r"choose among \[.*'TPESampler'"),
+    ("sampler", {"name": "TPESampler", "kwargs": {"colour": 1}},
+     r"search.sampler: TPESampler\(\*\*\{'colour': 1\}\) failed"),
+    ("sampler", {"kind": "TPESampler"}, r"search.sampler must be an Optuna class name or"),
+    ("pruner", "MedianPrunerr", r"search.pruner: 'MedianPrunerr' is not an Optuna class in optuna.pruners"),
+])
+def test_bad_sampler_or_pruner_specs_name_the_choices(tmp_path, key, value, match):
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["search"][key] = value
+    with pytest.raises(SpecError, match=match):
+        build_search(spec)
+
+
+def test_journal_on_a_network_file_system_is_refused_with_postgres_advice(tmp_path, monkeypatch):
+    import skfairtune._cluster as cluster
+
+    monkeypatch.setattr(cluster, "network_filesystem", lambda path: "nfs4")
+    with pytest.raises(SpecError, match=r"nfs4 network file system.*stays RUNNING.*postgresql\+psycopg"):
+        build_search(spec_dict(url=str(tmp_path / "study.log")))
+
+
+def test_network_filesystem_reads_proc_mounts(tmp_path, monkeypatch):
+    from skfairtune._cluster import network_filesystem
+
+    assert network_filesystem(tmp_path / "study.log") in (None, "nfs", "nfs4")  # whatever this host has
+    mounts = "server:/export /shared nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: mounts)
+    assert network_filesystem("/shared/search/study.log") == "nfs4"
+    assert network_filesystem("/home/ann/study.log") is None
+
+
+@pytest.mark.parametrize("name", ["study.log", "study.db"])  # a journal file; SQLite (RDB)
+def test_claim_refit_is_won_by_exactly_one_claimant(tmp_path, name):
+    import optuna
+
+    from skfairtune._cluster import claim_refit, refit_claim
+    from skfairtune._study import make_storage
+
+    path = str(tmp_path / name)
+    studies = [optuna.create_study(study_name="s", storage=make_storage(path), load_if_exists=True)
+               for _ in range(3)]
+    assert refit_claim(studies[0]) is None
+    assert [claim_refit(s) for s in studies] == [True, False, False]
+    assert refit_claim(studies[2])["pid"] == os.getpid()
+
+
+@pytest.mark.slow
+def test_three_workers_refit_exactly_once(tmp_path):
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["search"].update(n_trials=4, baselines=["linear"])
+    path = write_spec(tmp_path, spec)
+    workers = [start_worker(path, "--refit-out", str(tmp_path / f"model-{i}.pkl")) for i in range(3)]
+    results = [finish(w) for w in workers]
+    assert [code for code, _, _ in results] == [0, 0, 0], [r[2][-1500:] for r in results]
+    written = sorted(p.name for p in tmp_path.glob("model-*.pkl"))
+    assert len(written) == 1, written
+    outs = [out for _, out, _ in results]
+    assert sum("claimed the study's refit" in out for out in outs) == 1
+    assert sum("the refit is done by another worker" in out for out in outs) == 2
+    # Every line is stamped: date, time, host and pid.
+    import re
+
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[skfairtune worker [^\]]+:\d+\] ")
+    assert all(stamp.match(line) for out in outs for line in out.strip().splitlines())
+    # Each of the study's 4 trials was logged (by the worker that ran it, and by the others
+    # that finish a trial of their own after it).
+    logged = {int(n) for out in outs for n in re.findall(r"\] trial (\d+) complete", out)}
+    assert logged == {0, 1, 2, 3}
+
+
+@pytest.mark.slow
+def test_refit_command_refuses_an_unfinished_study_then_refits_once(tmp_path):
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["search"].update(n_trials=2, baselines=["linear"])
+    path = write_spec(tmp_path, spec)
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    refit = [sys.executable, "-m", "skfairtune", "refit", "--spec", str(path), "--out", str(tmp_path / "m.pkl")]
+    early = subprocess.run(refit, capture_output=True, text=True, env=environment, timeout=300)
+    assert early.returncode == 1 and "no study 's'" in early.stderr
+    code, _, err = finish(start_worker(path))
+    assert code == 0, err[-2000:]
+    done = subprocess.run(refit, capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refit model written" in done.stdout
+    with open(tmp_path / "m.pkl", "rb") as handle:
+        assert hasattr(pickle.load(handle), "predict_proba")
+    spec["search"]["n_trials"] = 3
+    more = subprocess.run([*refit[:5], str(write_spec(tmp_path, spec, "more.json")), *refit[6:]],
+                          capture_output=True, text=True, env=environment, timeout=300)
+    assert more.returncode == 1 and "has 2 of its 3 trials finished" in more.stderr
+
+
+def test_claim_refit_on_postgres_is_won_once(postgres_url):
+    import optuna
+
+    from skfairtune._cluster import claim_refit
+    from skfairtune._study import make_storage
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    studies = [optuna.create_study(study_name=name, storage=make_storage(postgres_url), load_if_exists=True,
+                                   direction="maximize") for _ in range(3)]
+    assert sorted(claim_refit(s) for s in studies) == [False, False, True]
