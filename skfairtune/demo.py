@@ -487,7 +487,6 @@ def run(args) -> int:
     train, test = _test_split(y, s, groups, config.test_fraction, seed)
     X_train, y_train, s_train = X[train], y[train], s.iloc[train].reset_index(drop=True)
     X_test, y_test, s_test = X[test], y[test], s.iloc[test].reset_index(drop=True)
-    g_train = None if groups is None else np.asarray(groups)[train]
     counts = s_train.astype(str).agg(" & ".join, axis=1).value_counts()
     _log(f"  {source}: {len(y)} images {X.shape[1]}x{X.shape[2]}, {np.mean(y):.0%} positive; "
          f"train {len(train)} / test {len(test)} (held out until the end; large, so that per-group test "

@@ -24,6 +24,7 @@ from ._inputs import check_images_given, count_images, images_to_tensor
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
 from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
+from ._results import results_table
 from ._selection import SELECTIONS, select_trial, top_trials
 from ._signature import data_fingerprint, scorer_name
 from ._objective import (
@@ -637,7 +638,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         trials = [t for t in counted_trials(self.study_) if t.state.is_finished()]
         if not trials:
             raise RuntimeError("the search finished no trial; nothing to report (was it interrupted at once?).")
-        self.cv_results_ = _results_table(trials, space, self.n_splits_)
+        self.cv_results_ = results_table(trials, space, self.n_splits_)
         self.n_trials_ = len(trials)
         complete = [i for i, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE
                     and np.isfinite(t.value)]
@@ -785,74 +786,3 @@ def _optuna_verbosity(verbose: int):
         yield
     finally:
         optuna.logging.set_verbosity(previous)
-
-
-def _trial_params(trial, space: SearchSpace) -> dict:
-    """The estimator parameters a trial trained with (a baseline keeps its preset name)."""
-    return trial.user_attrs.get("params") or space.from_trial(trial.params) or {}
-
-
-def _trial_score(trial) -> float:
-    """The objective of a complete trial, or the last value a pruned one reported."""
-    if trial.state == optuna.trial.TrialState.COMPLETE:
-        return np.nan if trial.value is None else float(trial.value)
-    if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
-        return float(trial.intermediate_values[max(trial.intermediate_values)])
-    return np.nan
-
-
-def _results_table(trials, space: SearchSpace, n_splits: int) -> dict:
-    """sklearn's ``cv_results_`` layout, plus Optuna's state, epochs and bootstrap intervals.
-
-    ``mean_test_score`` is the trial's objective (pooled over folds when the
-    search pools them); ``std_test_score`` the standard deviation of its
-    paired bootstrap replicates when there are any, else over folds.
-    """
-    n = len(trials)
-    table: dict = {"params": [], "state": np.empty(n, dtype=object), "n_epochs": np.zeros(n, dtype=int),
-                   "mean_fit_time": np.full(n, np.nan), "trial_number": np.zeros(n, dtype=int),
-                   "baseline": np.empty(n, dtype=object), "fail_reason": np.empty(n, dtype=object),
-                   "n_trainable_params": np.full(n, np.nan)}
-    split_scores = np.full((n, n_splits), np.nan)
-    mean = np.full(n, np.nan)
-    std = np.full(n, np.nan)
-    ci = np.full((n, 2), np.nan)
-    for i, trial in enumerate(trials):
-        params = _trial_params(trial, space)
-        table["params"].append(params)
-        for key in params:
-            table.setdefault(f"param_{key}", np.ma.masked_all(n, dtype=object))[i] = params[key]
-        table["state"][i] = trial.state.name.lower()
-        table["n_epochs"][i] = trial.user_attrs.get("n_epochs", 0)
-        table["mean_fit_time"][i] = trial.user_attrs.get("fit_time", np.nan)
-        table["trial_number"][i] = trial.number
-        table["baseline"][i] = trial.user_attrs.get("baseline")
-        table["fail_reason"][i] = trial.user_attrs.get("fail_reason")
-        table["n_trainable_params"][i] = trial.user_attrs.get("n_trainable_params", np.nan)
-        if trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-            continue
-        epochs = trial.user_attrs.get("epoch_split_scores") or []
-        if epochs:
-            split_scores[i] = epochs[-1]  # for a pruned trial, the scores it was pruned with
-        mean[i] = _trial_score(trial)
-        replicates = np.asarray(trial.user_attrs.get("bootstrap_scores") or [], dtype=float)
-        replicates = replicates[np.isfinite(replicates)]
-        if len(replicates) > 1:
-            std[i] = replicates.std(ddof=1)
-            ci[i] = np.percentile(replicates, [2.5, 97.5])
-        elif np.isfinite(split_scores[i]).any():
-            std[i] = np.nanstd(split_scores[i])
-    for k in range(n_splits):
-        table[f"split{k}_test_score"] = split_scores[:, k]
-    table["mean_test_score"] = mean
-    table["std_test_score"] = std
-    table["ci_low_test_score"] = ci[:, 0]
-    table["ci_high_test_score"] = ci[:, 1]
-    # Complete trials rank first by score; pruned and failed ones after (scores at different epochs
-    # are not comparable with finished ones).
-    complete = table["state"] == "complete"
-    order_key = np.where(complete, -np.nan_to_num(mean, nan=-np.inf), np.inf)
-    ranks = np.empty(n, dtype=np.int32)
-    ranks[np.argsort(order_key, kind="stable")] = np.arange(1, n + 1)
-    table["rank_test_score"] = ranks
-    return table
