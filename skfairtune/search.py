@@ -16,7 +16,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
-from ._inputs import check_images_given, count_images, images_to_tensor
+from ._inputs import check_images_given, count_images
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
 from ._objective import (
     Objective,
@@ -26,7 +26,6 @@ from ._objective import (
 )
 from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
 from ._study import make_pruner, make_sampler, open_study, redact_url
-from .backbone import model_input_config
 from .classifier import FairTuneClassifier, encode_targets
 from .masks import PRESETS, MaskSpace
 
@@ -327,7 +326,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # and tells the input size so images are decoded and resized once for all trials.
         probe = clone(template)
         backbone, template_mask, _ = probe._build_module(len(self.classes_))
-        input_config = model_input_config(backbone)
+        input_config, geometry, _ = probe._preprocessing(backbone)
         space_name = self.space
         mask_space = None if space_name is None else MaskSpace.from_model(space_name, backbone)
         bit_names = () if mask_space is None else tuple(mask_space.bit_names)
@@ -345,8 +344,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_splits_ = len(splits)
 
         X_original = X
-        X_tensor = None if step else images_to_tensor(
-            X, img_size=input_config["img_size"], in_chans=input_config["in_chans"])
+        X_tensor = None if step else probe._images_to_tensor(X, input_config, geometry)
         space = SearchSpace(mask_space, tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}))
         trial_template = clone(self.estimator)
@@ -354,6 +352,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # Sampled masks are bit strings of the search's space, which may differ from the
         # estimator's own mask_space.
         trial_template.set_params(**self._space_params(prefix))
+        if X_tensor is not None and probe.bit_depth is not None:
+            # The pixels were scaled to 16 bits once, above; trials get them ready to use.
+            trial_template.set_params(bit_depth=None)
         if seed is not None:
             # Common random numbers: every trial trains with the same seed, so masks are
             # compared on equal footing (same head init, same batch order).
