@@ -159,6 +159,32 @@ def _to_nchw(data, *, in_chans: int) -> torch.Tensor:
     return tensor
 
 
+def _dataset_to_tensor(dataset, **kwargs) -> torch.Tensor:
+    """Read a torch Dataset item by item into one compact tensor at the model's size.
+
+    Items are images (PIL, array or tensor; tensors channels-first as torchvision
+    gives them) or ``(image, label, ...)`` tuples, whose labels are ignored: the
+    labels are ``y``. Only the resized, compact copy is kept.
+    """
+    out = None
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        one = images_to_tensor([item] if _is_pil(item) else np.asarray(item)[None]
+                               if not isinstance(item, torch.Tensor) else item[None], **kwargs)
+        if out is None:
+            out = torch.empty((len(dataset), *one.shape[1:]), dtype=one.dtype)
+        elif one.shape[1:] != out.shape[1:] or one.dtype != out.dtype:
+            raise ValueError(
+                f"Dataset item {i} gives {tuple(one.shape[1:])} {one.dtype} pixels but item 0 gave "
+                f"{tuple(out.shape[1:])} {out.dtype}; return images of one kind (all grey or all "
+                "colour, one dtype) from the Dataset."
+            )
+        out[i] = one[0]
+    return out
+
+
 def count_images(X) -> int:
     """Number of images in ``X`` without decoding anything."""
     if not hasattr(X, "shape") and not hasattr(X, "__len__") and hasattr(X, "__array__"):
@@ -252,6 +278,9 @@ def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3, bit_dep
     geometry = geometry if geometry is not None else Geometry(tuple(img_size), None, "bilinear")
     if tuple(geometry.size) != tuple(img_size):
         geometry = replace(geometry, size=tuple(img_size))
+    if isinstance(X, torch.utils.data.Dataset) and not isinstance(X, torch.Tensor):
+        return _dataset_to_tensor(X, img_size=img_size, in_chans=in_chans, bit_depth=bit_depth,
+                                  geometry=geometry)
     data = _as_array_or_tensor(X)
     if data is None:
         paths = [str(Path(p)) for p in (X.ravel() if isinstance(X, np.ndarray) else X)]

@@ -163,40 +163,40 @@ def draft_target(height: int, width: int, geometry: Geometry, reducing_gap: floa
 
 
 def check_transform(transform) -> dict:
-    """Validate the ``transform`` parameter: None or a dict of timm ``create_transform`` settings."""
+    """Validate the ``timm_transform`` parameter: None or a dict of timm ``create_transform`` settings."""
     if transform is None:
         return {}
     if not isinstance(transform, dict):
         raise TypeError(
-            f"`transform` must be None or a dict of timm create_transform settings, e.g. "
+            f"`timm_transform` must be None or a dict of timm create_transform settings, e.g. "
             f"{{'auto_augment': 'rand-m9-mstd0.5'}}; got {type(transform).__name__}."
         )
     unknown = sorted(set(transform) - set(EVAL_KEYS) - set(AUGMENT_KEYS), key=str)
     if unknown:
         raise ValueError(
-            f"`transform` has unknown settings {unknown}; allowed are the preprocessing settings "
+            f"`timm_transform` has unknown settings {unknown}; allowed are the preprocessing settings "
             f"{list(EVAL_KEYS)} and the augmentation settings {list(AUGMENT_KEYS)} of "
             "timm.data.create_transform."
         )
     crop_pct = transform.get("crop_pct")
     if crop_pct is not None and not (isinstance(crop_pct, (int, float)) and not isinstance(crop_pct, bool)
                                      and 0 < crop_pct <= 1):
-        raise ValueError(f"`transform['crop_pct']` must be a number in (0, 1]; got {crop_pct!r}.")
+        raise ValueError(f"`timm_transform['crop_pct']` must be a number in (0, 1]; got {crop_pct!r}.")
     mode = transform.get("crop_mode")
     if mode is not None and mode not in ("center", "squash"):
-        raise ValueError(f"`transform['crop_mode']` must be 'center' or 'squash'; got {mode!r}.")
+        raise ValueError(f"`timm_transform['crop_mode']` must be 'center' or 'squash'; got {mode!r}.")
     return dict(transform)
 
 
 def resolve_preprocessing(backbone, input_config: dict, transform) -> tuple[Geometry, dict, dict | None]:
-    """The model's data config, with ``transform``'s settings on top.
+    """The model's data config, with ``timm_transform``'s settings on top.
 
     Returns
     -------
     geometry : Geometry
         Resize and crop applied once per image.
     input_config : dict
-        ``input_config`` with mean/std replaced when ``transform`` sets them.
+        ``input_config`` with mean/std replaced when ``timm_transform`` sets them.
     augmentation : dict or None
         Settings for ``timm.data.create_transform(is_training=True)``, or None
         when training is not augmented.
@@ -221,7 +221,7 @@ def resolve_preprocessing(backbone, input_config: dict, transform) -> tuple[Geom
                 values = values * config["in_chans"]
             if len(values) != config["in_chans"]:
                 raise ValueError(
-                    f"`transform['{key}']` has {len(values)} values but the model has "
+                    f"`timm_transform['{key}']` has {len(values)} values but the model has "
                     f"{config['in_chans']} input channels; give one value per channel."
                 )
             config[key] = values

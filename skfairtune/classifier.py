@@ -34,6 +34,7 @@ from .backbone import (
     model_input_config,
     supports_prefix_cache,
 )
+from ._filecache import resolve_image_cache
 from ._pixels import check_bit_depth
 from ._preprocess import check_transform, make_train_transform, resolve_preprocessing
 from .masks import MaskSpace, apply_mask, frozen_prefix_length
@@ -135,7 +136,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Loss weights per class, as in scikit-learn, for imbalanced labels.
     augment : bool, default=False
         Random horizontal flips during training. Turns off the frozen cache.
-    transform : dict, default=None
+    timm_transform : dict, default=None
         Settings of ``timm.data.create_transform`` on top of the model's own
         data config. Preprocessing settings (``crop_pct``, ``crop_mode``,
         ``interpolation``, ``mean``, ``std``) change how every image is
@@ -152,6 +153,13 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         e.g. 12 for most X-ray detectors: intensities are ``value / (2**bit_depth - 1)``.
         None scales each integer type by its real range (uint8 by 255, uint16
         by 65535). DICOM files use their own ``BitsStored`` and window.
+    image_cache : "auto", str, path, None or False, default="auto"
+        For X given as file paths: decode once, in parallel, at the model's
+        input size into a memory-mapped ``.npy`` file in this directory, reused
+        by every later fit, search trial, refit and predict on the same files
+        (keyed by path, size, modification time and preprocessing). ``"auto"``
+        uses ``$SKFAIRTUNE_IMAGE_CACHE`` or ``~/.cache/skfairtune/images``;
+        None or False decodes into memory on every call.
     frozen_cache : {"auto", True, False}, default="auto"
         Compute the output of the frozen leading half-blocks once per fit and
         train only the rest from those activations. ``"auto"`` uses it when it
@@ -236,8 +244,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=0.05,
         class_weight=None,
         augment=False,
-        transform=None,
+        timm_transform=None,
         bit_depth=None,
+        image_cache="auto",
         frozen_cache="auto",
         frozen_cache_max_mb=2048,
         device="auto",
@@ -261,8 +270,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.class_weight = class_weight
         self.augment = augment
-        self.transform = transform
+        self.timm_transform = timm_transform
         self.bit_depth = bit_depth
+        self.image_cache = image_cache
         self.frozen_cache = frozen_cache
         self.frozen_cache_max_mb = frozen_cache_max_mb
         self.device = device
@@ -297,7 +307,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         if self.frozen_cache not in ("auto", True, False):
             raise ValueError(f"`frozen_cache` must be 'auto', True or False; got {self.frozen_cache!r}.")
         check_bit_depth(self.bit_depth)
-        check_transform(self.transform)
+        check_transform(self.timm_transform)
+        resolve_image_cache(self.image_cache)
         if self.precision not in _PRECISIONS:
             raise ValueError(f"`precision` must be one of {_PRECISIONS}; got {self.precision!r}.")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
@@ -403,7 +414,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         elif self.augment:
             reason = "augmentation changes the frozen part's input every epoch"
         elif self.preprocessing_["augmentation"]:
-            reason = ("the `transform` augmentation settings "
+            reason = ("the `timm_transform` augmentation settings "
                       f"{sorted(self.preprocessing_['augmentation'])} change the frozen part's input every epoch")
         elif not supports_prefix_cache(backbone):
             reason = "the model does not have timm's ViT layout"
@@ -569,9 +580,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         return self._images_to_tensor(X)
 
     def _preprocessing(self, backbone):
-        """(input config, geometry, augmentation settings) from the model and ``transform``."""
+        """(input config, geometry, augmentation settings) from the model and ``timm_transform``."""
         geometry, config, augmentation = resolve_preprocessing(backbone, model_input_config(backbone),
-                                                               self.transform)
+                                                               self.timm_transform)
         return config, geometry, augmentation
 
     def _images_to_tensor(self, X, input_config=None, geometry=None) -> torch.Tensor:
@@ -580,6 +591,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         return images_to_tensor(
             X, img_size=config["img_size"], in_chans=config["in_chans"], bit_depth=self.bit_depth,
             geometry=geometry if geometry is not None else self.geometry_,
+            image_cache=resolve_image_cache(self.image_cache),
         )
 
     def predict_proba(self, X) -> np.ndarray:

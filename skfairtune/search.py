@@ -16,7 +16,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
-from ._inputs import check_images_given, count_images
+from ._inputs import check_images_given, count_images, tabular_width
 from ._parallel import counted_trials, resolve_n_jobs, run_trials
 from ._objective import (
     Objective,
@@ -344,7 +344,16 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_splits_ = len(splits)
 
         X_original = X
-        X_tensor = None if step else probe._images_to_tensor(X, input_config, geometry)
+        if step:
+            X_tensor = None
+        elif tabular_width(X) is not None:
+            # Rows stay rows: trials then read them as tabular data (no [0, 1] pixel check).
+            probe._images_to_tensor(X, input_config, geometry)  # bad values fail here, not per trial
+            X_tensor = np.asarray(X)
+            if X_tensor.dtype == object:
+                X_tensor = X_tensor.astype(np.float32)
+        else:
+            X_tensor = probe._images_to_tensor(X, input_config, geometry)
         space = SearchSpace(mask_space, tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}))
         trial_template = clone(self.estimator)
@@ -362,7 +371,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         sens_search = None if sensitive_features is None else _safe_indexing(sensitive_features, search_idx)
         objective = Objective(
             estimator=trial_template, step=step, space=space,
-            X=None if X_tensor is None else X_tensor[search_idx],
+            # Without subsample no copy: a memory-mapped cache stays on disk.
+            X=None if X_tensor is None else (X_tensor if self.subsample is None else X_tensor[search_idx]),
             X_original=None if not step else _safe_indexing(X_original, search_idx),
             y=y[search_idx], sensitive_features=sens_search, splits=splits, scorer=self.scorer_,
             error_score=self.error_score, max_epochs=template.max_epochs, verbose=self.verbose,

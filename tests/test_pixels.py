@@ -247,7 +247,7 @@ def test_same_preprocessing_for_arrays_and_files(tmp_path, grey_model):
 
 def test_augmenting_transform_turns_the_cache_off_and_says_why(grey_images):
     X, y = grey_images
-    clf = tiny_classifier(mask="linear", max_epochs=1, transform={"auto_augment": "rand-m9-mstd0.5"}).fit(X, y)
+    clf = tiny_classifier(mask="linear", max_epochs=1, timm_transform={"auto_augment": "rand-m9-mstd0.5"}).fit(X, y)
     assert clf.frozen_prefix_ == 0
     assert "auto_augment" in clf.frozen_cache_reason_
     assert clf.preprocessing_["augmentation"] == {"auto_augment": "rand-m9-mstd0.5"}
@@ -256,7 +256,7 @@ def test_augmenting_transform_turns_the_cache_off_and_says_why(grey_images):
 
 def test_preprocessing_only_transform_keeps_the_cache(grey_images):
     X, y = grey_images
-    clf = tiny_classifier(mask="linear", max_epochs=1, transform={"crop_pct": 1.0, "mean": (0.4,)}).fit(X, y)
+    clf = tiny_classifier(mask="linear", max_epochs=1, timm_transform={"crop_pct": 1.0, "mean": (0.4,)}).fit(X, y)
     assert clf.frozen_prefix_ > 0 and clf.frozen_cache_reason_ is None
     assert clf.preprocessing_["crop_pct"] == 1.0 and clf.preprocessing_["mean"] == (0.4, 0.4, 0.4)
     assert clf.preprocessing_["augmentation"] is None
@@ -265,7 +265,7 @@ def test_preprocessing_only_transform_keeps_the_cache(grey_images):
 @pytest.mark.parametrize(
     "transform, error, message",
     [
-        ("rand-m9", TypeError, "`transform` must be None or a dict"),
+        ("rand-m9", TypeError, "`timm_transform` must be None or a dict"),
         ({"bogus": 1}, ValueError, r"unknown settings \['bogus'\]"),
         ({"crop_pct": 2}, ValueError, r"crop_pct'\]` must be a number in \(0, 1\]"),
         ({"crop_mode": "border"}, ValueError, "'center' or 'squash'"),
@@ -275,4 +275,4 @@ def test_preprocessing_only_transform_keeps_the_cache(grey_images):
 def test_bad_transform_is_named(grey_images, transform, error, message):
     X, y = grey_images
     with pytest.raises(error, match=message):
-        tiny_classifier(max_epochs=1, transform=transform).fit(X[:4], y[:4])
+        tiny_classifier(max_epochs=1, timm_transform=transform).fit(X[:4], y[:4])
