@@ -117,7 +117,9 @@ def _stack_pil(images, geometry: Geometry) -> np.ndarray:
 
 def _to_nchw(data, *, in_chans: int) -> torch.Tensor:
     """Reorder to (N, C, H, W); the layout is read from which axis has 1, 3 or 4 entries."""
-    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    tensor = torch.as_tensor(data if isinstance(data, np.ndarray) and data.flags.writeable
+                             and all(s >= 0 for s in data.strides) else
+                             np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
     if tensor.ndim == 2:
         # Tabular rows (and sklearn's estimator checks) become 1-pixel-high grayscale images.
         tensor = tensor[:, None, None, :]
@@ -315,4 +317,6 @@ def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3, bit_dep
     tensor = _to_nchw(data, in_chans=in_chans)
     if tabular:
         geometry = Geometry(tuple(img_size), None, "bilinear")  # rows are stretched, never cropped
-    return resize_crop_tensor(tensor, geometry).contiguous()
+    # No .contiguous(): a channels-last view of the caller's array (or memory map) is sliced
+    # per batch as it is, instead of being copied whole.
+    return resize_crop_tensor(tensor, geometry)
