@@ -12,7 +12,7 @@ left unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,7 +56,6 @@ class Geometry:
     crop_pct: float | None = None
     interpolation: str = "bilinear"
     crop_mode: str = "center"
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def crop_box(height: int, width: int, geometry: Geometry) -> tuple[tuple[int, int], tuple[int, int, int, int]]:

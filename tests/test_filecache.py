@@ -162,6 +162,8 @@ def test_paths_input_never_materialises_the_whole_set(tmp_path):
     data_mb = _N_FILES * 96 * 96 * 3 / 2**20
     in_memory = growth("none")
     mapped = growth(str(tmp_path / "cache"))
+    print(f"anonymous memory growth: decoded in memory {in_memory:.0f} MB, memory-mapped cache "
+          f"{mapped:.0f} MB, decoded set {data_mb:.0f} MB")
     assert in_memory > 0.8 * data_mb  # the check can see a whole-set copy ...
     # ... and the cache makes none: what remains is per-batch working memory.
     assert mapped < 0.35 * data_mb, (mapped, in_memory)
