@@ -85,11 +85,11 @@ class ImageCache:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def key(self, paths: Sequence[str], geometry) -> str:
+    def key(self, paths: Sequence[str], geometry, bit_depth: int | None = None) -> str:
         """Hash of the files (path, size, mtime) and the preprocessing."""
         digest = hashlib.blake2b(digest_size=20)
         digest.update(repr((_VERSION, tuple(geometry.size), geometry.crop_pct, geometry.interpolation,
-                            geometry.crop_mode)).encode())
+                            geometry.crop_mode, bit_depth)).encode())
         for path in paths:
             absolute = os.path.abspath(path)
             try:
@@ -99,19 +99,20 @@ class ImageCache:
                 digest.update(f"{absolute}\0missing\n".encode())  # decode_images names it
         return digest.hexdigest()
 
-    def path(self, paths: Sequence[str], geometry) -> Path:
+    def path(self, paths: Sequence[str], geometry, bit_depth: int | None = None) -> Path:
         """Where the entry of these files would be."""
-        return self.directory / f"{self.key(paths, geometry)}.npy"
+        return self.directory / f"{self.key(paths, geometry, bit_depth)}.npy"
 
-    def decode(self, paths: Sequence[str], geometry) -> np.ndarray:
+    def decode(self, paths: Sequence[str], geometry, *, bit_depth: int | None = None) -> np.ndarray:
         """``(N, H, W, C)`` uint8/uint16 images at ``geometry``, memory-mapped.
 
         The map is copy-on-write: writing to it never changes the entry.
+        ``bit_depth`` applies to 16-bit PNG/TIFF files (see ``decode_images``).
         """
         from ._imageio import decode_images
 
         paths = [os.fspath(p) for p in paths]
-        target = self.path(paths, geometry)
+        target = self.path(paths, geometry, bit_depth)
         if target.is_file():
             try:
                 images = np.load(target, mmap_mode="c")
@@ -130,7 +131,7 @@ class ImageCache:
         try:
             images = decode_images(paths, size=tuple(geometry.size), crop_pct=geometry.crop_pct,
                                    interpolation=geometry.interpolation, keep_depth=True,
-                                   n_jobs=self.n_jobs, allocate=allocate)
+                                   n_jobs=self.n_jobs, allocate=allocate, bit_depth=bit_depth)
             images.flush()
             del images
             os.replace(partial, target)  # atomic: readers never see a half-written entry

@@ -91,7 +91,7 @@ class _NeedsWiderStore(Exception):
         self.dtype, self.channels = dtype, channels
 
 
-def _read(path: Path, geometry: Geometry | None) -> np.ndarray:
+def _read(path: Path, geometry: Geometry | None, bit_depth: int | None = None) -> np.ndarray:
     """One image as ``(H, W)`` or ``(H, W, 3)`` uint8 or uint16 pixels, at ``geometry``."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return _fit_array(read_dicom(path), geometry)
@@ -114,6 +114,11 @@ def _read(path: Path, geometry: Geometry | None) -> np.ndarray:
     if geometry is not None:
         work = resize_crop_pil(work, geometry, reducing_gap=_REDUCING_GAP)
     array = pil_to_array(work)
+    if bit_depth is not None and array.dtype == np.uint16:
+        try:  # e.g. 12-bit content in a 16-bit PNG: stretched to the full 16 bits
+            array = standardize_pixels(array, bit_depth=bit_depth)
+        except ValueError as exc:
+            raise ValueError(f"Image file '{path}': {exc}") from None
     if array.dtype == np.float32:
         array = standardize_pixels(array)  # a float image must hold [0, 1]
         array = np.rint(array * 65535.0).astype(np.uint16)
@@ -162,6 +167,7 @@ def decode_images(
     interpolation: str = "lanczos",
     keep_depth: bool = False,
     allocate: Callable[[tuple, np.dtype], np.ndarray] | None = None,
+    bit_depth: int | None = None,
 ) -> np.ndarray:
     """Decode image files into one ``(N, H, W, C)`` array.
 
@@ -200,6 +206,10 @@ def decode_images(
     allocate : callable, default=None
         ``allocate(shape, dtype)`` returns the output array (e.g. a
         ``numpy.memmap``); None allocates in memory.
+    bit_depth : int, default=None
+        Significant bits of 16-bit PNG/TIFF pixels (e.g. 12); they are
+        stretched to the full 16-bit range. DICOM files use their own
+        ``BitsStored``; 8-bit files are unaffected.
 
     Returns
     -------
@@ -250,19 +260,19 @@ from ._preprocess import Geometry, draft_target, resize_crop_pil, resize_crop_te
         return np.empty((0, height, width, 3), dtype=np.uint8)
 
     geometry = None if size is None else Geometry(size, crop_pct=crop_pct, interpolation=interpolation)
-    first = _read(files[0], geometry)
+    first = _read(files[0], geometry, bit_depth)
     dtype = first.dtype if keep_depth else np.dtype(np.uint8)
     channels = (1 if first.ndim == 2 else 3) if keep_depth else 3
     while True:
         try:
             return _decode_all(files, geometry, first, np.dtype(dtype), channels, keep_depth,
-                               n_threads, allocate)
+                               n_threads, allocate, bit_depth)
         except _NeedsWiderStore as wider:
             # A later image is 16-bit or colour: start again with room for it (rare: mixed sets).
             dtype, channels = wider.dtype, wider.channels
 
 
-def _decode_all(files, geometry, first, dtype, channels, keep_depth, n_threads, allocate):
+def _decode_all(files, geometry, first, dtype, channels, keep_depth, n_threads, allocate, bit_depth):
     height, width = first.shape[:2]
     shape = (len(files), height, width, channels)
     # Workers write straight into one preallocated array: no list of per-image
@@ -270,7 +280,7 @@ def _decode_all(files, geometry, first, dtype, channels, keep_depth, n_threads, 
     out = allocate(shape, dtype) if allocate is not None else np.empty(shape, dtype=dtype)
 
     def work(i: int) -> None:
-        array = first if i == 0 else _read(files[i], geometry)
+        array = first if i == 0 else _read(files[i], geometry, bit_depth)
         if array.shape[:2] != (height, width):
             raise ValueError(
                 f"Images have different sizes: '{files[0]}' is {width}x{height} "

@@ -287,14 +287,13 @@ def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3, bit_dep
     if data is None:
         paths = [str(Path(p)) for p in (X.ravel() if isinstance(X, np.ndarray) else X)]
         if image_cache is not None:
-            data = image_cache.decode(paths, geometry)
+            data = image_cache.decode(paths, geometry, bit_depth=bit_depth)
         else:
             from ._imageio import decode_images
 
             data = decode_images(paths, size=tuple(img_size), crop_pct=geometry.crop_pct,
-                                 interpolation=geometry.interpolation, keep_depth=True)
-        if bit_depth is not None and data.dtype == np.uint16:
-            data = standardize_pixels(data, bit_depth=bit_depth)
+                                 interpolation=geometry.interpolation, keep_depth=True,
+                                 bit_depth=bit_depth)
         # (N, H, W, C) as a channels-first view: no copy of a memory-mapped cache.
         return torch.from_numpy(data).permute(0, 3, 1, 2) if isinstance(data, np.ndarray) else data
     if isinstance(data, _PilImages):

@@ -41,10 +41,10 @@ def count_decodes(monkeypatch):
     lock = threading.Lock()
     real = _imageio._read
 
-    def counting(path, geometry):
+    def counting(path, geometry, bit_depth=None):
         with lock:
             calls.append(str(path))
-        return real(path, geometry)
+        return real(path, geometry, bit_depth)
 
     monkeypatch.setattr(_imageio, "_read", counting)
     return calls
