@@ -204,8 +204,13 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         best.fit(paths, y)
         stages["refit_s"] = time.perf_counter() - t0
-        print(f"refit on all {len(paths):,} images, {args.refit_epochs} epoch(s): {stages['refit_s']:.1f} s",
-              flush=True)
+        report["best_mask"], report["refit_frozen_prefix"] = best.mask_.to_string(), int(best.frozen_prefix_)
+        # Frozen-prefix activations are held in memory (bounded by frozen_cache_max_mb).
+        tokens, width = (args.img_size // 4) ** 2 + 1, 32
+        report["activations_mb"] = len(paths) * tokens * width * 4 / 2**20 if best.frozen_prefix_ else 0.0
+        print(f"refit on all {len(paths):,} images, {args.refit_epochs} epoch(s): {stages['refit_s']:.1f} s "
+              f"(mask {report['best_mask']}, {report['refit_frozen_prefix']} frozen half-blocks served from "
+              f"{report['activations_mb']:,.0f} MB of cached activations)", flush=True)
     # One entry: the search, its folds and trials and the refit all read the same decode.
     report["cache_entries"] = len(list(cache_dir.glob("*.npy")))
     stages["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
