@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
@@ -361,7 +362,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # Sampled masks are bit strings of the search's space, which may differ from the
         # estimator's own mask_space.
         trial_template.set_params(**self._space_params(prefix))
-        if X_tensor is not None and probe.bit_depth is not None:
+        if isinstance(X_tensor, torch.Tensor) and probe.bit_depth is not None:
             # The pixels were scaled to 16 bits once, above; trials get them ready to use.
             trial_template.set_params(bit_depth=None)
         if seed is not None:

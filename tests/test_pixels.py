@@ -278,3 +278,22 @@ def test_bad_transform_is_named(grey_images, transform, error, message):
     X, y = grey_images
     with pytest.raises(error, match=message):
         tiny_classifier(max_epochs=1, timm_transform=transform).fit(X[:4], y[:4])
+
+
+def test_search_scales_12bit_pixels_once(grey_images):
+    from skfairtune import FairTuneSearchCV
+
+    X, y = grey_images
+    X12 = np.rint(X / 255 * 4095).astype(np.uint16)
+
+    def search(images, **params):
+        clf = tiny_classifier(max_epochs=1, **params)
+        return FairTuneSearchCV(clf, n_trials=1, cv=2, scoring="roc_auc", baselines=None,
+                                random_state=0).fit(images, y)
+
+    reference, twelve = search(X), search(X12, bit_depth=12)
+    # Scaled twice, the trials would refuse the pixels (over 4095) or see them 16x too bright.
+    assert np.isfinite(twelve.best_score_)
+    assert twelve.best_score_ == pytest.approx(reference.best_score_, abs=0.02)
+    assert twelve.best_estimator_.bit_depth == 12
+    np.testing.assert_allclose(twelve.predict_proba(X12), reference.predict_proba(X), atol=2e-3)
