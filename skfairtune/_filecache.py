@@ -17,6 +17,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,8 +122,17 @@ class ImageCache:
                 return images
             except (OSError, ValueError):  # a truncated entry (crash while writing): decode again
                 pass
-        self.directory.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=self.directory, prefix=target.stem, suffix=".partial")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=self.directory, prefix=target.stem, suffix=".partial")
+        except OSError as exc:
+            # A read-only or full disk must not stop a fit that fits in memory.
+            warnings.warn(f"image cache directory {str(self.directory)!r} is not writable ({exc}); "
+                          "decoding into memory instead (set image_cache to a writable directory).",
+                          UserWarning, stacklevel=3)
+            return decode_images(paths, size=tuple(geometry.size), crop_pct=geometry.crop_pct,
+                                 interpolation=geometry.interpolation, keep_depth=True,
+                                 n_jobs=self.n_jobs, bit_depth=bit_depth)
         os.close(handle)
 
         def allocate(shape, dtype):

@@ -84,6 +84,15 @@ def test_memory_mapped_entry_is_not_written_back(image_files, tmp_path):
     assert again[0].any()
 
 
+def test_unwritable_cache_directory_falls_back_to_memory(image_files, tmp_path):
+    paths, X, _ = image_files
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.warns(UserWarning, match="not writable"):
+        images = ImageCache(blocker / "cache").decode(paths, Geometry((16, 16), 0.9))
+    np.testing.assert_array_equal(images, X)  # 16 px files into a 16 px model: unchanged
+
+
 @pytest.mark.parametrize("value, message", [(3, "`image_cache` must be 'auto', a directory"),
                                             (True, "`image_cache` must be")])
 def test_bad_image_cache_is_named(value, message):
