@@ -83,12 +83,20 @@ def prefix_fingerprints(module, stop: int) -> list[str]:
 
 
 def data_fingerprint(images: torch.Tensor) -> str:
-    """Shape, dtype and a strided sample of the images (cheap for any data size)."""
-    flat = images.reshape(-1)
-    step = max(1, flat.numel() // _DATA_SAMPLE)
+    """Shape, dtype and a sample of evenly spaced images (cheap for any data size).
+
+    Whole images are sampled, not a strided view of the flattened tensor: a
+    flat view of a non-contiguous (e.g. memory-mapped, channels-last) tensor
+    would copy all of it.
+    """
+    n_images = images.shape[0]
+    per_image = max(1, images[0].numel()) if n_images else 1
+    n_rows = max(1, min(n_images, _DATA_SAMPLE // per_image))
+    index = torch.linspace(0, max(0, n_images - 1), n_rows).round().long() if n_images else None
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{tuple(images.shape)}{images.dtype}".encode())
-    _update(digest, flat[::step])
+    if index is not None:
+        _update(digest, images[index])
     return digest.hexdigest()
 
 

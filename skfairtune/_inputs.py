@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ._pixels import pil_to_array, standardize_pixels
+from ._preprocess import Geometry, resize_crop_pil, resize_crop_tensor
 
 __all__ = [
     "images_to_tensor",
@@ -86,7 +89,7 @@ def _as_array_or_tensor(X):
     if all(_is_path_like(item) for item in items):
         return None  # signalled to the caller: decode as files
     if all(_is_pil(item) for item in items):
-        return np.stack([_pil_to_rgb_array(img) for img in _same_size(items)])
+        return _PilImages(items)
     try:
         return np.asarray(items)
     except ValueError as exc:
@@ -96,23 +99,27 @@ def _as_array_or_tensor(X):
         ) from exc
 
 
-def _same_size(images):
-    sizes = {img.size for img in images}
-    if len(sizes) > 1:
-        target = max(sizes)
-        return [img if img.size == target else img.resize(target) for img in images]
-    return images
+class _PilImages(list):
+    """PIL images, resized one by one to the model (they may differ in size)."""
 
 
-def _pil_to_rgb_array(img) -> np.ndarray:
-    if img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")
-    return np.asarray(img)
+def _stack_pil(images, geometry: Geometry) -> np.ndarray:
+    from ._imageio import _to_store
+
+    arrays = [pil_to_array(resize_crop_pil(img, geometry)) for img in images]
+    if any(a.dtype == np.float32 for a in arrays):
+        arrays = [np.rint(standardize_pixels(a) * 65535).astype(np.uint16) if a.dtype == np.float32 else a
+                  for a in arrays]
+    dtype = np.uint16 if any(a.dtype == np.uint16 for a in arrays) else np.uint8
+    channels = 3 if any(a.ndim == 3 for a in arrays) else 1
+    return np.stack([_to_store(a, dtype, channels, keep_depth=False) for a in arrays])
 
 
 def _to_nchw(data, *, in_chans: int) -> torch.Tensor:
     """Reorder to (N, C, H, W); the layout is read from which axis has 1, 3 or 4 entries."""
-    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    tensor = torch.as_tensor(data if isinstance(data, np.ndarray) and data.flags.writeable
+                             and all(s >= 0 for s in data.strides) else
+                             np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
     if tensor.ndim == 2:
         # Tabular rows (and sklearn's estimator checks) become 1-pixel-high grayscale images.
         tensor = tensor[:, None, None, :]
@@ -144,38 +151,39 @@ def _to_nchw(data, *, in_chans: int) -> torch.Tensor:
     if channels == 4:
         tensor = tensor[:, :3]  # alpha carries no diagnostic content
         channels = 3
-    if channels != in_chans:
-        if channels == 1:
-            tensor = tensor.expand(-1, in_chans, -1, -1)
-        elif in_chans == 1:
-            tensor = tensor.float().mean(dim=1, keepdim=True)
-        else:
-            raise ValueError(
-                f"X has {channels} channels but the model expects {in_chans}; convert the "
-                "images or create the model with a matching `in_chans` in model_kwargs."
-            )
+    # Grey images stay one channel until the batch (ModelInput repeats them): a third of
+    # the memory of replicating them here.
+    if channels != in_chans and channels != 1 and not (channels == 3 and in_chans == 1):
+        raise ValueError(
+            f"X has {channels} channels but the model expects {in_chans}; convert the "
+            "images or create the model with a matching `in_chans` in model_kwargs."
+        )
     return tensor
 
 
-def _check_values(tensor: torch.Tensor) -> None:
-    if tensor.dtype == torch.bool or tensor.dtype.is_complex:
-        raise TypeError(f"X has dtype {tensor.dtype}; pass uint8 pixels or floats in [0, 1].")
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        n_bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(
-            f"X contains {n_bad} NaN or infinite values; images must be finite "
-            "(impute or drop the affected images)."
-        )
+def _dataset_to_tensor(dataset, **kwargs) -> torch.Tensor:
+    """Read a torch Dataset item by item into one compact tensor at the model's size.
 
-
-def _resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(tensor.shape[-2:]) == tuple(size):
-        return tensor
-    was_uint8 = tensor.dtype == torch.uint8
-    out = F.interpolate(tensor.float(), size=size, mode="bilinear", antialias=True,
-                        align_corners=False)
-    if was_uint8:
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    Items are images (PIL, array or tensor; tensors channels-first as torchvision
+    gives them) or ``(image, label, ...)`` tuples, whose labels are ignored: the
+    labels are ``y``. Only the resized, compact copy is kept.
+    """
+    out = None
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        one = images_to_tensor([item] if _is_pil(item) else np.asarray(item)[None]
+                               if not isinstance(item, torch.Tensor) else item[None], **kwargs)
+        if out is None:
+            out = torch.empty((len(dataset), *one.shape[1:]), dtype=one.dtype)
+        elif one.shape[1:] != out.shape[1:] or one.dtype != out.dtype:
+            raise ValueError(
+                f"Dataset item {i} gives {tuple(one.shape[1:])} {one.dtype} pixels but item 0 gave "
+                f"{tuple(out.shape[1:])} {out.dtype}; return images of one kind (all grey or all "
+                "colour, one dtype) from the Dataset."
+            )
+        out[i] = one[0]
     return out
 
 
@@ -220,27 +228,44 @@ def check_images_given(X) -> None:
         raise ValueError(f"X is empty ({describe_input(X)}): at least one image is required.")
 
 
-def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3) -> torch.Tensor:
+def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3, bit_depth: int | None = None,
+                     geometry: Geometry | None = None, image_cache=None) -> torch.Tensor:
     """Convert user images into an (N, C, H, W) tensor at the model's input size.
 
     Parameters
     ----------
     X : array-like, tensor, list of PIL images or list of paths
-        uint8 or float arrays shaped (N, H, W, C), (N, C, H, W) or (N, H, W); a
-        list of PIL images; a list or array of image file paths; or a torch
+        Integer or float arrays shaped (N, H, W, C), (N, C, H, W) or (N, H, W);
+        a list of PIL images; a list or array of image file paths (PNG, JPEG,
+        TIFF, 16-bit included; DICOM with the ``dicom`` extra); or a torch
         tensor. A 2-D array (N, D) is read as N grayscale images one pixel high,
         so that tabular inputs (and scikit-learn's estimator checks) work.
-        Float inputs are taken as intensities in [0, 1].
     img_size : tuple of int
-        Model input (height, width); images are resized with antialiasing.
+        Model input (height, width).
     in_chans : int, default=3
-        Channels the model expects; grayscale input is repeated to match.
+        Channels the model expects. Grey images keep one channel here and are
+        repeated per batch; colour images for a one-channel model are averaged
+        per batch.
+    bit_depth : int, default=None
+        Significant bits of integer pixels (see
+        :func:`skfairtune._pixels.standardize_pixels`); None uses the dtype's range.
+    geometry : skfairtune._preprocess.Geometry, default=None
+        How images reach ``img_size``; None stretches them (bilinear).
+    image_cache : skfairtune._filecache.ImageCache, default=None
+        For file paths: decode into (or reuse) its memory-mapped files.
 
     Returns
     -------
     tensor : torch.Tensor
-        uint8 where the input was 8-bit (four times less memory than float),
-        float32 otherwise. Normalisation happens in the model wrapper.
+        uint8 (``/ 255``), uint16 (``/ 65535``) or float32 in [0, 1]; images
+        stay in this compact type until the batch, where
+        :func:`skfairtune._pixels.to_unit_float` converts them.
+
+    Raises
+    ------
+    ValueError
+        For float images outside [0, 1], integers outside ``bit_depth``, or
+        shapes that are not images.
 
     Examples
     --------
@@ -248,28 +273,49 @@ def images_to_tensor(X, *, img_size: tuple[int, int], in_chans: int = 3) -> torc
     >>> images = np.zeros((5, 20, 20, 3), dtype=np.uint8)
     >>> images_to_tensor(images, img_size=(16, 16)).shape
     torch.Size([5, 3, 16, 16])
+    >>> images_to_tensor(np.zeros((2, 16, 16), np.uint16), img_size=(16, 16)).dtype
+    torch.uint16
     """
     check_images_given(X)
+    geometry = geometry if geometry is not None else Geometry(tuple(img_size), None, "bilinear")
+    if tuple(geometry.size) != tuple(img_size):
+        geometry = replace(geometry, size=tuple(img_size))
+    if isinstance(X, torch.utils.data.Dataset) and not isinstance(X, torch.Tensor):
+        return _dataset_to_tensor(X, img_size=img_size, in_chans=in_chans, bit_depth=bit_depth,
+                                  geometry=geometry)
     data = _as_array_or_tensor(X)
     if data is None:
-        from ._imageio import decode_images
-
         paths = [str(Path(p)) for p in (X.ravel() if isinstance(X, np.ndarray) else X)]
-        data = decode_images(paths, size=tuple(img_size))
+        if image_cache is not None:
+            data = image_cache.decode(paths, geometry, bit_depth=bit_depth)
+        else:
+            from ._imageio import decode_images
+
+            data = decode_images(paths, size=tuple(img_size), crop_pct=geometry.crop_pct,
+                                 interpolation=geometry.interpolation, keep_depth=True,
+                                 bit_depth=bit_depth)
+        # (N, H, W, C) as a channels-first view: no copy of a memory-mapped cache.
+        return torch.from_numpy(data).permute(0, 3, 1, 2) if isinstance(data, np.ndarray) else data
+    if isinstance(data, _PilImages):
+        data = _stack_pil(data, geometry)
+        if bit_depth is not None:
+            data = standardize_pixels(data, bit_depth=bit_depth)
+        return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
     if data.shape[0] == 0:
         raise ValueError(f"X is empty ({describe_input(data)}): at least one image is required.")
-    if isinstance(data, np.ndarray):
-        if data.dtype == object or data.dtype.kind in "USV":
-            raise TypeError(
-                f"X has dtype {data.dtype}, which cannot be read as pixels; pass numeric "
-                "arrays, PIL images or a list of file paths."
-            )
-        if data.dtype.kind == "f" and data.dtype != np.float32:
-            data = data.astype(np.float32)
-        elif data.dtype.kind in "iub" and data.dtype != np.uint8:
-            data = data.astype(np.float32) / 255.0 if data.max(initial=0) > 1 else data.astype(np.float32)
+    if isinstance(data, np.ndarray) and (data.dtype == object or data.dtype.kind in "USV"):
+        raise TypeError(
+            f"X has dtype {data.dtype}, which cannot be read as pixels; pass numeric "
+            "arrays, PIL images or a list of file paths."
+        )
+    tabular = data.ndim == 2
+    was_tensor = isinstance(data, torch.Tensor)
+    data = standardize_pixels(data, bit_depth=bit_depth, tabular=tabular)
+    if was_tensor and isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)  # keeps the channels-first reading of tensors
     tensor = _to_nchw(data, in_chans=in_chans)
-    _check_values(tensor)
-    if tensor.dtype not in (torch.uint8, torch.float32):
-        tensor = tensor.float()
-    return _resize(tensor, tuple(img_size)).contiguous()
+    if tabular:
+        geometry = Geometry(tuple(img_size), None, "bilinear")  # rows are stretched, never cropped
+    # No .contiguous(): a channels-last view of the caller's array (or memory map) is sliced
+    # per batch as it is, instead of being copied whole.
+    return resize_crop_tensor(tensor, geometry)

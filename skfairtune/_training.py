@@ -14,6 +14,8 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
+from ._pixels import to_unit_float
+
 __all__ = [
     "MaskedViTNet",
     "ModelInput",
@@ -85,9 +87,12 @@ class ModelInput(torch.nn.Module):
     fit it is reset to 0 so ``predict`` takes raw images.
     """
 
-    def __init__(self, suffix: torch.nn.Module, mean, std, *, augment: bool = False):
+    def __init__(self, suffix: torch.nn.Module, mean, std, *, augment: bool = False,
+                 train_transform=None):
         super().__init__()
         self.suffix = suffix
+        # timm's training transform (PIL in, normalised tensor out), or None.
+        self.train_transform = train_transform
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augment = augment
@@ -106,9 +111,28 @@ class ModelInput(torch.nn.Module):
             images = images.to(self.mean.dtype)
         return (images - self.mean) / self.std
 
+    def _match_channels(self, images: torch.Tensor) -> torch.Tensor:
+        in_chans = self.mean.shape[1]
+        if images.shape[1] != in_chans:
+            # Grey images are stored with one channel; a one-channel model averages colour.
+            images = images.expand(-1, in_chans, -1, -1) if images.shape[1] == 1 else \
+                images.mean(dim=1, keepdim=True)
+        return images
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """timm's training transform, image by image (its RandAugment ops work on 8-bit PIL)."""
+        from PIL import Image
+
+        unit = self._match_channels(to_unit_float(images.detach().cpu()))
+        pixels = unit.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        grey = pixels.shape[-1] == 1
+        out = [self.train_transform(Image.fromarray(p[..., 0] if grey else p)) for p in pixels]
+        return torch.stack(out).to(images.device)
+
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
+        if self.train_transform is not None and self.training:
+            return self._augment(images)
+        images = self._match_channels(to_unit_float(images))
         images = self.normalize(images)
         if self.augment and self.training:
             flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5

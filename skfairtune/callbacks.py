@@ -100,7 +100,10 @@ class GroupAUCScoring(Callback):
     def _inputs(self, net) -> torch.Tensor:
         if self.inputs_ is None:
             config = model_input_config(_timm_model(net.module_))
-            self.inputs_ = images_to_tensor(self.X, img_size=config["img_size"], in_chans=config["in_chans"])
+            # The classifier's own preprocessing (crop, bit depth) when it sets one.
+            self.inputs_ = images_to_tensor(self.X, img_size=config["img_size"], in_chans=config["in_chans"],
+                                            geometry=getattr(net.module_, "geometry", None),
+                                            bit_depth=getattr(net.module_, "bit_depth", None))
             if len(self.inputs_) != len(self.y_binary_):
                 raise ValueError(
                     f"GroupAUCScoring(name={self.name!r}): X has {len(self.inputs_)} images but "

@@ -35,6 +35,9 @@ from .backbone import (
     model_input_config,
     supports_prefix_cache,
 )
+from ._filecache import resolve_image_cache
+from ._pixels import check_bit_depth
+from ._preprocess import check_transform, make_train_transform, resolve_preprocessing
 from .masks import MaskSpace, apply_mask, frozen_prefix_length
 
 __all__ = ["FairTuneClassifier"]
@@ -134,6 +137,30 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Loss weights per class, as in scikit-learn, for imbalanced labels.
     augment : bool, default=False
         Random horizontal flips during training. Turns off the frozen cache.
+    timm_transform : dict, default=None
+        Settings of ``timm.data.create_transform`` on top of the model's own
+        data config. Preprocessing settings (``crop_pct``, ``crop_mode``,
+        ``interpolation``, ``mean``, ``std``) change how every image is
+        prepared, once, for training and prediction alike. Augmentation
+        settings (``auto_augment`` such as ``"rand-m9-mstd0.5"``, ``scale``,
+        ``ratio``, ``hflip``, ``color_jitter``, ``re_prob``, ...) build timm's
+        training transform, applied to every training image every epoch (on
+        an 8-bit copy, from the image at the model's input size); they turn
+        off the frozen cache, which ``frozen_cache_reason_`` then says. None
+        uses the model's data config alone: resize the shorter side to
+        ``size / crop_pct``, centre crop, the model's mean and std.
+    bit_depth : int, default=None
+        Significant bits of integer pixels given as arrays or 16-bit files,
+        e.g. 12 for most X-ray detectors: intensities are ``value / (2**bit_depth - 1)``.
+        None scales each integer type by its real range (uint8 by 255, uint16
+        by 65535). DICOM files use their own ``BitsStored`` and window.
+    image_cache : "auto", str, path, None or False, default="auto"
+        For X given as file paths: decode once, in parallel, at the model's
+        input size into a memory-mapped ``.npy`` file in this directory, reused
+        by every later fit, search trial, refit and predict on the same files
+        (keyed by path, size, modification time and preprocessing). ``"auto"``
+        uses ``$SKFAIRTUNE_IMAGE_CACHE`` or ``~/.cache/skfairtune/images``;
+        None or False decodes into memory on every call.
     frozen_cache : {"auto", True, False}, default="auto"
         Compute the output of the frozen leading half-blocks once per fit and
         train only the rest from those activations. ``"auto"`` uses it when it
@@ -174,6 +201,13 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         ``n_trainable_params_ / n_params_``.
     frozen_prefix_ : int
         Leading half-blocks served from the activation cache (0 when unused).
+    frozen_cache_reason_ : str or None
+        Why the frozen cache was not used (e.g. augmentation), None when it was
+        used or ``frozen_cache=False``.
+    preprocessing_ : dict
+        What every image went through: ``img_size``, ``crop_pct``,
+        ``crop_mode``, ``interpolation``, ``mean``, ``std`` and the
+        ``augmentation`` settings (None without).
     net_ : skorch.NeuralNetClassifier
         The trained skorch net; ``net_.module_`` is the torch module.
     model_ : torch.nn.Module
@@ -216,6 +250,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=0.05,
         class_weight=None,
         augment=False,
+        timm_transform=None,
+        bit_depth=None,
+        image_cache="auto",
         frozen_cache="auto",
         frozen_cache_max_mb=2048,
         device="auto",
@@ -240,6 +277,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.class_weight = class_weight
         self.augment = augment
+        self.timm_transform = timm_transform
+        self.bit_depth = bit_depth
+        self.image_cache = image_cache
         self.frozen_cache = frozen_cache
         self.frozen_cache_max_mb = frozen_cache_max_mb
         self.device = device
@@ -276,6 +316,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"`allow_tabular` must be True or False; got {self.allow_tabular!r}.")
         if self.frozen_cache not in ("auto", True, False):
             raise ValueError(f"`frozen_cache` must be 'auto', True or False; got {self.frozen_cache!r}.")
+        check_bit_depth(self.bit_depth)
+        check_transform(self.timm_transform)
+        resolve_image_cache(self.image_cache)
         if self.precision not in _PRECISIONS:
             raise ValueError(f"`precision` must be one of {_PRECISIONS}; got {self.precision!r}.")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
@@ -371,6 +414,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _cache_start(self, backbone, n_samples: int) -> int:
         """Half-blocks to serve from cached activations (0 = no cache)."""
+        self.frozen_cache_reason_ = None
         if self.frozen_cache is False:
             return 0
         start = frozen_prefix_length(self.mask_, train_embeddings=self.train_embeddings)
@@ -379,6 +423,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
             reason = "nothing at the input side of the model is frozen"
         elif self.augment:
             reason = "augmentation changes the frozen part's input every epoch"
+        elif self.preprocessing_["augmentation"]:
+            reason = ("the `timm_transform` augmentation settings "
+                      f"{sorted(self.preprocessing_['augmentation'])} change the frozen part's input every epoch")
         elif not supports_prefix_cache(backbone):
             reason = "the model does not have timm's ViT layout"
         elif _has_stochastic_layers(backbone, start):
@@ -391,6 +438,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
                           f"frozen_cache_max_mb={self.frozen_cache_max_mb}")
         if reason is None:
             return start
+        self.frozen_cache_reason_ = reason
         if self.frozen_cache is True and start > 0:
             warnings.warn(f"frozen_cache=True but the cache is not used: {reason}.", UserWarning, stacklevel=3)
         return 0
@@ -433,10 +481,14 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(seed)
         backbone, self.mask_, info = self._build_module(len(self.classes_))
         self.mask_space_ = self.mask_.space
-        self.input_config_ = model_input_config(backbone)
-        X_tensor = images_to_tensor(
-            X, img_size=self.input_config_["img_size"], in_chans=self.input_config_["in_chans"]
-        )
+        self.input_config_, self.geometry_, augmentation = self._preprocessing(backbone)
+        self.preprocessing_ = {
+            "img_size": tuple(self.geometry_.size), "crop_pct": self.geometry_.crop_pct,
+            "crop_mode": self.geometry_.crop_mode, "interpolation": self.geometry_.interpolation,
+            "mean": tuple(self.input_config_["mean"]), "std": tuple(self.input_config_["std"]),
+            "augmentation": augmentation,
+        }
+        X_tensor = self._images_to_tensor(X)
         if len(X_tensor) != len(y_encoded):
             raise ValueError(f"X has {len(X_tensor)} images but y has {len(y_encoded)} labels.")
         n_features = tabular_width(X)
@@ -445,10 +497,14 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.n_trainable_params_, self.n_params_ = count_parameters(backbone)
         self.trainable_fraction_ = self.n_trainable_params_ / self.n_params_
         self.trainable_parameter_names_ = list(info["trainable_names"])
+        train_transform = None
+        if augmentation:
+            train_transform = make_train_transform(augmentation, self.input_config_, self.geometry_)
         module = ModelInput(
             ViTSuffix(backbone, 0), self.input_config_["mean"], self.input_config_["std"],
-            augment=self.augment,
+            augment=self.augment, train_transform=train_transform,
         )
+        module.geometry, module.bit_depth = self.geometry_, self.bit_depth  # read by GroupAUCScoring
         self.net_ = self._make_net(module, len(X_tensor), self._class_weights(y_encoded), seed)
         start = self._cache_start(backbone, len(X_tensor))
         if start:
@@ -543,8 +599,21 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
                 f"X has {given} features, but FairTuneClassifier is expecting "
                 f"{expected} features as input."
             )
+        return self._images_to_tensor(X)
+
+    def _preprocessing(self, backbone):
+        """(input config, geometry, augmentation settings) from the model and ``timm_transform``."""
+        geometry, config, augmentation = resolve_preprocessing(backbone, model_input_config(backbone),
+                                                               self.timm_transform)
+        return config, geometry, augmentation
+
+    def _images_to_tensor(self, X, input_config=None, geometry=None) -> torch.Tensor:
+        """Images as the model's compact input tensor; the same for fit, search and predict."""
+        config = input_config if input_config is not None else self.input_config_
         return images_to_tensor(
-            X, img_size=self.input_config_["img_size"], in_chans=self.input_config_["in_chans"]
+            X, img_size=config["img_size"], in_chans=config["in_chans"], bit_depth=self.bit_depth,
+            geometry=geometry if geometry is not None else self.geometry_,
+            image_cache=resolve_image_cache(self.image_cache),
         )
 
     def predict_proba(self, X) -> np.ndarray:

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
@@ -20,7 +21,7 @@ from ._checks import (check_not_tabular, check_param_distributions, check_scorin
                       check_several_groups, check_splits)
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
-from ._inputs import check_images_given, count_images, images_to_tensor
+from ._inputs import check_images_given, count_images, tabular_width
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
 from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
@@ -35,7 +36,6 @@ from ._objective import (
 )
 from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
 from ._study import make_pruner, make_sampler, open_study, redact_url
-from .backbone import model_input_config
 from .classifier import FairTuneClassifier, encode_targets
 from .masks import PRESETS, MaskSpace
 
@@ -480,7 +480,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # and tells the input size so images are decoded and resized once for all trials.
         probe = clone(template)
         backbone, template_mask, _ = probe._build_module(len(self.classes_))
-        input_config = model_input_config(backbone)
+        input_config, geometry, _ = probe._preprocessing(backbone)
         space_name = self.space
         mask_space = None if space_name is None else MaskSpace.from_model(space_name, backbone)
         bit_names = () if mask_space is None else tuple(mask_space.bit_names)
@@ -501,8 +501,16 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_splits_ = len(splits)
 
         X_original = X
-        X_tensor = None if step else images_to_tensor(
-            X, img_size=input_config["img_size"], in_chans=input_config["in_chans"])
+        if step:
+            X_tensor = None
+        elif tabular_width(X) is not None:
+            # Rows stay rows: trials then read them as tabular data (no [0, 1] pixel check).
+            probe._images_to_tensor(X, input_config, geometry)  # bad values fail here, not per trial
+            X_tensor = np.asarray(X)
+            if X_tensor.dtype == object:
+                X_tensor = X_tensor.astype(np.float32)
+        else:
+            X_tensor = probe._images_to_tensor(X, input_config, geometry)
         space = SearchSpace(mask_space, tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}))
         trial_template = clone(self.estimator)
@@ -510,6 +518,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # Sampled masks are bit strings of the search's space, which may differ from the
         # estimator's own mask_space.
         trial_template.set_params(**self._space_params(prefix))
+        if isinstance(X_tensor, torch.Tensor) and probe.bit_depth is not None:
+            # The pixels were scaled to 16 bits once, above; trials get them ready to use.
+            trial_template.set_params(bit_depth=None)
         if seed is not None:
             # Common random numbers: every trial trains with the same seed, so masks are
             # compared on equal footing (same head init, same batch order).
@@ -517,7 +528,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         sens_search = None if sensitive_features is None else _safe_indexing(sensitive_features, search_idx)
         objective = Objective(
             estimator=trial_template, step=step, space=space,
-            X=None if X_tensor is None else X_tensor[search_idx],
+            # Without subsample no copy: a memory-mapped cache stays on disk.
+            X=None if X_tensor is None else (X_tensor if self.subsample is None else X_tensor[search_idx]),
             X_original=None if not step else _safe_indexing(X_original, search_idx),
             y=y[search_idx], sensitive_features=sens_search, splits=splits, scorer=self.scorer_,
             error_score=self.error_score, max_epochs=template.max_epochs, verbose=self.verbose,

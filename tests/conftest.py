@@ -30,6 +30,20 @@ def _few_threads():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache_in_tmp(tmp_path_factory):
+    # Decoded-image caches of the tests go to a throw-away folder, not ~/.cache.
+    import os
+
+    previous = os.environ.get("SKFAIRTUNE_IMAGE_CACHE")
+    os.environ["SKFAIRTUNE_IMAGE_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SKFAIRTUNE_IMAGE_CACHE", None)
+    else:
+        os.environ["SKFAIRTUNE_IMAGE_CACHE"] = previous
+
+
 @pytest.fixture
 def biased_data():
     from skfairtune.datasets import make_biased_images
