@@ -98,6 +98,14 @@ def claim_refit(study: optuna.Study) -> bool:
     return True
 
 
+def release_refit(study: optuna.Study) -> None:
+    """Give the refit claim back after a refit that could not be saved, so a rerun can do it."""
+    try:
+        optuna.delete_study(study_name=study.study_name + REFIT_SUFFIX, storage=study._storage)
+    except KeyError:
+        pass
+
+
 def refit_claim(study: optuna.Study) -> dict | None:
     """Who claimed the refit of ``study`` (``{"host", "pid", "time"}``), or None."""
     name = study.study_name + REFIT_SUFFIX

@@ -259,8 +259,13 @@ def _has_real_handler(log: logging.Logger) -> bool:
 class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            message = self.format(record)
             from tqdm.auto import tqdm
 
-            tqdm.write(self.format(record), file=sys.stderr)
+            if getattr(tqdm, "_instances", None):
+                # A bar is drawn: tqdm clears and redraws it around the line.
+                tqdm.write(message, file=sys.stderr)
+            else:
+                sys.stderr.write(message + "\n")
         except Exception:  # noqa: BLE001 - logging must never break the search
             self.handleError(record)

@@ -58,6 +58,7 @@ preempted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -303,30 +304,49 @@ def _say(message: str) -> None:
     logger.info("%s", message)
 
 
-def _log_with_timestamps(command: str) -> None:
-    """Send the ``skfairtune`` logger's INFO lines to stdout, stamped with time, host and pid."""
+@contextlib.contextmanager
+def _log_with_timestamps(command: str):
+    """For the command's duration, send the ``skfairtune`` INFO lines to stdout, stamped with time, host and pid.
+
+    The logger is restored afterwards, so a command called in-process (a test, a
+    notebook) leaves no handler behind on a stream that may be closed later.
+    """
     import logging
 
     from ._follow import logger
 
     if getattr(logger, "_skfairtune_cli", False):
+        yield
         return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(
         f"%(asctime)s [skfairtune {command} {socket.gethostname()}:%(process)d] %(message)s"))
+    previous = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     logger._skfairtune_cli = True
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+        logger._skfairtune_cli = False
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one worker; returns the exit code (0 done, 1 search failed, 2 bad spec, 130 Ctrl-C, 143 SIGTERM)."""
+    with _log_with_timestamps("worker"):
+        return _run_worker(args)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """The worker's body; :func:`run` wraps it in the command's logging."""
     from ._parallel import OWNER_ATTR, counted_trials
     from ._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
     from ._study import redact_url
 
-    _log_with_timestamps("worker")
     try:
         spec = load_spec(args.spec)
         # Never refit inside fit: exactly one worker of the study refits, after claiming it.
@@ -366,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _refit_once(search, X, y, out, *, complete: bool) -> int:
-    from ._cluster import claim_refit, refit_claim
+    from ._cluster import claim_refit, refit_claim, release_refit
 
     if not complete:
         _say("the study is not complete (timeout or interruption); no refit. Run the workers again, "
@@ -379,7 +399,10 @@ def _refit_once(search, X, y, out, *, complete: bool) -> int:
         return 0
     _say("this worker claimed the study's refit; refitting the best on all data")
     search._refit(X, y, "")
-    return _write_model(search.best_estimator_, out)
+    code = _write_model(search.best_estimator_, out)
+    if code:
+        release_refit(search.study_)  # not done after all: the next run (or worker) refits
+    return code
 
 
 def _write_model(estimator, out) -> int:
@@ -391,9 +414,9 @@ def _write_model(estimator, out) -> int:
         # truncated model file behind.
         save_atomically(estimator, out)
     except OSError as exc:
-        print(f"skfairtune: the search is complete in the storage, but writing {out} failed: "
-              f"{exc.strerror or exc}. Run the command again with the output on a disk with space: the "
-              "finished study is reused and only the refit runs.", file=sys.stderr)
+        print(f"skfairtune: the search is complete in the storage, but {exc.strerror or exc} ({out}). Run the "
+              "command again with its output on a disk with space: the finished study is reused and only "
+              "the refit runs.", file=sys.stderr)
         return 1
     _say(f"refit model written to {out}")
     return 0
@@ -410,12 +433,17 @@ def configure_refit_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_refit(args: argparse.Namespace) -> int:
     """``skfairtune refit``: refit the best of a finished stored study once (0 done, 1 not ready, 2 bad spec)."""
+    with _log_with_timestamps("refit"):
+        return _run_refit(args)
+
+
+def _run_refit(args: argparse.Namespace) -> int:
+    """The refit command's body; :func:`run_refit` wraps it in the command's logging."""
     import optuna
 
     from ._parallel import counted_trials
     from ._study import make_storage, redact_url
 
-    _log_with_timestamps("refit")
     try:
         search, X, y, fit_params = build_search(load_spec(args.spec), storage=args.storage,
                                                 study_name=args.study_name, refit=True)

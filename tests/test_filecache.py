@@ -144,7 +144,7 @@ _PEAK_SCRIPT = textwrap.dedent("""
 """)
 
 
-_N_FILES = 4000
+_N_FILES = 8000  # twice the files, the same per-batch working memory: growth must not follow the set
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_paths_input_never_materialises_the_whole_set(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
     paths = []
-    for i in range(_N_FILES):  # 4,000 x 96 x 96 x 3 = 110 MB decoded
+    for i in range(_N_FILES):  # 8,000 x 96 x 96 x 3 = 221 MB decoded
         path = folder / f"{i}.png"
         Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(path, compress_level=0)
         paths.append(str(path))
