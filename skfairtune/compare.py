@@ -117,9 +117,9 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     if search.space is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
     _, template = search._classifier_step()
-    depth = next(iter(fitted.values())).best_estimator_
-    depth = (depth[-1] if hasattr(depth, "steps") else depth).mask_.space.depth
-    space = MaskSpace(search.space, depth)
+    refit = next(iter(fitted.values())).best_estimator_
+    classifier = refit[-1] if hasattr(refit, "steps") else refit
+    space = MaskSpace(search.space, classifier.mask_.space.depth)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(search.sampler, seed),
                                 pruner=make_pruner(search.pruner, template.max_epochs, template.warmup_fraction))
     bit_distribution = optuna.distributions.CategoricalDistribution((0, 1))
