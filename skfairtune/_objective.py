@@ -19,6 +19,7 @@ from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
 from ._selection import stratified_bootstrap_indices
+from ._splits import label_group_strata
 from ._training import NonFiniteLossError
 
 __all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features"]
@@ -210,12 +211,6 @@ class Objective:
         return _FoldState(clf, prepared, valid_tensor, np.asarray(valid))
 
     # ------------------------------------------------------------------ scoring
-    def _evaluation_sets(self, folds) -> list[np.ndarray]:
-        """Positions scored together: all folds pooled, or each fold on its own."""
-        if self.fold_scoring == "pooled" and len(folds) > 1:
-            return [np.concatenate([fold.valid for fold in folds])]
-        return [fold.valid for fold in folds]
-
     def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
         from .scorers import _FrozenPredictions
 
@@ -255,7 +250,7 @@ class Objective:
         y_codes = np.unique(self.y, return_inverse=True)[1].reshape(-1)
         replicates = np.zeros(self.n_bootstrap)
         for k, (positions, proba) in enumerate(sets):
-            strata = y_codes[positions] * (int(g_codes.max()) + 1) + g_codes[positions]
+            strata = label_group_strata(y_codes[positions], g_codes[positions])
             index = stratified_bootstrap_indices(strata, self.n_bootstrap, self.bootstrap_seed + k)
             for b, rows in enumerate(index):
                 replicates[b] += self._score_predictions(proba[rows], positions[rows], classes)

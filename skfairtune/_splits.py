@@ -14,7 +14,7 @@ from sklearn.model_selection import (
 
 from .metrics import _encode_groups
 
-__all__ = ["group_codes", "make_splits", "check_validation_folds", "stratified_subsample"]
+__all__ = ["group_codes", "label_group_strata", "make_splits", "check_validation_folds", "stratified_subsample"]
 
 
 def group_codes(sensitive_features, n_samples: int) -> tuple[np.ndarray, list]:
@@ -33,26 +33,29 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _strata(y_codes: np.ndarray, g_codes: np.ndarray) -> np.ndarray:
-    return y_codes * (g_codes.max() + 1) + g_codes
+def label_group_strata(y_codes: np.ndarray, g_codes: np.ndarray) -> np.ndarray:
+    """One integer per label x group cell: what splits and bootstrap resamples stratify on."""
+    return y_codes * (int(g_codes.max()) + 1) + g_codes
 
 
-def make_splits(cv, *, y_codes, g_codes, groups=None, validation_fraction=0.2, random_state=None):
-    """Return a fixed list of (train, validation) index pairs.
+def make_splits(cv, *, y_codes, g_codes, groups=None, validation_fraction=0.2, random_state=None,
+                fraction_name="validation_fraction"):
+    """Return a fixed list of (train, held-out) index pairs.
 
     ``cv=None`` is the paper's protocol: one split stratified on label x group;
     with ``groups`` (e.g. lesion or patient ids) no group straddles the split.
     An int gives k folds stratified the same way; any sklearn splitter or
-    iterable of splits is used as given.
+    iterable of splits is used as given. ``fraction_name`` is how the caller's
+    user knows ``validation_fraction`` (``compare_methods`` calls it ``test_size``).
     """
     n_samples = len(y_codes)
-    strata = _strata(y_codes, g_codes)
+    strata = label_group_strata(y_codes, g_codes)
     placeholder = np.zeros((n_samples, 1))
     if cv is None or isinstance(cv, numbers.Integral):
         if cv is not None and (isinstance(cv, bool) or cv < 2):
             raise ValueError(f"`cv` must be None, an int >= 2, a splitter or an iterable of splits; got {cv!r}.")
         if not 0 < validation_fraction < 1:
-            raise ValueError(f"`validation_fraction` must be in (0, 1); got {validation_fraction!r}.")
+            raise ValueError(f"`{fraction_name}` must be in (0, 1); got {validation_fraction!r}.")
         if groups is not None:
             n_splits = cv or max(2, round(1 / validation_fraction))
             splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
@@ -67,7 +70,7 @@ def make_splits(cv, *, y_codes, g_codes, groups=None, validation_fraction=0.2, r
         except ValueError as exc:
             raise ValueError(
                 f"Cannot stratify the validation split on label x group ({exc}). Some label x group "
-                "cell is too small: pass fewer folds, a larger `validation_fraction`, or merge groups."
+                f"cell is too small: pass fewer folds, a larger `{fraction_name}`, or merge groups."
             ) from exc
     splitter = check_cv(cv, y_codes, classifier=True)
     return [(np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(placeholder, y_codes, groups)]
@@ -111,7 +114,7 @@ def stratified_subsample(fraction, *, y_codes, g_codes, random_state=None) -> np
     if fraction == 1:
         return np.arange(len(y_codes))
     splitter = StratifiedShuffleSplit(n_splits=1, train_size=fraction, random_state=random_state)
-    strata = _strata(y_codes, g_codes)
+    strata = label_group_strata(y_codes, g_codes)
     try:
         subset, _ = next(splitter.split(np.zeros((len(y_codes), 1)), strata))
     except ValueError as exc:

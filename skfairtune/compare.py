@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.utils import _safe_indexing
 
 from ._selection import stratified_bootstrap_indices
-from ._splits import group_codes
+from ._splits import group_codes, label_group_strata, make_splits
 from .classifier import encode_targets
 from .metrics import (
     auc_gap,
@@ -46,32 +45,6 @@ COMPARISON_COLUMNS = (
     "within_noise",
 )
 """Columns of the DataFrame that :func:`compare_methods` returns."""
-
-
-def _outer_splits(cv, *, y_codes, g_codes, groups, test_size, random_state):
-    strata = y_codes * (int(g_codes.max()) + 1) + g_codes
-    placeholder = np.zeros((len(y_codes), 1))
-    if cv is None:
-        if groups is not None:
-            n_splits = max(2, round(1 / test_size))
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-            return list(splitter.split(placeholder, strata, groups))[:1]
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
-        return list(splitter.split(placeholder, strata))
-    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
-        if cv < 2:
-            raise ValueError(f"`cv` must be None, an int >= 2 or an iterable of (train, test) splits; got {cv!r}.")
-        splitter = (StratifiedGroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
-                    if groups is not None else StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state))
-        return list(splitter.split(placeholder, strata, groups))
-    if hasattr(cv, "split"):
-        return [(np.asarray(a), np.asarray(b)) for a, b in cv.split(placeholder, y_codes, groups)]
-    try:
-        return [(np.asarray(a), np.asarray(b)) for a, b in cv]
-    except TypeError:
-        raise ValueError(
-            f"`cv` must be None, an int >= 2, a splitter or an iterable of (train, test) splits; got {cv!r}."
-        ) from None
 
 
 def _method_searches(search: FairTuneSearchCV, methods) -> dict[str, FairTuneSearchCV]:
@@ -272,8 +245,8 @@ def compare_methods(
     y = np.asarray(y).ravel()
     g_codes, _ = group_codes(sensitive_features, len(y))
     groups_array = None if groups is None else np.asarray(groups)
-    outer = _outer_splits(cv, y_codes=y_codes, g_codes=g_codes, groups=groups_array,
-                          test_size=test_size, random_state=random_state)
+    outer = make_splits(cv, y_codes=y_codes, g_codes=g_codes, groups=groups_array, validation_fraction=test_size,
+                        random_state=random_state, fraction_name="test_size")
     searches = _method_searches(search, methods)
 
     held_out = []
@@ -308,7 +281,7 @@ def compare_methods(
     y_test = y[test_index]
     s_test = _safe_indexing(sensitive_features, test_index)
     pos_label = classes[1].item() if isinstance(classes[1], np.generic) else classes[1]
-    strata = y_codes[test_index] * (int(g_codes.max()) + 1) + g_codes[test_index]
+    strata = label_group_strata(y_codes[test_index], g_codes[test_index])
     resamples = stratified_bootstrap_indices(strata, n_boot, 0 if random_state is None else random_state)
     pooled = {name: np.concatenate(values) for name, values in scores.items()}
 
