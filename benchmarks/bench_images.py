@@ -138,6 +138,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    from skfairtune._template import ModelTemplate
     from skfairtune._filecache import ImageCache
     from skfairtune._imageio import decode_images
 
@@ -158,9 +159,7 @@ def main(argv=None) -> int:
         lr=1e-3, image_cache=str(cache_dir), random_state=0,
     )
     # The classifier's own preprocessing, without fitting: the model's timm data config.
-    backbone, _, _ = clf._build_module(2)
-    _, geometry, _ = clf._preprocessing(backbone)
-    del backbone
+    geometry = ModelTemplate(clf.get_params(), n_classes=2, seed=0).geometry
 
     # 1. Per-core decode throughput on the same files, warm page cache for both.
     sample = paths[: min(args.sample, len(paths))]

@@ -58,7 +58,7 @@ def _install_diagnosis(X_test, y_test, s_test):
     def run_epochs(self, folds, trial=None):
         out = original(self, folds, trial)
         if trial is not None:
-            proba = np.mean([f.clf.predict_proba(X_test)[:, 1] for f in folds], axis=0)
+            proba = np.mean([f.trainer.predict_proba(f.trainer.model_inputs(X_test))[:, 1] for f in folds], axis=0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _TEST_DIAGNOSIS[(trial.study.study_name, trial.number)] = min_group_auc(

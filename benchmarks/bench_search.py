@@ -222,13 +222,14 @@ def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
 
     from _common import balanced_class_weights
     from skfairtune._imageio import decode_images
+    from skfairtune._trainer import Trainer
 
     index = work.train[:cfg.floor_samples]
     images = decode_images(list(work.paths[index]), size=cfg.image_size)
     y = work.y[index]
     weights = balanced_class_weights(y)
     # Pay one-time costs (imports, first model build, reading the checkpoint) before timing.
-    make_classifier(cfg, checkpoint, 0)._prepare_training(images[:8], np.arange(8) % 2)
+    Trainer.for_estimator(make_classifier(cfg, checkpoint, 0)).prepare(images[:8], np.arange(8) % 2)
     rows = []
     for label, bits in floor_masks(cfg.depth):
         variants = {}
@@ -237,10 +238,10 @@ def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
             clf = make_classifier(cfg, checkpoint, 0, mask=bits, lr=1e-4, frozen_cache=cache,
                                   max_epochs=cfg.floor_epochs + 1)
             with Timer() as timer:
-                prepared = clf._prepare_training(images, y)
+                trainer = Trainer.for_estimator(clf).prepare(images, y)
             setup[variant] = timer.seconds
-            variants[variant] = (lambda c=clf, p=prepared: c._train_epochs(p, 1))
-            variants[variant + "_start"] = prepared.cache_start
+            variants[variant] = (lambda t=trainer: t.step(1))
+            variants[variant + "_start"] = trainer.frozen_prefix
         variants["floor"] = _minimal_loop(cfg, checkpoint, bits, images, y, weights)
         times = {name: [] for name in ("cache", "no_cache", "floor")}
         for name in times:  # warm-up epoch, untimed

@@ -18,8 +18,13 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
+from ._params import validate_params
+from ._prefix import ActivationCache, max_bytes_from_mb
 from ._selection import stratified_bootstrap_indices
 from ._splits import label_group_strata
+from ._template import TemplateStore
+from ._trainer import Trainer, resolve_seed
+from ._trial_record import TrialRecord
 from ._training import NonFiniteLossError
 
 __all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features"]
@@ -128,11 +133,11 @@ def _overall_auc(y_valid, proba, classes) -> float | None:
 
 
 @dataclass
-class _FoldState:
-    clf: object
-    prepared: object
+class _Fold:
+    trainer: Trainer
     valid_input: torch.Tensor
     valid: np.ndarray  # positions of the validation samples in the search's data
+    overall_auc: float | None = None
 
 
 class Objective:
@@ -143,11 +148,15 @@ class Objective:
     all folds, so every validation image counts once in one larger set) or as
     the mean of per-fold scores (``"mean"``). A complete trial also stores
     ``n_bootstrap`` paired bootstrap replicates of its final score.
+
+    Every trial trains copies of one :class:`~skfairtune._template.ModelTemplate`
+    (built once per process), and trials share frozen-prefix activations through
+    one :class:`~skfairtune._prefix.ActivationCache`.
     """
 
     def __init__(self, *, estimator, step, space, X, X_original, y, sensitive_features,
                  splits, scorer, error_score, max_epochs, verbose=0, fold_scoring="mean",
-                 g_codes=None, n_bootstrap=0, bootstrap_seed=0):
+                 g_codes=None, n_bootstrap=0, bootstrap_seed=0, templates=None):
         self.estimator = estimator
         self.step = step
         self.space = space
@@ -164,6 +173,8 @@ class Objective:
         self.g_codes = g_codes
         self.n_bootstrap = n_bootstrap
         self.bootstrap_seed = bootstrap_seed
+        self.templates = templates if templates is not None else TemplateStore()
+        self.classes = np.unique(y)
         self._activation_cache = None
 
     def __getstate__(self):
@@ -181,8 +192,6 @@ class Objective:
         if self.step:
             return None
         if self._activation_cache is None:
-            from ._cache import ActivationCache, max_bytes_from_mb
-
             self._activation_cache = ActivationCache(max_bytes_from_mb(self.estimator.frozen_cache_max_mb))
         return self._activation_cache
 
@@ -190,25 +199,26 @@ class Objective:
         prefix = f"{self.step}__" if self.step else ""
         return estimator.set_params(**{prefix + k: v for k, v in params.items()})
 
-    def _prepare_fold(self, params, train, valid) -> _FoldState:
+    def _prepare_fold(self, params, train, valid) -> _Fold:
         estimator = self._set(clone(self.estimator), params)
         if self.step:
-            # A Pipeline: fit its transformers on the training fold, then drive the classifier.
+            # A Pipeline: fit its transformers on the training fold, then train the classifier.
             head = estimator[:-1]
             X_train = head.fit_transform(_safe_indexing(self.X_original, train), self.y[train])
             X_valid = head.transform(_safe_indexing(self.X_original, valid))
             clf = estimator[-1]
         else:
             X_train, X_valid, clf = self.X[train], self.X[valid], estimator
+        validate_params(clf)
+        clf_params = clf.get_params(deep=False)
+        seed = resolve_seed(clf_params["random_state"])
+        clf_params["random_state"] = seed  # the template and the training share one seed
+        template = self.templates.get(clf_params, n_classes=len(self.classes), seed=seed)
         shared = self._shared_cache()
         fold_key = hash(np.asarray(train).tobytes()) if shared is not None else None
-        prepared = clf._prepare_training(X_train, self.y[train], shared_cache=shared,
-                                         data_key=("train", fold_key))
-        valid_tensor = clf._transform_input(X_valid)
-        if prepared.cache_start:
-            valid_tensor = clf._frozen_activations(valid_tensor, prepared.cache_start, shared_cache=shared,
-                                                   data_key=("valid", fold_key))
-        return _FoldState(clf, prepared, valid_tensor, np.asarray(valid))
+        trainer = Trainer(clf_params, template=template, cache=shared)
+        trainer.prepare(X_train, self.y[train], data_key=fold_key)
+        return _Fold(trainer, trainer.model_inputs(X_valid, data_key=fold_key), np.asarray(valid))
 
     # ------------------------------------------------------------------ scoring
     def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
@@ -221,9 +231,8 @@ class Objective:
 
     def _epoch_scores(self, folds) -> tuple[float, list[float], list]:
         """(objective value, per-fold scores, per-set predictions) after an epoch."""
-        probas = [fold.clf._predict_proba_tensor(fold.valid_input, start=fold.prepared.cache_start)
-                  for fold in folds]
-        classes = folds[0].clf.classes_
+        probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
+        classes = folds[0].trainer.classes
         pooled = self.fold_scoring == "pooled" and len(folds) > 1
         fold_scores = []
         for fold, proba in zip(folds, probas):
@@ -265,19 +274,19 @@ class Objective:
         folds = [self._prepare_fold(params, tr, va) for tr, va in splits]
         return self._run_epochs(folds, trial)
 
-    def _run_epochs(self, folds: list[_FoldState], trial=None):
+    def _run_epochs(self, folds: list[_Fold], trial=None):
         """The epochs of :meth:`_train` on prepared folds (a seam for diagnostics and tests)."""
         if trial is not None:
-            trial.set_user_attr("n_trainable_params", int(folds[0].clf.n_trainable_params_))
-            trial.set_user_attr("frozen_prefix", int(folds[0].prepared.cache_start))
+            TrialRecord.write(trial, n_trainable_params=int(folds[0].trainer.n_trainable_params),
+                              frozen_prefix=int(folds[0].trainer.frozen_prefix))
             if self._activation_cache is not None:
-                trial.set_user_attr("activation_cache", self._activation_cache.stats())
+                TrialRecord.write(trial, activation_cache=self._activation_cache.stats())
         epoch_scores: list[list[float]] = []
         epoch_overall: list[list[float | None]] = []  # plot_pareto's x axis, whatever the scoring
         value, sets = float("nan"), []
         for epoch in range(1, self.max_epochs + 1):
             for fold in folds:
-                fold.clf._train_epochs(fold.prepared, 1, propagate_interrupt=True)
+                fold.trainer.step(1, propagate_interrupt=True)
             value, fold_scores, sets = self._epoch_scores(folds)
             epoch_scores.append(fold_scores)
             epoch_overall.append([fold.overall_auc for fold in folds])
@@ -286,14 +295,13 @@ class Objective:
                     f"the validation score is {value} at epoch {epoch} (fold scores {fold_scores})"
                 )
             if trial is not None:
-                trial.set_user_attr("epoch_split_overall_auc", epoch_overall)
-                trial.set_user_attr("epoch_split_scores", epoch_scores)
-                trial.set_user_attr("n_epochs", epoch)
+                TrialRecord.write(trial, epoch_split_overall_auc=epoch_overall,
+                                  epoch_split_scores=epoch_scores, n_epochs=epoch)
                 trial.report(value, epoch)
                 # Pruning after the last epoch would save nothing and discard a trained trial.
                 if epoch < self.max_epochs and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value:.4f}")
-        return value, epoch_scores, sets, folds[0].clf.classes_
+        return value, epoch_scores, sets, folds[0].trainer.classes
 
     def evaluate(self, params: dict, splits) -> float:
         """Train ``params`` to the end on other ``splits`` and return the objective.
@@ -306,32 +314,30 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.suggest(trial)
-        baseline = trial.user_attrs.get("baseline")
+        baseline = TrialRecord.of(trial).baseline
         if baseline is not None and "mask" in params:
             # An enqueued baseline trains the preset as the reference code defines it
             # (ERM trains the embeddings too), not only its bits.
             params["mask"] = baseline
-        trial.set_user_attr("params", params)
+        TrialRecord.write(trial, params=params, n_epochs=0)
         started = time.perf_counter()
-        trial.set_user_attr("n_epochs", 0)
         try:
             value, _, sets, classes = self._train(params, self.splits, trial)
-            trial.set_user_attr("bootstrap_scores", self._bootstrap(sets, classes))
-            trial.set_user_attr("fit_time", time.perf_counter() - started)
+            TrialRecord.write(trial, bootstrap_scores=self._bootstrap(sets, classes),
+                              fit_time=time.perf_counter() - started)
             return value
         except optuna.TrialPruned:
-            trial.set_user_attr("fit_time", time.perf_counter() - started)
+            TrialRecord.write(trial, fit_time=time.perf_counter() - started)
             raise
         except (KeyboardInterrupt, SystemExit):
             # Optuna records the trial as failed; the mark says why (run_trials re-queues it).
-            trial.set_user_attr("interrupted", True)
+            TrialRecord.write(trial, interrupted=True)
             raise
         except Exception as exc:  # noqa: BLE001 - error_score decides, like sklearn
             if isinstance(self.error_score, str) and self.error_score == "raise":
                 raise
-            trial.set_user_attr("fit_time", time.perf_counter() - started)
-            reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("fail_reason", reason)
+            TrialRecord.write(trial, fit_time=time.perf_counter() - started,
+                              fail_reason=f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, (NonFiniteLossError, FloatingPointError)):
-                trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+                TrialRecord.write(trial, traceback=traceback.format_exc()[-2000:])
             return float(self.error_score)

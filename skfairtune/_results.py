@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
+from ._trial_record import TrialRecord
+
 __all__ = ["results_table"]
 
 
 def _trial_params(trial, space) -> dict:
     """The estimator parameters a trial trained with (a baseline keeps its preset name)."""
-    return trial.user_attrs.get("params") or space.from_trial(trial.params) or {}
+    return TrialRecord.of(trial).params or space.from_trial(trial.params) or {}
 
 
 def _trial_score(trial) -> float:
@@ -40,24 +42,26 @@ def results_table(trials, space, n_splits: int) -> dict:
     std = np.full(n, np.nan)
     ci = np.full((n, 2), np.nan)
     for i, trial in enumerate(trials):
+        record = TrialRecord.of(trial)
         params = _trial_params(trial, space)
         table["params"].append(params)
         for key in params:
             table.setdefault(f"param_{key}", np.ma.masked_all(n, dtype=object))[i] = params[key]
         table["state"][i] = trial.state.name.lower()
-        table["n_epochs"][i] = trial.user_attrs.get("n_epochs", 0)
-        table["mean_fit_time"][i] = trial.user_attrs.get("fit_time", np.nan)
+        table["n_epochs"][i] = record.n_epochs
+        # As in scikit-learn: the mean time to fit one split (the trial trains them all).
+        table["mean_fit_time"][i] = record.fit_time / n_splits
         table["trial_number"][i] = trial.number
-        table["baseline"][i] = trial.user_attrs.get("baseline")
-        table["fail_reason"][i] = trial.user_attrs.get("fail_reason")
-        table["n_trainable_params"][i] = trial.user_attrs.get("n_trainable_params", np.nan)
+        table["baseline"][i] = record.baseline
+        table["fail_reason"][i] = record.fail_reason
+        table["n_trainable_params"][i] = np.nan if record.n_trainable_params is None else record.n_trainable_params
         if trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             continue
-        epochs = trial.user_attrs.get("epoch_split_scores") or []
+        epochs = record.epoch_split_scores
         if epochs:
             split_scores[i] = epochs[-1]  # for a pruned trial, the scores it was pruned with
         mean[i] = _trial_score(trial)
-        replicates = np.asarray(trial.user_attrs.get("bootstrap_scores") or [], dtype=float)
+        replicates = np.asarray(record.bootstrap_scores, dtype=float)
         replicates = replicates[np.isfinite(replicates)]
         if len(replicates) > 1:
             std[i] = replicates.std(ddof=1)

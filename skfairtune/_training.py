@@ -6,6 +6,7 @@ epoch (k folds in lockstep) with exactly the code a plain ``fit`` uses.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -15,10 +16,11 @@ from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
 from ._pixels import to_unit_float
+from ._prefix import ViTSuffix
 
 __all__ = [
     "MaskedViTNet",
-    "ModelInput",
+    "ImageModel",
     "TensorBatchLoader",
     "TensorDataset",
     "WarmupCosineLR",
@@ -79,31 +81,46 @@ class TensorBatchLoader:
                 yield X[start:start + self.batch_size], y[start:start + self.batch_size]
 
 
-class ModelInput(torch.nn.Module):
-    """Normalise, optionally augment, and run the trainable suffix of the ViT.
+class ImageModel(torch.nn.Module):
+    """The trained network: normalise (and optionally augment) images, then run the ViT.
 
-    ``start`` is the number of leading half-blocks whose output the input already
-    is: 0 for images, more when training from cached frozen activations. After a
-    fit it is reset to 0 so ``predict`` takes raw images.
+    Its input is images, except inside :meth:`inputs_after`, where it is the
+    residual stream after a frozen prefix (cached activations) and only the
+    suffix runs.
+
+    Parameters
+    ----------
+    vit : torch.nn.Module
+        The masked timm model, kept as ``suffix.vit``.
+    mean, std : sequence of float
+        The model's input normalisation.
+    augment : bool, default=False
+        Random horizontal flips in training.
+    train_transform : callable, default=None
+        timm's training transform (PIL in, normalised tensor out).
     """
 
-    def __init__(self, suffix: torch.nn.Module, mean, std, *, augment: bool = False,
-                 train_transform=None):
+    def __init__(self, vit: torch.nn.Module, mean, std, *, augment: bool = False, train_transform=None):
         super().__init__()
-        self.suffix = suffix
-        # timm's training transform (PIL in, normalised tensor out), or None.
+        self.suffix = ViTSuffix(vit, 0)
         self.train_transform = train_transform
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augment = augment
 
-    @property
-    def start(self) -> int:
-        return self.suffix.start
+    @contextlib.contextmanager
+    def inputs_after(self, frozen_prefix: int):
+        """Within the block the input is the output of the first ``frozen_prefix`` half-blocks.
 
-    @start.setter
-    def start(self, value: int) -> None:
-        self.suffix.start = int(value)
+        ``frozen_prefix=0`` means images; the previous setting returns on exit,
+        so nested uses (a callback scoring images during cached training) compose.
+        """
+        previous = self.suffix.start
+        self.suffix.start = int(frozen_prefix)
+        try:
+            yield self
+        finally:
+            self.suffix.start = previous
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         images = images.float()

@@ -115,17 +115,10 @@ class GroupAUCScoring(Callback):
         from ._training import TensorDataset
 
         inputs = self._inputs(net)
-        module = net.module_
         # While FairTuneClassifier trains from cached frozen activations the module
         # expects those; these are raw images, so run the whole model.
-        start = getattr(module, "start", None)
-        if start:
-            module.start = 0
-        try:
+        with net.module_.inputs_after(0):
             proba = net.predict_proba(TensorDataset(inputs))
-        finally:
-            if start:
-                module.start = start
         per_group = group_auc(self.y_binary_, proba[:, 1], sensitive_features=self.sensitive_features,
                               on_undefined="drop")
         self.groups_ = [str(g) for g in per_group.index]

@@ -22,7 +22,10 @@ from sklearn.utils import _safe_indexing
 
 from ._selection import stratified_bootstrap_indices
 from ._splits import group_codes, label_group_strata, make_splits
-from .classifier import encode_targets
+from ._baselines import baseline_lrs
+from ._search_params import classifier_step_of
+from ._trainer import encode_targets
+from ._trial_record import TrialRecord
 from .metrics import (
     auc_gap,
     demographic_parity_difference,
@@ -49,9 +52,9 @@ COMPARISON_COLUMNS = (
 
 def _method_searches(search: FairTuneSearchCV, methods) -> dict[str, FairTuneSearchCV]:
     """One search per method: each baseline's lr grid on the search's own protocol, then FairTune."""
-    step, _ = search._classifier_step()
+    step, _ = classifier_step_of(search.estimator)
     prefix = f"{step}__" if step else ""
-    lrs = search._baseline_lrs(search.lr_range)
+    lrs = baseline_lrs(search.baseline_lrs, search.lr_range)
     searches = {}
     for method in methods:
         estimator = clone(search.estimator).set_params(**{prefix + "mask": method})
@@ -89,10 +92,10 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
 
     if search.space is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
-    _, template = search._classifier_step()
+    _, template = classifier_step_of(search.estimator)
     refit = next(iter(fitted.values())).best_estimator_
     classifier = refit[-1] if hasattr(refit, "steps") else refit
-    space = MaskSpace(search.space, classifier.mask_.space.depth)
+    space = MaskSpace.from_model(search.space, classifier.model_)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(search.sampler, seed),
                                 pruner=make_pruner(search.pruner, template.max_epochs, template.warmup_fraction))
     bit_distribution = optuna.distributions.CategoricalDistribution((0, 1))
@@ -104,9 +107,11 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
             distributions = dict.fromkeys(params, bit_distribution)
             if "lr" in source.params:
                 params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
-            attrs = {**source.user_attrs, "baseline": name, "baseline_lr": params.get("lr"),
-                     "copied_from": {"study": fitted[name].study_.study_name, "trial": source.number},
-                     "params": {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}}
+            record = TrialRecord.of(source)
+            record.baseline, record.baseline_lr = name, params.get("lr")
+            record.copied_from = {"study": fitted[name].study_.study_name, "trial": source.number}
+            record.params = {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}
+            attrs = record.as_user_attrs()
             study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=distributions, value=source.value, user_attrs=attrs,
                 intermediate_values=dict(source.intermediate_values)))

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from ._trial_record import TrialRecord
+
 import numpy as np
 
 __all__ = [
@@ -122,7 +124,6 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     >>> ax.images[0].get_array().shape  # (unit kinds, blocks)
     (3, 2)
     """
-    from .masks import MaskSpace
 
     results = _check_search(search, "plot_mask_selection")
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
@@ -137,9 +138,7 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
         raise ValueError("plot_mask_selection: the search has no complete trial with a finite score.")
     chosen = order[:top_k]
     masks = [str(results["param_mask"][i]) for i in chosen]
-    space = getattr(search, "mask_space_", None)
-    if space is None:  # a search fitted before mask_space_ existed: bit strings only
-        space = MaskSpace(search.space, len(masks[0]) // len(MaskSpace(search.space, 1).unit_kinds))
+    space = search.mask_space_
     kinds, depth = space.unit_kinds, space.depth
     # Baselines are stored under their preset names; their bits are what the figure shows.
     bits = np.array([space.resolve(m).bits for m in masks], dtype=float)
@@ -282,7 +281,7 @@ def _overall_auc_per_trial(search, rows) -> np.ndarray:
     values = np.full(len(rows), np.nan)
     for j, i in enumerate(rows):
         trial = trials.get(int(search.cv_results_["trial_number"][i]))
-        epochs = trial.user_attrs.get("epoch_split_overall_auc") if trial is not None else None
+        epochs = TrialRecord.of(trial).epoch_split_overall_auc if trial is not None else None
         last = [v for v in (epochs[-1] if epochs else ()) if v is not None]
         if last:
             values[j] = float(np.mean(last))

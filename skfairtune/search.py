@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
+from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import optuna
@@ -14,19 +16,25 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
+from ._baselines import baseline_lrs, baseline_trials
 from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
                       check_several_groups, check_splits)
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
 from ._inputs import check_images_given, count_images, tabular_width
+from ._params import Checked, InvalidParameterError, OneOf, validate_params
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
 from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
 from ._results import results_table
 from ._selection import SELECTIONS, select_trial, top_trials
+from ._search_params import (check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
+                             check_estimator, check_lr_range, check_split_iterable, check_study,
+                             classifier_step_of)
 from ._signature import data_fingerprint, scorer_name
 from ._objective import (
     Objective,
@@ -36,8 +44,10 @@ from ._objective import (
 )
 from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
 from ._study import make_pruner, make_sampler, open_study, redact_url
-from .classifier import FairTuneClassifier, encode_targets
-from .masks import PRESETS, MaskSpace
+from ._template import ModelTemplate, TemplateStore
+from ._trainer import encode_targets, resolve_seed, to_model_tensor
+from ._trial_record import TrialRecord
+from .masks import MaskSpace
 
 __all__ = ["FairTuneSearchCV", "BASELINES"]
 
@@ -45,6 +55,22 @@ __all__ = ["FairTuneSearchCV", "BASELINES"]
 BASELINES = ("full", "linear", "attention", "layernorm")
 FOLD_SCORINGS = ("pooled", "mean")
 _GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
+
+
+@dataclass(frozen=True)
+class _FitData:
+    """What every step of ``FairTuneSearchCV.fit`` reads: the checked data and its encodings."""
+
+    X: object
+    y: np.ndarray
+    y_codes: np.ndarray
+    g_codes: np.ndarray
+    group_labels: list
+    sensitive_features: object
+    groups: object
+    seed: int | None
+    step: str | None
+    prefix: str
 
 
 class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -251,6 +277,41 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     __metadata_request__fit = {"sensitive_features": True, "groups": True}
 
+    _parameter_constraints: dict = {
+        "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
+        "space": [str, None],
+        "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
+        "param_distributions": [dict, None],
+        "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "scoring": [str, callable],
+        "cv": [Interval(Integral, 2, None, closed="left"), HasMethods(["split"]),
+               Checked(check_split_iterable, "an iterable of (train, test) splits"), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "fold_scoring": [OneOf(*FOLD_SCORINGS)],
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "selection": [OneOf(*SELECTIONS)],
+        "reeval_top_k": [Interval(Integral, 1, None, closed="left")],
+        "reeval_repeats": [Interval(Integral, 1, None, closed="left")],
+        "baselines": [Checked(check_baselines, "presets or bit strings"), None],
+        "baseline_lrs": [Checked(check_baseline_lrs, "'auto', a sequence of learning rates or None")],
+        "pruner": [Checked(lambda pruner: make_pruner(pruner, 2), "a pruner name or an optuna pruner"), None],
+        "sampler": [Checked(lambda sampler: make_sampler(sampler, None), "an optuna sampler"), None],
+        "study": [Checked(check_study, "an optuna.Study"), None],
+        # A path, URL or storage object: checked where it is opened (skfairtune._study).
+        "storage": "no_validation",
+        "study_name": [str, None],
+        "subsample": [Interval(Real, 0, 1, closed="right"), None],
+        "refit": ["boolean"],
+        "error_score": [Checked(check_error_score, "'raise' or a number")],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "n_jobs": [Checked(resolve_n_jobs, "a positive int, -1 or None"), None],
+        "random_state": [Integral, None],
+        "verbose": ["verbose"],
+        "progress_bar": [Checked(progress_enabled, "'auto', True or False")],
+        "callbacks": [Checked(check_callbacks, "a list of callables"), None],
+        "resume": [OneOf("check", "force")],
+    }
+
     def __init__(
         self,
         estimator,
@@ -338,15 +399,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- set-up
     def _classifier_step(self):
-        """(step name or None, the FairTuneClassifier template)."""
-        if isinstance(self.estimator, FairTuneClassifier):
-            return None, self.estimator
-        if isinstance(self.estimator, Pipeline) and isinstance(self.estimator.steps[-1][1], FairTuneClassifier):
-            return self.estimator.steps[-1][0], self.estimator.steps[-1][1]
-        raise TypeError(
-            "`estimator` must be a FairTuneClassifier or a Pipeline whose last step is one; "
-            f"got {type(self.estimator).__name__}."
-        )
+        """(step name or None, the FairTuneClassifier)."""
+        return classifier_step_of(self.estimator)
 
     def _resolve_scorer(self):
         from .scorers import get_fairness_scorer, get_fairness_scorer_names
@@ -364,58 +418,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         raise TypeError(f"`scoring` must be a scorer name or a callable; got {self.scoring!r}.")
 
     def _validate_params(self):
-        if not isinstance(self.n_trials, numbers.Integral) or isinstance(self.n_trials, bool) or self.n_trials < 1:
-            raise ValueError(f"`n_trials` must be an int >= 1; got {self.n_trials!r}.")
+        """Check every parameter against ``_parameter_constraints``, then the pairs that interact."""
+        validate_params(self)
         if self.lr_range is not None:
-            try:
-                low, high = (float(v) for v in self.lr_range)
-            except (TypeError, ValueError):
-                raise ValueError(f"`lr_range` must be (low, high) or None; got {self.lr_range!r}.") from None
-            if not 0 < low < high:
-                raise ValueError(f"`lr_range` must satisfy 0 < low < high; got {self.lr_range!r}.")
-        if not (isinstance(self.error_score, numbers.Real) or self.error_score == "raise"):
-            raise ValueError(f"`error_score` must be 'raise' or a number; got {self.error_score!r}.")
-        if self.timeout is not None and not (isinstance(self.timeout, numbers.Real) and self.timeout > 0):
-            raise ValueError(f"`timeout` must be a positive number of seconds or None; got {self.timeout!r}.")
-        if self.param_distributions is not None and not isinstance(self.param_distributions, dict):
-            raise TypeError("`param_distributions` must be a dict {parameter name: optuna distribution} or None.")
-        if not (isinstance(self.baseline_lrs, str) and self.baseline_lrs == "auto"):
-            if isinstance(self.baseline_lrs, str):
-                raise ValueError(f"`baseline_lrs` must be 'auto', a sequence of learning rates or None; "
-                                 f"got {self.baseline_lrs!r}.")
-            for lr in self.baseline_lrs or ():
-                if not (isinstance(lr, numbers.Real) and lr > 0):
-                    raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
-                if self.lr_range is not None and not float(self.lr_range[0]) <= lr <= float(self.lr_range[1]):
-                    raise ValueError(
+            for lr in baseline_lrs(self.baseline_lrs, self.lr_range) or ():
+                if not float(self.lr_range[0]) <= lr <= float(self.lr_range[1]):
+                    raise InvalidParameterError(
                         f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(self.lr_range)!r}; the "
                         "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
-        if self.fold_scoring not in FOLD_SCORINGS:
-            raise ValueError(f"`fold_scoring` must be one of {FOLD_SCORINGS}; got {self.fold_scoring!r}.")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"`selection` must be one of {SELECTIONS}; got {self.selection!r}.")
-        for name, low in (("n_bootstrap", 0), ("reeval_top_k", 1), ("reeval_repeats", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
-        for name in self.baselines or ():
-            if not isinstance(name, str) or not (name in PRESETS or (name and set(name) <= {"0", "1"})):
-                raise ValueError(f"`baselines` contains {name!r}; give presets among {PRESETS} or bit "
-                                 "strings of the searched space.")
-        progress_enabled(self.progress_bar)  # raises for a bad value
-        if self.callbacks is not None and (
-                not isinstance(self.callbacks, (list, tuple)) or not all(callable(c) for c in self.callbacks)):
-            raise TypeError("`callbacks` must be a list of callables `callback(study, frozen_trial)` or None; "
-                            f"got {self.callbacks!r}.")
-        if self.resume not in ("check", "force"):
-            raise ValueError(f"`resume` must be 'check' or 'force'; got {self.resume!r}.")
 
     def _seed(self) -> int | None:
-        if self.random_state is None:
-            return None
-        if not isinstance(self.random_state, numbers.Integral):
-            raise ValueError(f"`random_state` must be an int or None; got {self.random_state!r}.")
-        return int(self.random_state)
+        return None if self.random_state is None else int(self.random_state)
 
     # ---------------------------------------------------------------- fit
     def fit(self, X, y, *, sensitive_features=None, groups=None, **fit_params) -> FairTuneSearchCV:
@@ -443,19 +456,36 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             The fitted search.
         """
         self._validate_params()
-        resolve_n_jobs(self.n_jobs)  # a bad n_jobs fails here, before any training
-        step, template = self._classifier_step()
+        data = self._check_data(X, y, sensitive_features, groups, fit_params)
+        classifier = self._trial_classifier(data)
+        template = self._build_template(classifier, data)
+        search_idx, splits = self._split(data)
+        objective = self._make_objective(classifier, template, data, search_idx, splits)
+        self._open_study(objective, template, data, splits)
+        self._enqueue_baselines(objective.space, template.mask_space if self.space is not None else None)
+        with _optuna_verbosity(self.verbose):
+            self.interrupted_ = self._optimize(objective)
+        self._collect_results(objective.space)
+        if self.selection == "reeval" and not self.interrupted_:
+            self._reevaluate(objective, data, search_idx)
+        if self.refit:
+            self._refit(data.X, data.y, data.prefix)
+        return self
+
+    # ---------------------------------------------------------------- the steps of fit
+    def _check_data(self, X, y, sensitive_features, groups, fit_params) -> _FitData:
+        """Labels, groups and sizes, checked and encoded before anything is built."""
+        step, classifier = self._classifier_step()
         self.scorer_ = self._resolve_scorer()
-        seed = self._seed()
-        check_param_distributions(self.param_distributions, estimator_params=template.get_params(deep=False),
-                                  estimator_name=type(template).__name__,
+        check_param_distributions(self.param_distributions, estimator_params=classifier.get_params(deep=False),
+                                  estimator_name=type(classifier).__name__,
                                   searches_lr=self.lr_range is not None, searches_mask=self.space is not None)
         if fit_params.get("sample_weight") is not None:
             raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
                              "`class_weight` to weight the classes.")
         check_images_given(X)
         if not step:  # a Pipeline's first steps may turn a matrix into images
-            check_not_tabular(X, allow_tabular=template.allow_tabular)
+            check_not_tabular(X, allow_tabular=classifier.allow_tabular)
         self.classes_, y_codes = encode_targets(y, owner=type(self).__name__)
         check_scoring_classes(self.scoring, self.classes_)
         y = np.asarray(y).ravel()
@@ -475,130 +505,123 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             check_several_groups(self.scoring, group_labels, n_samples)
         if groups is not None and len(groups) != n_samples:
             raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
+        return _FitData(X=X, y=y, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
+                        sensitive_features=sensitive_features, groups=groups, seed=self._seed(),
+                        step=step, prefix=f"{step}__" if step else "")
 
-        # Build the backbone once: fails on bad model/mask/weights before any training,
-        # and tells the input size so images are decoded and resized once for all trials.
-        probe = clone(template)
-        backbone, template_mask, _ = probe._build_module(len(self.classes_))
-        input_config, geometry, _ = probe._preprocessing(backbone)
-        space_name = self.space
-        mask_space = None if space_name is None else MaskSpace.from_model(space_name, backbone)
-        bit_names = () if mask_space is None else tuple(mask_space.bit_names)
-        del backbone
-
-        search_idx = (np.arange(n_samples) if self.subsample is None else
-                      stratified_subsample(self.subsample, y_codes=y_codes, g_codes=g_codes, random_state=seed))
-        sub_groups = None if groups is None else np.asarray(groups)[search_idx]
-        splits = make_splits(self.cv, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
-                             groups=sub_groups, validation_fraction=self.validation_fraction,
-                             random_state=seed)
-        check_splits(splits, len(search_idx))
-        pooled = self.fold_scoring == "pooled" and len(splits) > 1
-        if self.scoring in _GROUP_AUC_SCORINGS and sensitive_features is not None:
-            check_validation_folds(splits, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
-                                   group_labels=group_labels, class_labels=self.classes_.tolist(),
-                                   pooled=pooled)
-        self.n_splits_ = len(splits)
-
-        X_original = X
-        if step:
-            X_tensor = None
-        elif tabular_width(X) is not None:
-            # Rows stay rows: trials then read them as tabular data (no [0, 1] pixel check).
-            probe._images_to_tensor(X, input_config, geometry)  # bad values fail here, not per trial
-            X_tensor = np.asarray(X)
-            if X_tensor.dtype == object:
-                X_tensor = X_tensor.astype(np.float32)
-        else:
-            X_tensor = probe._images_to_tensor(X, input_config, geometry)
-        space = SearchSpace(mask_space, tuple(self.lr_range) if self.lr_range is not None else None,
-                            dict(self.param_distributions or {}))
-        trial_template = clone(self.estimator)
-        prefix = f"{step}__" if step else ""
-        # Sampled masks are bit strings of the search's space, which may differ from the
-        # estimator's own mask_space.
-        trial_template.set_params(**self._space_params(prefix))
-        if isinstance(X_tensor, torch.Tensor) and probe.bit_depth is not None:
-            # The pixels were scaled to 16 bits once, above; trials get them ready to use.
-            trial_template.set_params(bit_depth=None)
-        if seed is not None:
+    def _trial_classifier(self, data: _FitData):
+        """The estimator every trial clones: the searched space and, when seeded, the seed set."""
+        estimator = clone(self.estimator).set_params(**self._space_params(data.prefix))
+        if data.seed is not None:
             # Common random numbers: every trial trains with the same seed, so masks are
             # compared on equal footing (same head init, same batch order).
-            trial_template.set_params(**{prefix + "random_state": seed})
-        sens_search = None if sensitive_features is None else _safe_indexing(sensitive_features, search_idx)
-        objective = Objective(
-            estimator=trial_template, step=step, space=space,
+            estimator.set_params(**{data.prefix + "random_state": data.seed})
+        return estimator
+
+    def _build_template(self, estimator, data: _FitData) -> ModelTemplate:
+        """Build the model once: bad model, mask or weights fail here, before any training.
+
+        The trials copy this template (weights loaded once); its input size lets
+        the images be decoded and resized once for all trials.
+        """
+        classifier = estimator[-1] if data.step else estimator
+        params = classifier.get_params(deep=False)
+        template = ModelTemplate(params, n_classes=len(self.classes_), seed=resolve_seed(params["random_state"]))
+        user = self._classifier_step()[1]
+        MaskSpace.from_model(user.mask_space, template.backbone).resolve(user.mask)
+        return template
+
+    def _split(self, data: _FitData):
+        """(positions searched, validation splits of those positions)."""
+        n_samples = len(data.y)
+        search_idx = (np.arange(n_samples) if self.subsample is None else
+                      stratified_subsample(self.subsample, y_codes=data.y_codes, g_codes=data.g_codes,
+                                           random_state=data.seed))
+        sub_groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
+        splits = make_splits(self.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                             groups=sub_groups, validation_fraction=self.validation_fraction,
+                             random_state=data.seed)
+        check_splits(splits, len(search_idx))
+        if self.scoring in _GROUP_AUC_SCORINGS and data.sensitive_features is not None:
+            check_validation_folds(splits, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                                   group_labels=data.group_labels, class_labels=self.classes_.tolist(),
+                                   pooled=self._pooled(splits))
+        self.n_splits_ = len(splits)
+        return search_idx, splits
+
+    def _pooled(self, splits) -> bool:
+        return self.fold_scoring == "pooled" and len(splits) > 1
+
+    def _search_images(self, classifier, template: ModelTemplate, data: _FitData):
+        """The images every trial reads, decoded and resized once (None for a Pipeline)."""
+        if data.step:
+            return None
+        params = classifier.get_params(deep=False)
+        if tabular_width(data.X) is not None:
+            # Rows stay rows: trials then read them as tabular data (no [0, 1] pixel check).
+            to_model_tensor(data.X, params, template.input_config, template.geometry)  # bad values fail now
+            X_tensor = np.asarray(data.X)
+            return X_tensor.astype(np.float32) if X_tensor.dtype == object else X_tensor
+        return to_model_tensor(data.X, params, template.input_config, template.geometry)
+
+    def _make_objective(self, estimator, template: ModelTemplate, data: _FitData, search_idx, splits):
+        classifier = estimator[-1] if data.step else estimator
+        X_tensor = self._search_images(classifier, template, data)
+        if isinstance(X_tensor, torch.Tensor) and classifier.bit_depth is not None:
+            # The pixels were scaled to 16 bits once, above; trials get them ready to use.
+            estimator.set_params(**{data.prefix + "bit_depth": None})
+        templates = TemplateStore()
+        templates.add(template)
+        space = SearchSpace(template.mask_space if self.space is not None else None,
+                            tuple(self.lr_range) if self.lr_range is not None else None,
+                            dict(self.param_distributions or {}))
+        return Objective(
+            estimator=estimator, step=data.step, space=space,
             # Without subsample no copy: a memory-mapped cache stays on disk.
             X=None if X_tensor is None else (X_tensor if self.subsample is None else X_tensor[search_idx]),
-            X_original=None if not step else _safe_indexing(X_original, search_idx),
-            y=y[search_idx], sensitive_features=sens_search, splits=splits, scorer=self.scorer_,
-            error_score=self.error_score, max_epochs=template.max_epochs, verbose=self.verbose,
-            fold_scoring=self.fold_scoring, g_codes=g_codes[search_idx], n_bootstrap=self.n_bootstrap,
+            X_original=None if not data.step else _safe_indexing(data.X, search_idx),
+            y=data.y[search_idx],
+            sensitive_features=(None if data.sensitive_features is None
+                                else _safe_indexing(data.sensitive_features, search_idx)),
+            splits=splits, scorer=self.scorer_, error_score=self.error_score,
+            max_epochs=classifier.max_epochs, verbose=self.verbose, fold_scoring=self.fold_scoring,
+            g_codes=data.g_codes[search_idx], n_bootstrap=self.n_bootstrap,
             # The same resamples for every trial make the bootstrap paired.
-            bootstrap_seed=0 if seed is None else seed,
+            bootstrap_seed=0 if data.seed is None else data.seed, templates=templates,
         )
+
+    def _open_study(self, objective, template: ModelTemplate, data: _FitData, splits) -> None:
+        """Create or resume the study; a stored one must have been made by the same search."""
+        space = objective.space
+        classifier = self._classifier_step()[1]
+        self.mask_space_ = space.mask_space
         signature = {
-            "space": space_name, "bits": list(bit_names), "lr_range": space.lr_range and list(space.lr_range),
+            "space": self.space, "bits": list(space.mask_space.bit_names) if space.mask_space else [],
+            "lr_range": space.lr_range and list(space.lr_range),
             "extra": sorted(space.extra), "scoring": scorer_name(self.scoring),
-            "max_epochs": int(template.max_epochs), "n_splits": len(splits),
-            "fold_scoring": "pooled" if pooled else "mean",
-            "data": data_fingerprint(X, y, sensitive_features=sensitive_features, groups=groups),
+            "max_epochs": int(classifier.max_epochs), "n_splits": len(splits),
+            "fold_scoring": "pooled" if self._pooled(splits) else "mean",
+            "data": data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features,
+                                     groups=data.groups),
         }
         with _optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
-                sampler=make_sampler(self.sampler, seed),
-                pruner=make_pruner(self.pruner, template.max_epochs, template.warmup_fraction),
+                sampler=make_sampler(self.sampler, data.seed),
+                pruner=make_pruner(self.pruner, classifier.max_epochs, classifier.warmup_fraction),
                 signature=signature, tolerate=("data",) if self.resume == "force" else (),
             )
-        self._enqueue_baselines(space, mask_space)
-        with _optuna_verbosity(self.verbose):
-            self.interrupted_ = self._optimize(objective)
-        self.mask_space_ = mask_space
-        self._collect_results(space)
-        if self.selection == "reeval" and not self.interrupted_:
-            self._reevaluate(objective, y_codes=y_codes[search_idx], g_codes=g_codes[search_idx],
-                             groups=sub_groups, seed=seed)
-        if self.refit:
-            self._refit(X_original, y, prefix)
-        return self
 
     def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
         if not self.baselines or mask_space is None or self.study_.trials:
             return  # a resumed study already holds its baselines
-        presets = []
-        for name in self.baselines:
-            try:
-                presets.append((name, mask_space.resolve(name).to_string()))
-            except ValueError:
-                warnings.warn(f"baseline {name!r} cannot be expressed in space {self.space!r}; skipped.",
-                              UserWarning, stacklevel=3)
-        # The paper tunes every baseline's learning rate on the same objective: `baseline_lrs`
-        # gives each preset those rates (otherwise the sampler draws one). The middle rate
-        # runs first for every preset, so a small budget still holds each baseline once.
-        lrs = list(self._baseline_lrs(space.lr_range) or (None,))
-        middle = sorted(lr for lr in lrs if lr is not None)[len(lrs) // 2] if None not in lrs else None
-        # Then the higher rates: the sparse presets usually want them.
-        lrs.sort(key=lambda lr: (0, 0) if lr is None else (round(abs(np.log(lr / middle)), 6), -lr))
-        queued = []
-        for lr in lrs:
-            for name, bits in presets:
-                params = {"mask": bits} if lr is None or space.lr_range is None else {"mask": bits, "lr": lr}
-                queued.append((space.trial_params(params), {"baseline": name, "baseline_lr": lr}))
+        queued = baseline_trials(self.baselines, space, mask_space,
+                                 baseline_lrs(self.baseline_lrs, space.lr_range), space_name=self.space)
         if len(queued) > self.n_trials:
             warnings.warn(f"n_trials={self.n_trials} is smaller than the {len(queued)} baseline trials; "
                           f"only the first {self.n_trials} run.", UserWarning, stacklevel=3)
         for params, user_attrs in queued[:self.n_trials]:
             self.study_.enqueue_trial(params, user_attrs=user_attrs, skip_if_exists=True)
-
-    def _baseline_lrs(self, lr_range):
-        """The learning rates each baseline is tried with (None: one sampled rate)."""
-        if not (isinstance(self.baseline_lrs, str) and self.baseline_lrs == "auto"):
-            return self.baseline_lrs
-        if lr_range is None:
-            return None
-        low, high = (float(v) for v in lr_range)
-        return tuple(float(v) for v in np.geomspace(low, high, 3))
 
     def _optimize(self, objective) -> bool:
         """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
@@ -655,7 +678,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         complete = [i for i, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE
                     and np.isfinite(t.value)]
         if not complete:
-            reasons = {t.user_attrs.get("fail_reason", t.state.name) for t in trials}
+            reasons = {TrialRecord.of(t).fail_reason or t.state.name for t in trials}
             raise RuntimeError(f"no trial completed; reasons: {sorted(reasons)[:5]}")
         # "reeval" starts from the best trial and moves once the re-evaluation is done.
         self._choose(select_trial(self.cv_results_, "best" if self.selection == "reeval" else self.selection))
@@ -665,10 +688,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.best_score_ = float(self.cv_results_["mean_test_score"][index])
         self.best_params_ = dict(self.cv_results_["params"][index])
 
-    def _reevaluate(self, objective, *, y_codes, g_codes, groups, seed) -> None:
+    def _reevaluate(self, objective, data: _FitData, search_idx) -> None:
         """Train the top trials again on fresh splits and seeds; choose by the mean of all evaluations."""
+        y_codes, g_codes = data.y_codes[search_idx], data.g_codes[search_idx]
+        groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
         rows = top_trials(self.cv_results_, self.reeval_top_k)
-        base_seed = 0 if seed is None else seed
+        base_seed = 0 if data.seed is None else data.seed
         self.reeval_scores_ = {row: [float(self.cv_results_["mean_test_score"][row])] for row in rows}
         for repeat in range(1, self.reeval_repeats + 1):
             # A fresh partition and a fresh training seed: the score no longer rides on

@@ -22,6 +22,8 @@ from sklearn.model_selection import KFold
 
 from skfairtune import FairTuneClassifier, FairTuneSearchCV, fairness_report, get_fairness_scorer
 from skfairtune._objective import Objective
+from skfairtune._template import ModelTemplate
+from skfairtune._trainer import Trainer
 from skfairtune.masks import MaskSpace
 from skfairtune.metrics import min_group_auc
 from skfairtune.scorers import _FrozenPredictions
@@ -57,7 +59,7 @@ def ctx(tmp_path_factory):
     c = SimpleNamespace(X=data.images, y=data.target, s=data.sensitive_features["group"].to_numpy(),
                         journal=folder / "study.log", folder=folder)
     search(c).fit(c.X, c.y, sensitive_features=c.s)
-    other = clf(model_kwargs=dict(TINY, embed_dim=32))._build_module(2)[0]
+    other = ModelTemplate(clf(model_kwargs=dict(TINY, embed_dim=32)).get_params(), n_classes=2, seed=0).backbone
     c.checkpoint = folder / "wide.pth"
     torch.save(other.state_dict(), c.checkpoint)
     return c
@@ -151,7 +153,7 @@ CASES = [
     ("groups wrong length", lambda c: _fit(c, groups=np.arange(50)), ValueError, r"`groups` has 50 entries"),
     ("scoring needs groups", lambda c: _fit(c, sensitive_features=None), ValueError, r"needs group labels"),
     # ---- cv, validation_fraction, subsample
-    ("cv=1", lambda c: _fit(c, search(c, cv=1)), ValueError, r"`cv` must be None, an int >= 2"),
+    ("cv=1", lambda c: _fit(c, search(c, cv=1)), ValueError, r"`cv` must be an int >= 2"),
     ("cv not a splitter", lambda c: _fit(c, search(c, cv="three")), ValueError, r"Expected `cv` as an integer"),
     ("cv more folds than samples", lambda c: _fit(c, search(c, cv=KFold(500))), ValueError,
      r"n_splits=500 greater than the number of samples"),
@@ -160,11 +162,11 @@ CASES = [
     ("cv empty validation", lambda c: _fit(c, search(c, cv=[(np.arange(120), np.array([], int))])),
      ValueError, r"`cv` split 0 has an empty validation part"),
     ("validation_fraction=0", lambda c: _fit(c, search(c, validation_fraction=0.0)), ValueError,
-     r"`validation_fraction` must be in \(0, 1\)"),
+     r"`validation_fraction` must be a number in \(0, 1\)"),
     ("validation_fraction=1", lambda c: _fit(c, search(c, validation_fraction=1)), ValueError,
-     r"`validation_fraction` must be in \(0, 1\)"),
-    ("subsample=0", lambda c: _fit(c, search(c, subsample=0)), ValueError, r"`subsample` must be a float in \(0, 1\]"),
-    ("subsample=1.5", lambda c: _fit(c, search(c, subsample=1.5)), ValueError, r"`subsample` must be a float"),
+     r"`validation_fraction` must be a number in \(0, 1\)"),
+    ("subsample=0", lambda c: _fit(c, search(c, subsample=0)), ValueError, r"`subsample` must be a number in \(0, 1\]"),
+    ("subsample=1.5", lambda c: _fit(c, search(c, subsample=1.5)), ValueError, r"`subsample` must be a number"),
     ("subsample too small", lambda c: _fit(c, search(c, subsample=0.02)), ValueError, r"too small to keep every"),
     # ---- masks, presets, spaces
     ("mask unknown preset", lambda c: _fit(c, clf(mask="everything")), ValueError, r"everything"),
@@ -219,7 +221,7 @@ CASES = [
     ("n_jobs=0", lambda c: _fit(c, search(c, n_jobs=0)), ValueError, r"`n_jobs` must be a positive int"),
     ("n_jobs float", lambda c: _fit(c, search(c, n_jobs=1.5)), ValueError, r"`n_jobs` must be a positive int"),
     ("n_trials=0", lambda c: _fit(c, search(c, n_trials=0)), ValueError, r"`n_trials` must be an int >= 1"),
-    ("timeout negative", lambda c: _fit(c, search(c, timeout=-1)), ValueError, r"`timeout` must be a positive"),
+    ("timeout negative", lambda c: _fit(c, search(c, timeout=-1)), ValueError, r"`timeout` must be a number > 0"),
     ("error_score word", lambda c: _fit(c, search(c, error_score="ignore")), ValueError, r"`error_score` must be"),
     ("scoring unknown", lambda c: _fit(c, search(c, scoring="fairness")), ValueError, r"is not a fairness scorer"),
     ("sample_weight", lambda c: _fit(c, sample_weight=np.ones(120)), ValueError, r"does not support sample_weight"),
@@ -255,7 +257,7 @@ def _snapshot(path: Path):
 @pytest.mark.parametrize("call, error, match", [pytest.param(*row[1:], id=row[0]) for row in CASES])
 def test_bad_input_is_refused_before_training(ctx, monkeypatch, call, error, match):
     started = []
-    train = FairTuneClassifier._train_epochs
+    train = Trainer.step
     objective = Objective.__call__
 
     def record_training(self, *args, **kwargs):
@@ -266,7 +268,7 @@ def test_bad_input_is_refused_before_training(ctx, monkeypatch, call, error, mat
         started.append("trial")
         return objective(self, trial)
 
-    monkeypatch.setattr(FairTuneClassifier, "_train_epochs", record_training)
+    monkeypatch.setattr(Trainer, "step", record_training)
     monkeypatch.setattr(Objective, "__call__", record_trial)
     before = _snapshot(ctx.journal)
     with pytest.raises(error, match=match):

@@ -80,62 +80,6 @@ def test_full_mode_exits_clearly_without_the_data(monkeypatch, capsys):
     assert "--smoke" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- the cache itself
-def _prepared(mask, cache=None, key="train", **params):
-    from skfairtune.datasets import make_biased_images
-
-    data = make_biased_images(64, image_size=16, random_state=0)
-    clf = tiny_classifier(mask=mask, **params)
-    prepared = clf._prepare_training(data.images, data.target, shared_cache=cache, data_key=key)
-    return clf, prepared
-
-
-@pytest.mark.parametrize("masks, expected", [
-    (["linear", "linear"], {"misses": 1, "hits": 1, "partial_hits": 0}),
-    # 2 blocks: "000011" freezes 2 half-blocks, linear all 4: the second continues from the first.
-    (["000011", "linear"], {"misses": 1, "hits": 0, "partial_hits": 1}),
-    # A longer prefix cannot serve a shorter one.
-    (["linear", "000011"], {"misses": 2, "hits": 0, "partial_hits": 0}),
-])
-def test_cache_shares_prefixes_exactly(masks, expected):
-    from skfairtune._cache import ActivationCache
-
-    cache = ActivationCache(2**30)
-    for mask in masks:
-        _, shared = _prepared(mask, cache)
-        _, alone = _prepared(mask)
-        assert shared.cache_start == alone.cache_start > 0
-        torch.testing.assert_close(shared.dataset.X, alone.dataset.X, rtol=0, atol=1e-6)
-    stats = cache.stats()
-    assert {k: stats[k] for k in expected} == expected
-
-
-def test_cache_keys_on_weights_and_data():
-    from skfairtune._cache import ActivationCache
-
-    cache = ActivationCache(2**30)
-    _prepared("linear", cache, random_state=0)
-    _prepared("linear", cache, random_state=1)  # another random backbone: other weights
-    _prepared("linear", cache, key="valid", random_state=0)  # other data key
-    assert cache.stats()["misses"] == 3 and cache.stats()["hits"] == 0
-
-
-def test_cache_never_exceeds_its_bound():
-    from skfairtune._cache import ActivationCache
-
-    _, first = _prepared("linear")
-    size = first.dataset.X.element_size() * first.dataset.X.nelement()
-    cache = ActivationCache(int(1.5 * size))
-    for key in ("a", "b", "c"):
-        _prepared("linear", cache, key=key)
-        assert cache.bytes <= cache.max_bytes
-    stats = cache.stats()
-    assert stats["entries"] == 1 and stats["evictions"] == 2 and stats["peak_bytes"] <= stats["max_bytes"]
-    small = ActivationCache(size - 1)
-    _prepared("linear", small)
-    assert small.stats()["rejected"] == 1 and small.bytes == 0
-
-
 def test_smoke_parallel_contestant_runs_the_same_trials():
     proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--only", "search", "--contestants",
                            "hand_written", "skfairtune_jobs2"],

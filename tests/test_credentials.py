@@ -13,6 +13,7 @@ from skfairtune import FairTuneSearchCV
 from skfairtune import _credentials
 from skfairtune._credentials import expand_storage_url
 from skfairtune.classifier import FairTuneClassifier
+from skfairtune._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -42,7 +43,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(FairTuneClassifier, "_train_epochs", refuse)
+    monkeypatch.setattr(Trainer, "step", refuse)
 
 
 def test_pickle_and_clone_hold_the_redacted_url():

@@ -25,6 +25,7 @@ from skfairtune._parallel import counted_trials
 from skfairtune._reconnect import StorageRetryWarning, StorageUnavailableError
 from skfairtune._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
+from skfairtune._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -100,7 +101,7 @@ def _fit(search):
 
 def _on_training_call(monkeypatch, number, action):
     """Run ``action`` when training is called for the ``number``-th time (mid-search)."""
-    train, calls = FairTuneClassifier._train_epochs, []
+    train, calls = Trainer.step, []
 
     def hooked(self, *args, **kwargs):
         calls.append(1)
@@ -108,7 +109,7 @@ def _on_training_call(monkeypatch, number, action):
             action()
         return train(self, *args, **kwargs)
 
-    monkeypatch.setattr(FairTuneClassifier, "_train_epochs", hooked)
+    monkeypatch.setattr(Trainer, "step", hooked)
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from skfairtune._journal import TornJournalWarning
 from skfairtune._parallel import counted_trials
 from skfairtune._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
+from skfairtune._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -110,6 +111,7 @@ def _script(tmp_path, body: str) -> Path:
         import torch
         torch.set_num_threads(1)
         from skfairtune.classifier import FairTuneClassifier
+        from skfairtune._trainer import Trainer
         from tests.test_faults import _fit, make_data, make_search
     """) + textwrap.dedent(body))
     return script
@@ -132,13 +134,13 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_tria
     # Training calls: 2 epochs x 1 fold per trial; SIGTERM arrives in the second epoch of trial 1,
     # as a scheduler's would: from outside, while the trial trains.
     script = _script(tmp_path, f"""
-        train, calls = FairTuneClassifier._train_epochs, []
+        train, calls = Trainer.step, []
         def train_then_preempted(self, *args, **kwargs):
             calls.append(1)
             if len(calls) == 4:
                 os.kill(os.getpid(), signal.SIGTERM)
             return train(self, *args, **kwargs)
-        FairTuneClassifier._train_epochs = train_then_preempted
+        Trainer.step = train_then_preempted
         _fit(make_search(storage=os.environ["FT_STORAGE"], study_name={name!r}, n_trials=4), make_data())
         print("fit returned")
     """)
@@ -244,7 +246,7 @@ def test_frozen_cache_that_does_not_fit_in_memory_is_turned_off(monkeypatch):
     from skfairtune._degrade import DegradedWarning
 
     data = make_data()
-    monkeypatch.setattr(FairTuneClassifier, "_frozen_activations",
+    monkeypatch.setattr(Trainer, "_run_prefix",
                         lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, mask="linear", frozen_cache=True,
                              max_epochs=1, batch_size=32, model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
@@ -305,9 +307,10 @@ def test_an_interrupted_refit_warns_and_a_rerun_only_refits(tmp_path, monkeypatc
 
     def ctrl_c_after_one_epoch(self, X, y, **kwargs):
         # What skorch does on Ctrl-C: training ends quietly after the epoch in progress.
-        prepared = self._prepare_training(X, y)
-        self._train_epochs(prepared, 1)
-        self._finish_training(prepared)
+        trainer = Trainer.for_estimator(self).prepare(X, y)
+        trainer.step(1)
+        for name, value in trainer.fitted_attributes().items():
+            setattr(self, name, value)
         return self
 
     monkeypatch.setattr(FairTuneClassifier, "fit", ctrl_c_after_one_epoch)

@@ -156,11 +156,11 @@ def test_resolve_n_jobs_rejects(n_jobs):
 
 def test_search_rejects_bad_n_jobs_before_training(monkeypatch):
     from skfairtune import FairTuneSearchCV
-    from skfairtune.classifier import FairTuneClassifier
+    from skfairtune._template import ModelTemplate
 
     from .conftest import tiny_classifier
 
-    monkeypatch.setattr(FairTuneClassifier, "_build_module", _never)
+    monkeypatch.setattr(ModelTemplate, "_build", _never)
     search = FairTuneSearchCV(tiny_classifier(), n_trials=2, n_jobs=0)
     with pytest.raises(ValueError, match="`n_jobs` must be"):
         search.fit(np.zeros((8, 16, 16, 3), np.uint8), [0, 1] * 4)

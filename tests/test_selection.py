@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skfairtune import FairTuneSearchCV, min_group_auc
-from skfairtune._objective import Objective, _FoldState
+from skfairtune._objective import Objective, _Fold
 from skfairtune._selection import select_trial, stratified_bootstrap_indices, top_trials
 from skfairtune._study import first_rung_epoch, make_pruner
 from skfairtune.scorers import get_fairness_scorer
@@ -66,19 +66,15 @@ def test_search_never_prunes_during_warmup(data):
 
 # ----------------------------------------------------------------------------- pooled folds
 class _Replay:
-    """A fold's classifier replaying fixed validation probabilities."""
+    """A fold's trainer replaying fixed validation probabilities."""
 
-    classes_ = np.array([0, 1])
+    classes = np.array([0, 1])
 
     def __init__(self, proba):
         self.proba = proba
 
-    def _predict_proba_tensor(self, tensor, *, start):
+    def predict_proba(self, inputs):
         return self.proba
-
-
-class _Prepared:
-    cache_start = 0
 
 
 def test_pooled_out_of_fold_score_equals_hand_computation():
@@ -94,7 +90,7 @@ def test_pooled_out_of_fold_score_equals_hand_computation():
         obj = Objective(estimator=None, step=None, space=None, X=None, X_original=None, y=y,
                         sensitive_features=s, splits=None, scorer=scorer, error_score=np.nan, max_epochs=1,
                         fold_scoring=fold_scoring)
-        folds = [_FoldState(_Replay(np.column_stack([1 - score[v], score[v]])), _Prepared(), torch.zeros(1), v)
+        folds = [_Fold(_Replay(np.column_stack([1 - score[v], score[v]])), torch.zeros(1), v)
                  for v in folds_index]
         return obj._epoch_scores(folds)
 

@@ -20,6 +20,7 @@ from skfairtune import FairTuneSearchCV
 from skfairtune._parallel import OWNER_ATTR, counted_trials, recover_dead_trials
 from skfairtune._study import make_storage, redact_url
 from skfairtune.classifier import FairTuneClassifier
+from skfairtune._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -54,7 +55,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started although the search should have been refused")
 
-    monkeypatch.setattr(FairTuneClassifier, "_train_epochs", refuse)
+    monkeypatch.setattr(Trainer, "step", refuse)
 
 
 # ----------------------------------------------------------------------------- URLs and storages
@@ -240,14 +241,15 @@ def test_search_killed_mid_trial_resumes_to_the_uninterrupted_result(tmp_path):
         import torch
         torch.set_num_threads(1)
         from skfairtune.classifier import FairTuneClassifier
+        from skfairtune._trainer import Trainer
         from tests.test_storage import _fit, make_data, make_search
-        train, calls = FairTuneClassifier._train_epochs, []
+        train, calls = Trainer.step, []
         def train_then_die(self, *args, **kwargs):
             calls.append(1)
             if len(calls) == 6:
                 os.kill(os.getpid(), signal.SIGKILL)
             return train(self, *args, **kwargs)
-        FairTuneClassifier._train_epochs = train_then_die
+        Trainer.step = train_then_die
         _fit(make_search(storage={str(path)!r}, study_name="s"), make_data())
     """))
     crash = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)

@@ -1,0 +1,83 @@
+"""What FairTuneSearchCV's parameters may be: the checks behind its ``_parameter_constraints``.
+
+Each function raises the message a user sees for a bad value (parameter, value,
+fix); :class:`skfairtune._params.Checked` wraps them into constraints.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import optuna
+from sklearn.pipeline import Pipeline
+
+from .classifier import FairTuneClassifier
+from .masks import PRESETS
+
+__all__ = ["check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+           "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
+
+
+def check_estimator(estimator) -> None:
+    classifier_step_of(estimator)
+
+
+def classifier_step_of(estimator):
+    """(step name or None, the FairTuneClassifier) of a search's ``estimator``."""
+    if isinstance(estimator, FairTuneClassifier):
+        return None, estimator
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], FairTuneClassifier):
+        return estimator.steps[-1][0], estimator.steps[-1][1]
+    raise TypeError(
+        "`estimator` must be a FairTuneClassifier or a Pipeline whose last step is one; "
+        f"got {type(estimator).__name__}."
+    )
+
+
+def check_lr_range(lr_range) -> None:
+    try:
+        low, high = (float(v) for v in lr_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"`lr_range` must be (low, high) or None; got {lr_range!r}.") from None
+    if not 0 < low < high:
+        raise ValueError(f"`lr_range` must satisfy 0 < low < high; got {lr_range!r}.")
+
+
+def check_split_iterable(cv) -> None:
+    if isinstance(cv, (str, bytes, numbers.Number)) or not hasattr(cv, "__iter__"):
+        raise TypeError(f"`cv` must be None, an int >= 2, a splitter or an iterable of splits; got {cv!r}.")
+
+
+def check_baselines(baselines) -> None:
+    for name in baselines:
+        if not isinstance(name, str) or not (name in PRESETS or (name and set(name) <= {"0", "1"})):
+            raise ValueError(f"`baselines` contains {name!r}; give presets among {PRESETS} or bit "
+                             "strings of the searched space.")
+
+
+def check_baseline_lrs(baseline_lrs) -> None:
+    if baseline_lrs is None or (isinstance(baseline_lrs, str) and baseline_lrs == "auto"):
+        return
+    if isinstance(baseline_lrs, str) or not hasattr(baseline_lrs, "__iter__"):
+        raise ValueError(f"`baseline_lrs` must be 'auto', a sequence of learning rates or None; "
+                         f"got {baseline_lrs!r}.")
+    for lr in baseline_lrs:
+        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and lr > 0):
+            raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
+
+
+def check_error_score(error_score) -> None:
+    if not (isinstance(error_score, numbers.Real) or error_score == "raise"):
+        raise ValueError(f"`error_score` must be 'raise' or a number; got {error_score!r}.")
+
+
+def check_study(study) -> None:
+    if study is not None and not isinstance(study, optuna.Study):
+        raise TypeError(f"`study` must be an optuna.Study or None; got {type(study).__name__}.")
+
+
+def check_callbacks(callbacks) -> None:
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        raise TypeError("`callbacks` must be a list of callables `callback(study, frozen_trial)` or None; "
+                        f"got {callbacks!r}.")
+

@@ -1,0 +1,92 @@
+"""The frozen prefix's activation cache: shared exactly across trials, keyed, bounded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skfairtune._prefix import ActivationCache
+from skfairtune._template import TemplateStore
+from skfairtune._trainer import Trainer, resolve_seed
+from skfairtune.datasets import make_biased_images
+
+from .conftest import tiny_classifier
+
+_STORE = TemplateStore(max_size=4)
+
+
+def _prepared(mask, cache=None, key="train", **params) -> Trainer:
+    """A trainer prepared as a search trial prepares one: template from the store, shared cache."""
+    data = make_biased_images(64, image_size=16, random_state=0)
+    clf_params = tiny_classifier(mask=mask, **params).get_params(deep=False)
+    seed = resolve_seed(clf_params["random_state"])
+    template = _STORE.get(clf_params, n_classes=2, seed=seed) if cache is not None else None
+    return Trainer(clf_params, template=template, cache=cache).prepare(data.images, data.target, data_key=key)
+
+
+@pytest.mark.parametrize("masks, expected", [
+    (["linear", "linear"], {"misses": 1, "hits": 1, "partial_hits": 0}),
+    # 2 blocks: "000011" freezes 2 half-blocks, linear all 4: the second continues from the first.
+    (["000011", "linear"], {"misses": 1, "hits": 0, "partial_hits": 1}),
+    # A longer prefix cannot serve a shorter one.
+    (["linear", "000011"], {"misses": 2, "hits": 0, "partial_hits": 0}),
+])
+def test_cache_shares_prefixes_exactly(masks, expected):
+    cache = ActivationCache(2**30)
+    for mask in masks:
+        shared = _prepared(mask, cache)
+        alone = _prepared(mask)
+        assert shared.frozen_prefix == alone.frozen_prefix > 0
+        torch.testing.assert_close(shared.dataset.X, alone.dataset.X, rtol=0, atol=1e-6)
+    stats = cache.stats()
+    assert {k: stats[k] for k in expected} == expected
+
+
+def test_cache_keys_on_weights_and_data():
+    cache = ActivationCache(2**30)
+    _prepared("linear", cache, random_state=0)
+    _prepared("linear", cache, random_state=1)  # another random backbone: another template
+    _prepared("linear", cache, key="valid", random_state=0)  # other data key
+    assert cache.stats()["misses"] == 3 and cache.stats()["hits"] == 0
+    _prepared("linear", cache, random_state=0)
+    assert cache.stats()["hits"] == 1
+
+
+def test_cache_never_exceeds_its_bound():
+    first = _prepared("linear")
+    size = first.dataset.X.element_size() * first.dataset.X.nelement()
+    cache = ActivationCache(int(1.5 * size))
+    for key in ("a", "b", "c"):
+        _prepared("linear", cache, key=key)
+        assert cache.bytes <= cache.max_bytes
+    stats = cache.stats()
+    assert stats["entries"] == 1 and stats["evictions"] == 2 and stats["peak_bytes"] <= stats["max_bytes"]
+    small = ActivationCache(size - 1)
+    _prepared("linear", small)
+    assert small.stats()["rejected"] == 1 and small.bytes == 0
+
+
+def test_trials_copy_the_template_and_never_train_it():
+    store = TemplateStore()
+    params = tiny_classifier(mask="full", max_epochs=1).get_params(deep=False)
+    template = store.get(params, n_classes=2, seed=0)
+    before = {k: v.clone() for k, v in template.backbone.state_dict().items()}
+    data = make_biased_images(32, image_size=16, random_state=0)
+    trainer = Trainer(params, template=template).prepare(data.images, data.target)
+    trainer.step(1)
+    after = template.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert store.get(params, n_classes=2, seed=0) is template  # built once, reused
+    assert store.get(params, n_classes=2, seed=1) is not template
+
+
+def test_split_forward_is_scoped():
+    trainer = _prepared("linear")
+    module = trainer.net.module_
+    assert module.suffix.start == 0
+    with module.inputs_after(trainer.frozen_prefix):
+        assert module.suffix.start == trainer.frozen_prefix
+        with module.inputs_after(0):
+            assert module.suffix.start == 0
+        assert module.suffix.start == trainer.frozen_prefix
+    assert module.suffix.start == 0
