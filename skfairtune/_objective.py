@@ -212,7 +212,7 @@ class Objective:
 
     # ------------------------------------------------------------------ scoring
     def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
-        from .scorers import _FrozenPredictions
+        from ._predictions import FrozenPredictions as _FrozenPredictions
 
         frozen = _FrozenPredictions(proba, classes)
         placeholder = np.zeros((len(proba), 1))
