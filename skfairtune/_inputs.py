@@ -1,8 +1,9 @@
 """Turn the image inputs users have into one tensor at the model's resolution.
 
 Images are decoded and resized once per call (once per ``fit``), never per epoch:
-decoding is the dominant cost of an epoch for small ViTs (FIELD-NOTES: 0.65 s per
-1,000 JPEGs), and a search trains dozens of models on the same images.
+decoding is the dominant cost of an epoch for small ViTs (about 0.65 s per 1,000
+HAM10000 JPEGs; ``benchmarks/bench_images.py`` measures decode throughput), and a
+search trains dozens of models on the same images.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ def fairness_report(
             f"fairness_report needs a fitted binary classifier; this {type(estimator).__name__} "
             "instance is not fitted yet. Call 'fit' first."
         )
-    classes = np.asarray(getattr(estimator, "classes_", []))
+    classes = np.asarray(estimator.classes_)
     if len(classes) != 2:
         raise ValueError(
             f"fairness_report needs a fitted binary classifier; "
