@@ -20,7 +20,7 @@ from ._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from ._pixels import pil_to_array, standardize_pixels
 from ._preprocess import Geometry, draft_target, resize_crop_pil, resize_crop_tensor
 
-__all__ = ["decode_images"]
+__all__ = ["check_size", "decode_images", "to_store"]
 
 # Pillow's own quality/speed compromise (``Image.thumbnail`` default): the JPEG
 # decoder may shrink in the DCT domain down to twice the target size, and the
@@ -29,7 +29,7 @@ __all__ = ["decode_images"]
 _REDUCING_GAP = 2.0
 
 
-def _check_size(size) -> tuple[int, int] | None:
+def check_size(size) -> tuple[int, int] | None:
     """Return ``size`` as ``(height, width)`` or None."""
     if size is None:
         return None
@@ -137,7 +137,7 @@ def _fit_array(array: np.ndarray, geometry: Geometry | None) -> np.ndarray:
     return out[0].numpy() if array.ndim == 2 else out.permute(1, 2, 0).numpy()
 
 
-def _to_store(array: np.ndarray, dtype, channels: int, keep_depth: bool) -> np.ndarray:
+def to_store(array: np.ndarray, dtype, channels: int, keep_depth: bool) -> np.ndarray:
     """Convert one decoded image to the output's dtype and channel count."""
     has = 1 if array.ndim == 2 else array.shape[2]
     if keep_depth and (has > channels or (array.dtype == np.uint16 and dtype == np.uint8)):
@@ -244,7 +244,7 @@ from ._preprocess import Geometry, draft_target, resize_crop_pil, resize_crop_te
     >>> decode_images(["a.png"], root=folder, size=16, crop_pct=0.9, keep_depth=True).shape
     (1, 16, 16, 1)
     """
-    size = _check_size(size)
+    size = check_size(size)
     files = _resolve(paths, root)
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
@@ -287,7 +287,7 @@ def _decode_all(files, geometry, first, dtype, channels, keep_depth, n_threads, 
                 f"but '{files[i]}' is {array.shape[1]}x{array.shape[0]} (width x height). "
                 "Pass `size` to resize them all to one size."
             )
-        out[i] = _to_store(array, dtype, channels, keep_depth)
+        out[i] = to_store(array, dtype, channels, keep_depth)
 
     if n_threads == 1:
         for i in range(len(files)):

@@ -1,8 +1,9 @@
 """Turn the image inputs users have into one tensor at the model's resolution.
 
 Images are decoded and resized once per call (once per ``fit``), never per epoch:
-decoding is the dominant cost of an epoch for small ViTs (FIELD-NOTES: 0.65 s per
-1,000 JPEGs), and a search trains dozens of models on the same images.
+decoding is the dominant cost of an epoch for small ViTs (about 0.65 s per 1,000
+HAM10000 JPEGs; ``benchmarks/bench_images.py`` measures decode throughput), and a
+search trains dozens of models on the same images.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class _PilImages(list):
 
 
 def _stack_pil(images, geometry: Geometry) -> np.ndarray:
-    from ._imageio import _to_store
+    from ._imageio import to_store
 
     arrays = [pil_to_array(resize_crop_pil(img, geometry)) for img in images]
     if any(a.dtype == np.float32 for a in arrays):
@@ -112,7 +113,7 @@ def _stack_pil(images, geometry: Geometry) -> np.ndarray:
                   for a in arrays]
     dtype = np.uint16 if any(a.dtype == np.uint16 for a in arrays) else np.uint8
     channels = 3 if any(a.ndim == 3 for a in arrays) else 1
-    return np.stack([_to_store(a, dtype, channels, keep_depth=False) for a in arrays])
+    return np.stack([to_store(a, dtype, channels, keep_depth=False) for a in arrays])
 
 
 def _to_nchw(data, *, in_chans: int) -> torch.Tensor:

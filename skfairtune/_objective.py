@@ -19,6 +19,7 @@ from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
 from ._params import validate_params
+from ._predictions import FrozenPredictions
 from ._prefix import ActivationCache, max_bytes_from_mb
 from ._selection import stratified_bootstrap_indices
 from ._splits import label_group_strata
@@ -222,9 +223,7 @@ class Objective:
 
     # ------------------------------------------------------------------ scoring
     def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
-        from .scorers import _FrozenPredictions
-
-        frozen = _FrozenPredictions(proba, classes)
+        frozen = FrozenPredictions(proba, classes)
         placeholder = np.zeros((len(proba), 1))
         s = None if self.sensitive_features is None else _safe_indexing(self.sensitive_features, positions)
         return float(self.scorer(frozen, placeholder, self.y[positions], **scorer_kwargs(self.scorer, s)))

@@ -45,7 +45,7 @@ class Geometry:
         Model input ``(height, width)``.
     crop_pct : float or None
         Share of the resized image kept by the centre crop; None stretches the
-        image to ``size`` (the historic behaviour of ``decode_images``).
+        image to ``size`` (what ``decode_images`` does by default).
     interpolation : str
         timm's interpolation name (``"bicubic"``, ``"bilinear"``, ...).
     crop_mode : str

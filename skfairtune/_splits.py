@@ -12,7 +12,7 @@ from sklearn.model_selection import (
     check_cv,
 )
 
-from .metrics import _encode_groups
+from ._group_inputs import encode_groups
 
 __all__ = ["group_codes", "label_group_strata", "make_splits", "check_validation_folds", "stratified_subsample"]
 
@@ -22,7 +22,7 @@ def group_codes(sensitive_features, n_samples: int) -> tuple[np.ndarray, list]:
 
     The encoding is the metrics' own, so splits, checks and scores agree on groups.
     """
-    codes, index = _encode_groups(sensitive_features, n_samples)
+    codes, index = encode_groups(sensitive_features, n_samples)
     labels = [tuple(_plain(v) for v in label) if isinstance(label, tuple) else _plain(label)
               for label in index]
     return codes.astype(np.int64), labels

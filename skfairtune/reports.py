@@ -18,13 +18,9 @@ import warnings
 import numpy as np
 from fairlearn.metrics import MetricFrame, count
 
-from .metrics import (
-    UndefinedGroupWarning,
-    _rank_group_auc,
-    _resolve_pos_label,
-    _single_class_groups,
-    _validate_group_inputs,
-)
+from ._group_inputs import resolve_pos_label, single_class_groups, validate_group_inputs
+from ._rank_auc import rank_group_auc
+from .metrics import UndefinedGroupWarning
 
 __all__ = ["fairness_report", "fairness_report_from_scores", "format_by_group"]
 
@@ -33,7 +29,7 @@ def _roc_auc_or_nan(y_true: np.ndarray, y_score: np.ndarray) -> float:
     # The same rank-based AUC as the metrics; NaN (without sklearn's warning,
     # the report warns once with the group names) when a class is absent.
     codes = np.zeros(len(y_true), dtype=np.intp)
-    return float(_rank_group_auc(y_true, y_score, codes, 1)[0][0])
+    return float(rank_group_auc(y_true, y_score, codes, 1)[0])
 
 
 def _rate(numerator: np.ndarray) -> float:
@@ -121,11 +117,11 @@ def fairness_report_from_scores(
     if not isinstance(threshold, Real) or not np.isfinite(threshold):
         raise ValueError(f"`threshold` must be a finite real number; got {threshold!r}.")
     bootstrap = _bootstrap_kwargs(n_boot, ci_quantiles, random_state)
-    data = _validate_group_inputs(
+    data = validate_group_inputs(
         y_true, y_score, sensitive_features, response="score",
         caller="fairness_report", pos_label=pos_label,
     )
-    undefined, summary = _single_class_groups(data, "roc_auc and tpr or fpr")
+    undefined, summary = single_class_groups(data, "roc_auc and tpr or fpr")
     if undefined.any():
         warnings.warn(
             f"fairness_report shows NaN where {summary}.", UndefinedGroupWarning, stacklevel=2
@@ -218,14 +214,14 @@ def fairness_report(
             f"fairness_report needs a fitted binary classifier; this {type(estimator).__name__} "
             "instance is not fitted yet. Call 'fit' first."
         )
-    classes = np.asarray(getattr(estimator, "classes_", []))
+    classes = np.asarray(estimator.classes_)
     if len(classes) != 2:
         raise ValueError(
             f"fairness_report needs a fitted binary classifier; "
             f"{type(estimator).__name__} has classes_ {classes.tolist()}."
         )
     _bootstrap_kwargs(n_boot, ci_quantiles, random_state)  # a bad value fails before predicting
-    pos_label = _resolve_pos_label(classes, pos_label, "`estimator.classes_`", "fairness_report")
+    pos_label = resolve_pos_label(classes, pos_label, "`estimator.classes_`", "fairness_report")
     column = classes.tolist().index(pos_label)
     y_score = np.asarray(estimator.predict_proba(X))[:, column]
     return fairness_report_from_scores(

@@ -22,11 +22,11 @@ from sklearn.model_selection import KFold
 
 from skfairtune import FairTuneClassifier, FairTuneSearchCV, fairness_report, get_fairness_scorer
 from skfairtune._objective import Objective
+from skfairtune._predictions import FrozenPredictions
 from skfairtune._template import ModelTemplate
 from skfairtune._trainer import Trainer
 from skfairtune.masks import MaskSpace
 from skfairtune.metrics import min_group_auc
-from skfairtune.scorers import _FrozenPredictions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -109,7 +109,7 @@ def _nan_groups(c):
 
 
 def _frozen(c):
-    return _FrozenPredictions(np.full((len(c.y), 2), 0.5), classes=[0, 1])
+    return FrozenPredictions(np.full((len(c.y), 2), 0.5), classes=[0, 1])
 
 
 # (id, call, exception, message fragment). The fragments are the part of each message that

@@ -229,7 +229,7 @@ def real_ham():
 def test_real_ham_counts_match_readme(real_ham):
     with pytest.warns(UserWarning, match=r"Dropped 36 of 5984 rows .*\(age: 36\)"):
         data = load_ham10000(real_ham, sensitive="age", load_images=False)
-    # The counts published in shared/data/README.md.
+    # The counts the data folder's own README publishes for this copy (not computed by us).
     assert data.n_dropped == 36
     assert int(data.target.sum()) == 673
     age = data.sensitive_features["age"]

@@ -19,6 +19,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 import skfairtune.metrics as fm
+from skfairtune._group_inputs import validate_group_inputs
 from skfairtune.metrics import (
     UndefinedGroupWarning,
     auc_gap,
@@ -357,7 +358,7 @@ def test_bad_inputs_thresholded_metrics(metric, override, message):
 
 
 def test_validation_returns_shared_encoding():
-    data = fm._validate_group_inputs(
+    data = validate_group_inputs(
         ["n", "p", "p"], [0.2, 0.5, 0.9], pd.DataFrame({"s": ["F", "M", "F"], "a": [1, 1, 2]}),
         response="score", caller="test", pos_label="p",
     )

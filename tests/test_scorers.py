@@ -29,8 +29,8 @@ from skfairtune.metrics import (
     overall_auc,
     worst_group_accuracy,
 )
+from skfairtune._predictions import FrozenPredictions
 from skfairtune.scorers import (
-    _FrozenPredictions,
     get_fairness_scorer,
     get_fairness_scorer_names,
     make_fairness_scorer,
@@ -254,13 +254,13 @@ def test_scorer_pickles_with_its_request(data, fitted):
     )
 
 
-# ---------------------------------------------------------------- _FrozenPredictions
+# ---------------------------------------------------------------- FrozenPredictions
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_frozen_predictions_replay_any_scorer(name, data, fitted):
     X, y, groups = data
-    frozen = _FrozenPredictions(fitted.predict_proba(X), classes=fitted.classes_)
+    frozen = FrozenPredictions(fitted.predict_proba(X), classes=fitted.classes_)
     scorer = get_fairness_scorer(name)
     assert scorer(frozen, X, y, sensitive_features=groups) == _expected(name, fitted, X, y, groups)
 
@@ -268,10 +268,10 @@ def test_frozen_predictions_replay_any_scorer(name, data, fitted):
 def test_frozen_predictions_match_estimator(data, fitted):
     X, y, _ = data
     proba = fitted.predict_proba(X)
-    frozen = _FrozenPredictions(proba, classes=fitted.classes_)
+    frozen = FrozenPredictions(proba, classes=fitted.classes_)
     np.testing.assert_array_equal(frozen.predict(X), fitted.predict(X))
     assert frozen.score(X, y) == fitted.score(X, y)
-    one_column = _FrozenPredictions(proba[:, 1], classes=fitted.classes_)
+    one_column = FrozenPredictions(proba[:, 1], classes=fitted.classes_)
     np.testing.assert_array_equal(one_column.predict_proba(X)[:, 1], proba[:, 1])
     assert sklearn.base.is_classifier(frozen)
 
@@ -287,4 +287,4 @@ def test_frozen_predictions_match_estimator(data, fitted):
 )
 def test_frozen_predictions_errors(proba, classes, X, message):
     with pytest.raises(ValueError, match=message):
-        _FrozenPredictions(proba, classes).predict_proba(X)
+        FrozenPredictions(proba, classes).predict_proba(X)
