@@ -140,3 +140,26 @@ def select_trial(results: dict, selection: str, *, reeval_scores: dict | None = 
         means = {row: float(np.mean(values)) for row, values in reeval_scores.items()}
         return int(max(means, key=lambda row: (means[row], scores[row], -row)))
     raise ValueError(f"`selection` must be one of {SELECTIONS}; got {selection!r}.")
+
+
+def reevaluate_top(evaluate, cv_results: dict, splits_for, *, top_k: int, repeats: int, seed: int) -> dict:
+    """Every evaluation of the ``top_k`` complete trials: their own score, then ``repeats`` retrainings.
+
+    Each repeat draws a fresh partition (``splits_for(seed)``) and a fresh
+    training seed, so the chosen trial no longer rides on the luck of one
+    split or one initialisation.
+
+    Returns
+    -------
+    dict
+        ``cv_results_`` row -> list of scores, the search's own first.
+    """
+    rows = top_trials(cv_results, top_k)
+    scores = {row: [float(cv_results["mean_test_score"][row])] for row in rows}
+    for repeat in range(1, repeats + 1):
+        splits = splits_for(seed + 7919 * repeat)
+        for row in rows:
+            params = dict(cv_results["params"][row])
+            params["random_state"] = seed + repeat
+            scores[row].append(evaluate(params, splits))
+    return scores

@@ -23,7 +23,7 @@ from sklearn.utils import _safe_indexing
 from ._selection import stratified_bootstrap_indices
 from ._splits import group_codes, label_group_strata, make_splits
 from ._baselines import baseline_lrs
-from ._search_params import classifier_step_of
+from ._search_setup import classifier_step_of
 from ._trainer import encode_targets
 from ._trial_record import TrialRecord
 from .metrics import (

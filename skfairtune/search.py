@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -31,8 +30,8 @@ from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
 from ._parallel import counted_trials, resolve_n_jobs
 from ._preemption import preemption_guard
 from ._results import results_table
-from ._selection import SELECTIONS, select_trial, top_trials
-from ._search_params import (check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
+from ._selection import SELECTIONS, reevaluate_top, select_trial
+from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
                              check_estimator, check_lr_range, check_split_iterable, check_study,
                              classifier_step_of)
 from ._signature import data_fingerprint, scorer_name
@@ -55,22 +54,6 @@ __all__ = ["FairTuneSearchCV", "BASELINES"]
 BASELINES = ("full", "linear", "attention", "layernorm")
 FOLD_SCORINGS = ("pooled", "mean")
 _GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
-
-
-@dataclass(frozen=True)
-class _FitData:
-    """What every step of ``FairTuneSearchCV.fit`` reads: the checked data and its encodings."""
-
-    X: object
-    y: np.ndarray
-    y_codes: np.ndarray
-    g_codes: np.ndarray
-    group_labels: list
-    sensitive_features: object
-    groups: object
-    seed: int | None
-    step: str | None
-    prefix: str
 
 
 class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -473,7 +456,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self
 
     # ---------------------------------------------------------------- the steps of fit
-    def _check_data(self, X, y, sensitive_features, groups, fit_params) -> _FitData:
+    def _check_data(self, X, y, sensitive_features, groups, fit_params) -> FitData:
         """Labels, groups and sizes, checked and encoded before anything is built."""
         step, classifier = self._classifier_step()
         self.scorer_ = self._resolve_scorer()
@@ -505,11 +488,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             check_several_groups(self.scoring, group_labels, n_samples)
         if groups is not None and len(groups) != n_samples:
             raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
-        return _FitData(X=X, y=y, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
+        return FitData(X=X, y=y, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
                         sensitive_features=sensitive_features, groups=groups, seed=self._seed(),
                         step=step, prefix=f"{step}__" if step else "")
 
-    def _trial_classifier(self, data: _FitData):
+    def _trial_classifier(self, data: FitData):
         """The estimator every trial clones: the searched space and, when seeded, the seed set."""
         estimator = clone(self.estimator).set_params(**self._space_params(data.prefix))
         if data.seed is not None:
@@ -518,7 +501,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             estimator.set_params(**{data.prefix + "random_state": data.seed})
         return estimator
 
-    def _build_template(self, estimator, data: _FitData) -> ModelTemplate:
+    def _build_template(self, estimator, data: FitData) -> ModelTemplate:
         """Build the model once: bad model, mask or weights fail here, before any training.
 
         The trials copy this template (weights loaded once); its input size lets
@@ -531,7 +514,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         MaskSpace.from_model(user.mask_space, template.backbone).resolve(user.mask)
         return template
 
-    def _split(self, data: _FitData):
+    def _split(self, data: FitData):
         """(positions searched, validation splits of those positions)."""
         n_samples = len(data.y)
         search_idx = (np.arange(n_samples) if self.subsample is None else
@@ -552,7 +535,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _pooled(self, splits) -> bool:
         return self.fold_scoring == "pooled" and len(splits) > 1
 
-    def _search_images(self, classifier, template: ModelTemplate, data: _FitData):
+    def _search_images(self, classifier, template: ModelTemplate, data: FitData):
         """The images every trial reads, decoded and resized once (None for a Pipeline)."""
         if data.step:
             return None
@@ -564,7 +547,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return X_tensor.astype(np.float32) if X_tensor.dtype == object else X_tensor
         return to_model_tensor(data.X, params, template.input_config, template.geometry)
 
-    def _make_objective(self, estimator, template: ModelTemplate, data: _FitData, search_idx, splits):
+    def _make_objective(self, estimator, template: ModelTemplate, data: FitData, search_idx, splits):
         classifier = estimator[-1] if data.step else estimator
         X_tensor = self._search_images(classifier, template, data)
         if isinstance(X_tensor, torch.Tensor) and classifier.bit_depth is not None:
@@ -590,7 +573,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             bootstrap_seed=0 if data.seed is None else data.seed, templates=templates,
         )
 
-    def _open_study(self, objective, template: ModelTemplate, data: _FitData, splits) -> None:
+    def _open_study(self, objective, template: ModelTemplate, data: FitData, splits) -> None:
         """Create or resume the study; a stored one must have been made by the same search."""
         space = objective.space
         classifier = self._classifier_step()[1]
@@ -627,9 +610,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
 
         The study may be shared with other processes and machines: the run ends
-        when the study as a whole holds ``n_trials`` trials, all finished. A
-        trial whose worker died or was interrupted is failed and retried once
-        more with its parameters (see :mod:`skfairtune._parallel`).
+        when the study as a whole holds ``n_trials`` trials, all finished; a
+        trial whose worker died is failed and retried (see :mod:`skfairtune._parallel`).
         """
         finished = [t for t in counted_trials(self.study_, self.n_trials) if t.state.is_finished()]
         complete = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
@@ -688,23 +670,17 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.best_score_ = float(self.cv_results_["mean_test_score"][index])
         self.best_params_ = dict(self.cv_results_["params"][index])
 
-    def _reevaluate(self, objective, data: _FitData, search_idx) -> None:
+    def _reevaluate(self, objective, data: FitData, search_idx) -> None:
         """Train the top trials again on fresh splits and seeds; choose by the mean of all evaluations."""
-        y_codes, g_codes = data.y_codes[search_idx], data.g_codes[search_idx]
         groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
-        rows = top_trials(self.cv_results_, self.reeval_top_k)
-        base_seed = 0 if data.seed is None else data.seed
-        self.reeval_scores_ = {row: [float(self.cv_results_["mean_test_score"][row])] for row in rows}
-        for repeat in range(1, self.reeval_repeats + 1):
-            # A fresh partition and a fresh training seed: the score no longer rides on
-            # the luck of one split or one initialisation.
-            splits = make_splits(self.cv, y_codes=y_codes, g_codes=g_codes, groups=groups,
-                                 validation_fraction=self.validation_fraction,
-                                 random_state=base_seed + 7919 * repeat)
-            for row in rows:
-                params = dict(self.cv_results_["params"][row])
-                params["random_state"] = base_seed + repeat
-                self.reeval_scores_[row].append(objective.evaluate(params, splits))
+
+        def splits_for(seed):
+            return make_splits(self.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                               groups=groups, validation_fraction=self.validation_fraction, random_state=seed)
+
+        self.reeval_scores_ = reevaluate_top(objective.evaluate, self.cv_results_, splits_for,
+                                             top_k=self.reeval_top_k, repeats=self.reeval_repeats,
+                                             seed=0 if data.seed is None else data.seed)
         self._choose(select_trial(self.cv_results_, "reeval", reeval_scores=self.reeval_scores_))
 
     def _space_params(self, prefix: str) -> dict:

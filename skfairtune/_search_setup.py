@@ -1,20 +1,24 @@
-"""What FairTuneSearchCV's parameters may be: the checks behind its ``_parameter_constraints``.
+"""What a search's fit starts from: its parameters' checks and the checked data.
 
-Each function raises the message a user sees for a bad value (parameter, value,
-fix); :class:`skfairtune._params.Checked` wraps them into constraints.
+Each ``check_*`` function raises the message a user sees for a bad value
+(parameter, value, fix); :class:`skfairtune._params.Checked` wraps them into
+``FairTuneSearchCV._parameter_constraints``. :class:`FitData` is the frozen
+record of the data that every step of ``FairTuneSearchCV.fit`` reads.
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
+import numpy as np
 import optuna
 from sklearn.pipeline import Pipeline
 
 from .classifier import FairTuneClassifier
 from .masks import PRESETS
 
-__all__ = ["check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+__all__ = ["FitData", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
            "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
 
 
@@ -80,4 +84,20 @@ def check_callbacks(callbacks) -> None:
     if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
         raise TypeError("`callbacks` must be a list of callables `callback(study, frozen_trial)` or None; "
                         f"got {callbacks!r}.")
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What every step of ``FairTuneSearchCV.fit`` reads: the checked data and its encodings."""
+
+    X: object
+    y: np.ndarray
+    y_codes: np.ndarray
+    g_codes: np.ndarray
+    group_labels: list
+    sensitive_features: object
+    groups: object
+    seed: int | None
+    step: str | None
+    prefix: str
 
