@@ -107,11 +107,11 @@ class UnitStates:
     >>> from skfairtune._lora import resolve_states
     >>> states = resolve_states("012202", MaskSpace("ln-attn-mlp", depth=2))
     >>> states
-    UnitStates('ln-attn-mlp', depth=2, states='011202')
-    >>> states.lora_units
-    ('blocks.1.attn', 'blocks.1.mlp')
+    UnitStates('ln-attn-mlp', depth=2, states='012102')
+    >>> states.lora_units  # the 2 of LayerNorm unit blocks.1.ln was written as 1
+    ('blocks.0.mlp', 'blocks.1.mlp')
     >>> states.trainable_mask.to_string()  # what the frozen-prefix cache needs
-    '011011'
+    '011101'
     """
 
     space: MaskSpace
@@ -186,7 +186,7 @@ class UnitStates:
         --------
         >>> from skfairtune.masks import MaskSpace
         >>> resolve_states("012202", MaskSpace("ln-attn-mlp", depth=2)).describe()
-        'full: ln: - | attn: 0 | mlp: - || lora: ln: - | attn: 1 | mlp: 1'
+        'full: ln: 1 | attn: 0 | mlp: - || lora: ln: - | attn: - | mlp: 0-1'
         """
         return f"full: {self.full_mask.describe()} || lora: {self.lora_mask.describe()}"
 
