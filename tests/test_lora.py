@@ -290,3 +290,30 @@ def test_unit_states_validates_its_fields():
         UnitStates(MaskSpace("attn", 3), (0, 1))
     with pytest.raises(TypeError, match=r"`space` must be a MaskSpace"):
         UnitStates("attn", (0,))
+
+
+def _fake_search(masks, scores, ranks):
+    from types import SimpleNamespace
+
+    results = {"state": ["complete"] * len(masks), "mean_test_score": np.array(scores, dtype=float),
+               "param_mask": np.array(masks, dtype=object), "param_lora_rank": np.array(ranks, dtype=float)}
+    return SimpleNamespace(cv_results_=results, space="ln-attn-mlp", scoring="min_group_auc",
+                           mask_space_=MaskSpace("ln-attn-mlp", depth=2))
+
+
+def test_mask_figure_marks_lora_units_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skfairtune.plotting import plot_mask_selection
+
+    search = _fake_search(["012120", "000000", "010010"], [0.9, 0.5, 0.8], [8, np.nan, np.nan])
+    ax = plot_mask_selection(search)
+    # rows: ln, attn, mlp; columns: blocks. Full 1, LoRA 0.5, frozen 0.
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[0, 1], [1, 0.5], [0.5, 0]])
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["LoRA r=8", "LoRA r=8", "on", "on"]
+    ax = plot_mask_selection(search, top_k=2)  # "012120" and "010010": trained shares, LoRA apart
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[0, 0.5], [1, 1], [0.5, 0]])
+    assert sorted(t.get_text() for t in ax.texts if "LoRA" in t.get_text()) == ["100%\n50% LoRA", "50%\n50% LoRA"]
+    matplotlib.pyplot.close("all")
