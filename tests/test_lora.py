@@ -317,3 +317,16 @@ def test_mask_figure_marks_lora_units_apart():
     np.testing.assert_array_equal(ax.images[0].get_array(), [[0, 0.5], [1, 1], [0.5, 0]])
     assert sorted(t.get_text() for t in ax.texts if "LoRA" in t.get_text()) == ["100%\n50% LoRA", "50%\n50% LoRA"]
     matplotlib.pyplot.close("all")
+
+
+def test_adapted_model_pickles():
+    pytest.importorskip("peft")
+    import pickle
+
+    vit = tiny_vit()
+    apply_units(vit, "022022", rank=2)
+    copy = pickle.loads(pickle.dumps(vit))
+    vit.eval(), copy.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(copy(images()), vit(images()))
+    assert count_trainable(copy) == count_trainable(vit)
