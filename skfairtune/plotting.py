@@ -88,7 +88,11 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     paper's space) and one column per transformer block. With ``top_k=1`` a
     cell is filled when the best mask trains that unit; with ``top_k > 1``
     it holds the fraction of the ``top_k`` best complete trials that train
-    it, which shows which choices the search agrees on.
+    it, which shows which choices the search agrees on. A LoRA unit (digit
+    ``2`` of a ternary mask string, see :mod:`skfairtune._lora`) counts as
+    trained: with ``top_k=1`` it is drawn half-shaded and labelled with its
+    rank (``param_lora_rank``), with ``top_k > 1`` its LoRA share is written
+    under the cell's share.
 
     Parameters
     ----------
@@ -105,7 +109,8 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     Returns
     -------
     ax : matplotlib Axes
-        The heatmap (``ax.images[0]`` holds the frequency matrix).
+        The heatmap (``ax.images[0]`` holds the frequency matrix; with
+        ``top_k=1`` a LoRA unit's cell holds 0.5).
 
     Examples
     --------
@@ -124,6 +129,7 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     >>> ax.images[0].get_array().shape  # (unit kinds, blocks)
     (3, 2)
     """
+    from ._lora import resolve_states
 
     results = _check_search(search, "plot_mask_selection")
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
@@ -141,9 +147,17 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     space = search.mask_space_
     kinds, depth = space.unit_kinds, space.depth
     # Baselines are stored under their preset names; their bits are what the figure shows.
-    bits = np.array([space.resolve(m).bits for m in masks], dtype=float)
+    # A string with 2s (LoRA units) counts a LoRA unit as trained and marks it apart.
+    values = np.array([resolve_states(m, space).states if "2" in m else space.resolve(m).bits
+                       for m in masks])
     # Bits are block-major (block 0: ln, attn, mlp; block 1: ...), rows here are unit kinds.
-    freq = bits.mean(axis=0).reshape(depth, len(kinds)).T
+    freq = (values > 0).mean(axis=0).reshape(depth, len(kinds)).T
+    lora = (values == 2).mean(axis=0).reshape(depth, len(kinds)).T
+    if len(chosen) == 1:
+        freq = freq - 0.5 * lora  # a LoRA unit is drawn half-shaded
+        ranks = results.get("param_lora_rank")
+        rank = ranks[chosen[0]] if ranks is not None else None
+        lora_text = "LoRA" if rank is None or rank != rank else f"LoRA r={int(rank)}"
 
     plt = _pyplot()
     if ax is None:
@@ -153,7 +167,10 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     for row in range(freq.shape[0]):
         for col in range(depth):
             value = freq[row, col]
-            text = ("on" if value else "") if len(chosen) == 1 else f"{value:.0%}"
+            if len(chosen) == 1:
+                text = lora_text if lora[row, col] else ("on" if value else "")
+            else:
+                text = f"{value:.0%}" + (f"\n{lora[row, col]:.0%} LoRA" if lora[row, col] else "")
             if text:
                 ax.text(col, row, text, ha="center", va="center", fontsize=8,
                         color="white" if value > 0.6 else "black")
