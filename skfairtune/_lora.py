@@ -48,6 +48,7 @@ from torch import nn
 from .masks import Mask, MaskSpace, apply_mask
 
 __all__ = [
+    "lora_states",
     "UNIT_STATES",
     "UnitStates",
     "apply_units",
@@ -203,6 +204,32 @@ def _canonical(states: Sequence[int], space: MaskSpace) -> UnitStates:
 def _is_state(value: Any) -> bool:
     return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
             and int(value) in UNIT_STATES)
+
+
+def lora_states(mask: Any, space: MaskSpace) -> UnitStates | None:
+    """The :class:`UnitStates` of a classifier's ``mask`` when it adapts some unit with LoRA, else None.
+
+    A string holding a ``2``, a mapping with a value 2, or :class:`UnitStates`
+    name LoRA units; every other mask (presets, bit strings, binary masks)
+    is left to :meth:`MaskSpace.resolve`.
+
+    Examples
+    --------
+    >>> from skfairtune.masks import MaskSpace
+    >>> space = MaskSpace("attn", depth=2)
+    >>> lora_states("20", space).lora_units, lora_states("10", space), lora_states("full", space)
+    (('blocks.0.attn',), None, None)
+    """
+    if isinstance(mask, UnitStates):
+        return mask if mask.lora_units else None
+    # A mapping names units ({"blocks.0.attn": 2}); {"attn": 2} is the binary form's block 2.
+    is_ternary = (isinstance(mask, str) and set(mask) <= set("012") and "2" in mask) or (
+        isinstance(mask, Mapping) and set(mask) <= set(space.units)
+        and any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v == 2 for v in mask.values()))
+    if not is_ternary:
+        return None
+    states = resolve_states(mask, space)
+    return states if states.lora_units else None
 
 
 def resolve_states(states: Any, space: MaskSpace) -> UnitStates:

@@ -76,10 +76,18 @@ class SearchSpace:
     mask_space: object | None  # skfairtune.masks.MaskSpace, or None to keep the estimator's mask
     lr_range: tuple[float, float] | None
     extra: dict = field(default_factory=dict)
+    lora_ranks: tuple[int, ...] | None = None  # units may also be LoRA-adapted, at one of these ranks
 
     def suggest(self, trial: optuna.Trial) -> dict:
         params = {}
-        if self.mask_space is not None:
+        if self.mask_space is not None and self.lora_ranks:
+            from ._lora import suggest_states
+
+            states, rank = suggest_states(trial, self.mask_space, ranks=self.lora_ranks)
+            params["mask"] = states.to_string()
+            if rank is not None:
+                params["lora_rank"] = rank
+        elif self.mask_space is not None:
             params["mask"] = self.mask_space.suggest(trial).to_string()
         if self.lr_range is not None:
             params["lr"] = trial.suggest_float("lr", *self.lr_range, log=True)
@@ -98,7 +106,14 @@ class SearchSpace:
         """Estimator parameters of a trial; None when sampling was cut short (Ctrl-C)."""
         try:
             params = {}
-            if self.mask_space is not None:
+            if self.mask_space is not None and self.lora_ranks:
+                from ._lora import states_from_params
+
+                states, rank = states_from_params(trial_params, self.mask_space)
+                params["mask"] = states.to_string()
+                if rank is not None:
+                    params["lora_rank"] = rank
+            elif self.mask_space is not None:
                 params["mask"] = self.mask_space.mask_from_params(trial_params).to_string()
             if self.lr_range is not None:
                 params["lr"] = trial_params["lr"]

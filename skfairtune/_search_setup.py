@@ -19,7 +19,7 @@ from .classifier import FairTuneClassifier
 from .masks import PRESETS
 
 __all__ = ["FitData", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
-           "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
+           "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
 
 
 def check_estimator(estimator) -> None:
@@ -50,6 +50,13 @@ def check_lr_range(lr_range) -> None:
 def check_split_iterable(cv) -> None:
     if isinstance(cv, (str, bytes, numbers.Number)) or not hasattr(cv, "__iter__"):
         raise TypeError(f"`cv` must be None, an int >= 2, a splitter or an iterable of splits; got {cv!r}.")
+
+
+def check_lora_ranks(lora_ranks) -> None:
+    if isinstance(lora_ranks, (str, bytes)) or not hasattr(lora_ranks, "__iter__") or not len(list(lora_ranks)) \
+            or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool) and r >= 1 for r in lora_ranks):
+        raise ValueError(f"`lora_ranks` must be None or a non-empty sequence of positive ints (e.g. (4, 8, 16)); "
+                         f"got {lora_ranks!r}.")
 
 
 def check_baselines(baselines) -> None:

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["scorer_name", "data_fingerprint"]
+__all__ = ["scorer_name", "data_fingerprint", "search_signature"]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -119,3 +119,21 @@ def data_fingerprint(X, y, *, sensitive_features=None, groups=None) -> dict:
         "sensitive_features": _digest(sensitive_features),
         "groups": _digest(groups),
     }
+
+
+def search_signature(*, space_name, space, scoring, max_epochs: int, n_splits: int, fold_scoring: str,
+                     data: dict) -> dict:
+    """What a stored study must match to be resumed by a search (see ``skfairtune._study.open_study``).
+
+    Everything that changes what a trial's score means: the searched space and
+    ranges, the objective, the epochs, the folds and the data.
+    """
+    signature = {
+        "space": space_name, "bits": list(space.mask_space.bit_names) if space.mask_space else [],
+        "lr_range": space.lr_range and list(space.lr_range), "extra": sorted(space.extra),
+        "scoring": scorer_name(scoring), "max_epochs": int(max_epochs), "n_splits": n_splits,
+        "fold_scoring": fold_scoring, "data": data,
+    }
+    if space.lora_ranks:  # only then: studies stored before LoRA units existed still resume
+        signature["lora_ranks"] = list(space.lora_ranks)
+    return signature

@@ -49,6 +49,7 @@ from ._training import (
     WarmupCosineLR,
 )
 from .backbone import count_parameters
+from ._lora import apply_units, lora_states
 from .masks import apply_mask, frozen_prefix_length
 
 __all__ = ["Trainer", "encode_targets", "resolve_device", "resolve_seed", "predict_proba"]
@@ -151,8 +152,17 @@ class Trainer:
         if template is None or template.n_classes != len(self.classes):
             template = self.template = ModelTemplate(p, n_classes=len(self.classes), seed=seed)
         backbone = template.new_backbone()
-        self.mask = template.mask_space.resolve(p["mask"])
-        info = apply_mask(backbone, self.mask, train_embeddings=p["train_embeddings"])
+        self.unit_states = lora_states(p["mask"], template.mask_space)
+        if self.unit_states is None:
+            self.mask = template.mask_space.resolve(p["mask"])
+            info = apply_mask(backbone, self.mask, train_embeddings=p["train_embeddings"])
+            self.n_lora_params = 0
+        else:
+            info = apply_units(backbone, self.unit_states, rank=p["lora_rank"], alpha=p["lora_alpha"],
+                               train_embeddings=p["train_embeddings"])
+            # Binary view for the frozen prefix: a LoRA unit trains, so the prefix stops before it.
+            self.mask = self.unit_states.trainable_mask
+            self.n_lora_params = info["n_lora"]
         self.input_config, self.geometry = template.input_config, template.geometry
         augmentation = template.augmentation
         X_tensor = to_model_tensor(X, p, self.input_config, self.geometry)
@@ -160,6 +170,7 @@ class Trainer:
             raise ValueError(f"X has {len(X_tensor)} images but y has {len(y_encoded)} labels.")
         self.n_features_in = tabular_width(X)
         self.n_trainable_params, self.n_params = count_parameters(backbone)
+        self.n_params -= self.n_lora_params  # the model's own size, comparable across masks
         self.trainable_parameter_names = list(info["trainable_names"])
         train_transform = None
         if augmentation:
@@ -341,6 +352,7 @@ class Trainer:
             "trainable_fraction_": self.n_trainable_params / self.n_params,
             "trainable_parameter_names_": self.trainable_parameter_names,
             "frozen_prefix_": self.frozen_prefix, "frozen_cache_reason_": self.frozen_cache_reason,
+            "unit_states_": self.unit_states, "n_lora_params_": self.n_lora_params,
         }
         if self.n_features_in is not None:
             attributes["n_features_in_"] = self.n_features_in

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._checks import check_not_tabular
 from ._filecache import resolve_image_cache
 from ._inputs import tabular_width
+from ._lora import merge_lora
 from ._params import Checked, OneOf, validate_params
 from ._pixels import check_bit_depth
 from ._preprocess import check_transform
@@ -55,6 +56,14 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         ``"norm1-attn-norm2-mlp"``.
     train_embeddings : bool, default=False
         Also train patch/position embeddings and class token (frozen in the paper).
+    lora_rank : int, default=8
+        Rank of the LoRA adapters of units in state 2 (a ``mask`` string such
+        as ``"012..."``: 0 frozen, 1 fully trained, 2 LoRA-adapted; needs
+        ``pip install skfairtune[lora]``). The adapters are merged into the
+        weights at the end of ``fit``, so inference costs nothing extra.
+    lora_alpha : float, default=None
+        LoRA scale numerator; None uses ``lora_rank`` (scale 1), so a learning
+        rate means the same for every rank.
     lr : float, default=1e-4
         Peak learning rate of AdamW.
     max_epochs : int, default=30
@@ -128,7 +137,11 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
     n_trainable_params_ : int
         Parameters that were trained (head included).
     n_params_ : int
-        All parameters of the model.
+        All parameters of the model (LoRA adapters not counted).
+    unit_states_ : skfairtune._lora.UnitStates or None
+        The frozen / full / LoRA state of every unit when ``mask`` has LoRA units.
+    n_lora_params_ : int
+        Trained LoRA adapter parameters (part of ``n_trainable_params_``; 0 without LoRA).
     trainable_fraction_ : float
         ``n_trainable_params_ / n_params_``.
     frozen_prefix_ : int
@@ -175,6 +188,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         mask="full",
         mask_space="ln-attn-mlp",
         train_embeddings=False,
+        lora_rank=8,
+        lora_alpha=None,
         lr=1e-4,
         max_epochs=30,
         batch_size=512,
@@ -202,6 +217,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         self.mask = mask
         self.mask_space = mask_space
         self.train_embeddings = train_embeddings
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
         self.lr = lr
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -230,6 +247,8 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         "mask": "no_validation",  # resolved against the model's mask space, with its own messages
         "mask_space": [str],
         "train_embeddings": ["boolean"],
+        "lora_rank": [Interval(Integral, 1, None, closed="left")],
+        "lora_alpha": [Interval(Real, 0, None, closed="neither"), None],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -284,6 +303,9 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         trainer.step(self.max_epochs)
         for name, value in trainer.fitted_attributes().items():
             setattr(self, name, value)
+        if self.n_lora_params_:
+            # Zero-cost inference: the adapters become part of the weights.
+            merge_lora(self.net_.module_.suffix.vit)
         return self
 
     @property

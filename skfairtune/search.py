@@ -32,15 +32,10 @@ from ._preemption import preemption_guard
 from ._results import results_table
 from ._selection import SELECTIONS, reevaluate_top, select_trial
 from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
-                             check_estimator, check_lr_range, check_split_iterable, check_study,
+                             check_estimator, check_lora_ranks, check_lr_range, check_split_iterable, check_study,
                              classifier_step_of)
-from ._signature import data_fingerprint, scorer_name
-from ._objective import (
-    Objective,
-    SearchSpace,
-    requires_sensitive_features,
-    scorer_kwargs,
-)
+from ._signature import data_fingerprint, search_signature
+from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
 from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
 from ._study import make_pruner, make_sampler, open_study, redact_url
 from ._template import ModelTemplate, TemplateStore
@@ -76,6 +71,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     lr_range : (float, float) or None, default=(1e-5, 1e-3)
         Log-uniform range of the learning rate (the paper's); ``None`` keeps
         the estimator's ``lr``.
+    lora_ranks : sequence of int or None, default=None
+        Make the space ternary: each attention or MLP unit is frozen, fully
+        trained or LoRA-adapted (``pip install skfairtune[lora]``), and the
+        rank is searched among these values. None searches binary masks.
     param_distributions : dict of str to optuna distribution, default=None
         Extra estimator parameters to search, e.g.
         ``{"weight_decay": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)}``.
@@ -264,6 +263,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
         "space": [str, None],
         "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
+        "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
         "param_distributions": [dict, None],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
         "scoring": [str, callable],
@@ -301,6 +301,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         *,
         space="ln-attn-mlp",
         lr_range=(1e-5, 1e-3),
+        lora_ranks=None,
         param_distributions=None,
         n_trials=20,
         scoring="min_group_auc",
@@ -332,6 +333,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.estimator = estimator
         self.space = space
         self.lr_range = lr_range
+        self.lora_ranks = lora_ranks
         self.param_distributions = param_distributions
         self.n_trials = n_trials
         self.scoring = scoring
@@ -557,7 +559,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         templates.add(template)
         space = SearchSpace(template.mask_space if self.space is not None else None,
                             tuple(self.lr_range) if self.lr_range is not None else None,
-                            dict(self.param_distributions or {}))
+                            dict(self.param_distributions or {}),
+                            tuple(self.lora_ranks) if self.lora_ranks else None)
         return Objective(
             estimator=estimator, step=data.step, space=space,
             # Without subsample no copy: a memory-mapped cache stays on disk.
@@ -578,15 +581,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         space = objective.space
         classifier = self._classifier_step()[1]
         self.mask_space_ = space.mask_space
-        signature = {
-            "space": self.space, "bits": list(space.mask_space.bit_names) if space.mask_space else [],
-            "lr_range": space.lr_range and list(space.lr_range),
-            "extra": sorted(space.extra), "scoring": scorer_name(self.scoring),
-            "max_epochs": int(classifier.max_epochs), "n_splits": len(splits),
-            "fold_scoring": "pooled" if self._pooled(splits) else "mean",
-            "data": data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features,
-                                     groups=data.groups),
-        }
+        signature = search_signature(
+            space_name=self.space, space=space, scoring=self.scoring, max_epochs=classifier.max_epochs,
+            n_splits=len(splits), fold_scoring="pooled" if self._pooled(splits) else "mean",
+            data=data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features, groups=data.groups))
         with _optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,

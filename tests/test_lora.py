@@ -330,3 +330,51 @@ def test_adapted_model_pickles():
     with torch.no_grad():
         torch.testing.assert_close(copy(images()), vit(images()))
     assert count_trainable(copy) == count_trainable(vit)
+
+
+# ----------------------------------------------------------------------------- through the estimators
+def test_classifier_trains_lora_units_and_merges_them():
+    pytest.importorskip("peft")
+    from skfairtune.datasets import make_biased_images
+
+    from .conftest import tiny_classifier
+
+    data = make_biased_images(96, image_size=16, random_state=0)
+    clf = tiny_classifier(mask="000002", lora_rank=2, max_epochs=1).fit(data.images, data.target)
+    binary = tiny_classifier(mask="000001", max_epochs=1).fit(data.images, data.target)
+    assert clf.n_lora_params_ > 0 and clf.unit_states_.lora_units == ("blocks.1.mlp",)
+    # Rank-2 adapters train far fewer parameters than the unit they adapt.
+    assert clf.n_trainable_params_ < binary.n_trainable_params_
+    assert clf.n_params_ == binary.n_params_
+    assert clf.frozen_prefix_ == 3  # the prefix stops before the adapted unit
+    # Merged at the end of fit: a plain timm model, no adapter left.
+    assert not any("lora_" in name for name, _ in clf.model_.named_parameters())
+    assert clf.predict_proba(data.images[:5]).shape == (5, 2)
+
+
+def test_search_over_ternary_units_records_the_rank():
+    pytest.importorskip("peft")
+    from skfairtune import FairTuneSearchCV
+    from skfairtune.datasets import make_biased_images
+
+    from .conftest import tiny_classifier
+
+    data = make_biased_images(96, image_size=16, random_state=0)
+    search = FairTuneSearchCV(tiny_classifier(max_epochs=1), n_trials=6, lora_ranks=(2, 4), baselines=None,
+                              n_bootstrap=0, random_state=0)
+    search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    masks = [p["mask"] for p in search.cv_results_["params"]]
+    ranked = [p for p in search.cv_results_["params"] if "2" in p["mask"]]
+    assert ranked, f"no trial drew a LoRA unit: {masks}"
+    assert all(p["lora_rank"] in (2, 4) for p in ranked)
+    assert all("lora_rank" not in p for p in search.cv_results_["params"] if "2" not in p["mask"])
+
+
+@pytest.mark.parametrize("value", [0, (), (2, 0), "8", (1.5,)])
+def test_bad_lora_ranks_are_refused(value):
+    from skfairtune import FairTuneSearchCV
+
+    from .conftest import tiny_classifier
+
+    with pytest.raises(ValueError, match=r"`lora_ranks` must be None or a non-empty sequence of positive ints"):
+        FairTuneSearchCV(tiny_classifier(), lora_ranks=value).fit(np.zeros((8, 16, 16, 3), np.uint8), [0, 1] * 4)
