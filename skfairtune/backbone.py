@@ -1,4 +1,4 @@
-"""Building and loading timm Vision Transformer backbones, and running them in pieces.
+"""Building timm Vision Transformer backbones and loading their weights.
 
 :func:`build_backbone` creates a timm ViT, optionally with weights from the
 Hugging Face Hub (``pretrained=True``) or from a local file
@@ -8,10 +8,9 @@ embeddings and the patch projection are resampled to the model's image and
 patch size, and a head of another size is dropped; anything else that does not
 fit raises an error instead of loading silently.
 
-:func:`forward_prefix` and :class:`ViTSuffix` split the forward pass of a timm
-ViT at a *half-block* boundary (half-block ``2 i`` is the attention branch of
-block ``i``, ``2 i + 1`` its MLP branch), so that the output of a frozen prefix
-can be computed once and cached while only the suffix is trained.
+:func:`forward_prefix`, :class:`ViTSuffix` and :func:`supports_prefix_cache`,
+which split the forward pass at a half-block boundary, live with the rest of
+the frozen-prefix code in :mod:`skfairtune._prefix` and are re-exported here.
 """
 
 from __future__ import annotations
