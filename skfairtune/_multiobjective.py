@@ -413,8 +413,8 @@ def pareto_front_frame(study_or_trials, *, names: Sequence[str] | None = None, d
     ...     _ = study.tell(trial, [auc, cost])
     >>> pareto_front_frame(study, names=["min_group_auc", "n_trainable_params"])
        trial_number  mask     lr baseline  min_group_auc  n_trainable_params
-    0             0  1100  0.001     None            0.8                  20
-    1             1  1000  0.001     None            0.7                  10
+    0             0  1100  0.001     None            0.8                20.0
+    1             1  1000  0.001     None            0.7                10.0
     """
     import optuna
     import pandas as pd
