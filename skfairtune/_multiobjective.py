@@ -448,6 +448,8 @@ def pareto_front_frame(study_or_trials, *, names: Sequence[str] | None = None, d
         row.update(zip(names, (v.item() if isinstance(v, np.generic) else v for v in trial.values)))
         rows.append(row)
     frame = pd.DataFrame(rows)
+    # pandas would show a missing baseline as NaN next to preset names; None says "no baseline".
+    frame["baseline"] = frame["baseline"].astype(object).where(frame["baseline"].notna(), None)
     params = [c for c in frame.columns if c not in columns]
     return frame[["trial_number", *params, "baseline", *names]]
 
