@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._multiobjective import check_directions, dominance_counts, oriented
+from ._pareto import check_directions, dominance_counts, oriented
 from ._study import first_rung_epoch
 
 __all__ = ["ParetoSuccessiveHalving", "EPOCH_VALUES_ATTR", "RUNGS_ATTR", "pareto_prune_decision"]

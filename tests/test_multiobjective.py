@@ -10,16 +10,13 @@ import numpy as np
 import optuna
 import pytest
 
-from skfairtune._multiobjective import (
-    TrialCost,
+from skfairtune._multiobjective import TrialCost, resolve_refit, resolve_scorings, utopia_index
+from skfairtune._pareto import (
     check_directions,
     hypervolume,
     hypervolume_history,
     non_dominated_sort,
     pareto_front_frame,
-    resolve_refit,
-    resolve_scorings,
-    utopia_index,
 )
 from skfairtune._pareto_pruning import EPOCH_VALUES_ATTR, RUNGS_ATTR, ParetoSuccessiveHalving, pareto_prune_decision
 from skfairtune.scorers import get_fairness_scorer_names
@@ -467,3 +464,79 @@ def test_unknown_scoring_lists_valid_names():
         resolve_scorings(["min_group_auc", "fairness_please"])
     text = str(info.value)
     assert all(repr(name) in text for name in [*get_fairness_scorer_names(), "n_trainable_params", "roc_auc"])
+
+
+# ---------------------------------------------------------------------- figures
+def _fitted(n=12, seed=0, scoring=("min_group_auc", "overall_auc", "n_trainable_params")):
+    """A stand-in for a fitted multi-objective search: what the figures read."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    state = np.array(["complete"] * n, dtype=object)
+    state[[2, 5]] = "pruned", "fail"
+    baseline = np.array([None] * n, dtype=object)
+    baseline[:2] = "linear", "full_ft"
+    results = {"mean_test_min_group_auc": rng.uniform(0.6, 0.8, n),
+               "mean_test_overall_auc": rng.uniform(0.75, 0.9, n),
+               "mean_test_n_trainable_params": rng.integers(1_000, 50_000, n).astype(float),
+               "state": state, "trial_number": np.arange(n), "baseline": baseline}
+    results["mean_test_min_group_auc"][5] = np.nan
+    scoring = scoring if isinstance(scoring, str) else list(scoring)
+    return SimpleNamespace(scoring=scoring, cv_results_=results, best_index_=3)
+
+
+def test_plot_pareto_front_marks_front_baselines_and_refit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from skfairtune._pareto_plots import plot_pareto_front
+
+    search = _fitted()
+    ax = plot_pareto_front(search, x="min_group_auc", y="n_trainable_params")
+    labels = ax.get_legend_handles_labels()[1]
+    results = search.cv_results_
+    complete = [i for i in range(12) if results["state"][i] == "complete"]
+    matrix = np.column_stack([results[f"mean_test_{n}"] for n in search.scoring])[complete]
+    n_front = int((non_dominated_sort(matrix, ["maximize", "maximize", "minimize"]) == 0).sum())
+    assert f"Pareto-optimal trial ({n_front})" in labels and f"trial ({len(complete) - n_front})" in labels
+    assert {"baseline: linear", "baseline: full_ft", "refit trial"} <= set(labels)
+    assert ax.get_ylabel() == "Validation n_trainable_params (lower is better)"
+    plt.close("all")
+
+
+def test_plot_hypervolume_history_compares_searches():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from skfairtune._pareto_plots import plot_hypervolume_history
+
+    a, b = _fitted(seed=0), _fitted(seed=1)
+    ax = plot_hypervolume_history({"tpe": a, "random": b})
+    assert [line.get_label() for line in ax.lines] == ["tpe", "random"]
+    for line in ax.lines:
+        assert (np.diff(line.get_ydata()) >= 0).all() and line.get_ydata()[-1] > 0
+    plt.close("all")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f: f["front"](_fitted(), x="roc_auc"), r"`x='roc_auc'` is not an objective of this search"),
+    (lambda f: f["front"](_fitted(), x="overall_auc", y="overall_auc"), "both 'overall_auc'"),
+    (lambda f: f["front"](type("S", (), {"scoring": ["min_group_auc"]})()), "needs a fitted"),
+    (lambda f: f["front"](_fitted(scoring="min_group_auc")), "needs a search with several objectives"),
+    (lambda f: f["hv"]({}), "`searches` is empty"),
+    (lambda f: f["hv"](_fitted(), reference_point=[0.5]), "`reference_point` has 1 entries"),
+    (lambda f: f["hv"]({"a": _fitted(), "b": _fitted(scoring=["overall_auc", "min_group_auc",
+                                                           "n_trainable_params"])}), "with the same objectives"),
+])
+def test_plot_bad_inputs(call, message):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skfairtune._pareto_plots import plot_hypervolume_history, plot_pareto_front
+
+    with pytest.raises(ValueError, match=message):
+        call({"front": plot_pareto_front, "hv": plot_hypervolume_history})
