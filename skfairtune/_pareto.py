@@ -378,13 +378,15 @@ def hypervolume_history(values, directions, reference_point=None) -> np.ndarray:
     """
     directions = check_directions(directions)
     matrix = _matrix(values, len(directions))
-    reference = _reference(oriented(matrix, directions), reference_point, directions)
-    # Back to the objectives' units, so that hypervolume() orients it once more.
-    reference = reference * np.array([1.0 if d == "maximize" else -1.0 for d in directions])
-    history = np.zeros(len(matrix))
-    for k in range(len(matrix)):
-        if k and not np.isfinite(matrix[k]).all():
-            history[k] = history[k - 1]
-            continue
-        history[k] = hypervolume(matrix[: k + 1], directions, reference)
+    points = oriented(matrix, directions)
+    reference = _reference(points, reference_point, directions)
+    history = np.zeros(len(points))
+    front = np.empty((0, points.shape[1]))  # the non-dominated rows so far, oriented
+    volume = 0.0
+    for k, point in enumerate(points):
+        # Only a row that enters the front changes the volume: recompute then, on the front alone.
+        if np.isfinite(point).all() and (point > reference).all() and not dominance_counts(point[None], front)[0]:
+            front = np.vstack([front[dominance_counts(front, point[None]) == 0], point])
+            volume = round(_hypervolume_loss(-front, -reference), 12)
+        history[k] = volume
     return history

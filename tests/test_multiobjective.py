@@ -342,6 +342,16 @@ def test_hypervolume_edge_cases_and_history():
     assert (np.diff(hypervolume_history(np.random.default_rng(0).uniform(size=(30, 3)), ["maximize"] * 3)) >= 0).all()
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_hypervolume_history_is_the_volume_of_each_prefix(dims):
+    values = np.random.default_rng(dims).uniform(size=(40, dims))
+    values[[0, 7, 8]] = np.nan
+    directions = ["maximize", "minimize", "maximize"][:dims]
+    reference = [0.2, 0.8, 0.2][:dims]
+    expected = [hypervolume(values[: k + 1], directions, reference) for k in range(len(values))]
+    assert hypervolume_history(values, directions, reference) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: non_dominated_sort([], MAXMAX), "non-empty 2-D array"),
     (lambda: non_dominated_sort([[0.1, 0.2, 0.3]], MAXMAX), "3 columns but `directions` names 2"),
