@@ -123,9 +123,10 @@ def plot_pareto_front(search, *, x: str | None = None, y: str | None = None, ax=
             label=f"trial ({(~on_front).sum()})")
     ax.plot(values[on_front, i], values[on_front, j], "o", color=_COMPLETE_COLOR, markeredgecolor="black",
             label=f"Pareto-optimal trial ({on_front.sum()})", zorder=3)
-    # A staircase: between two front trials the plane they dominate has a corner, not a slope.
+    # A staircase through the corners both neighbours dominate (the boundary of what the front
+    # dominates): ordered by the x objective's quality, each step goes along y first.
     ax.plot(values[plane, i], values[plane, j], "--", color="0.3", linewidth=1, zorder=2,
-            drawstyle="steps-post" if directions[i] == directions[j] else "steps-pre")
+            drawstyle="steps-pre")
     selected = getattr(search, "best_index_", None)
     if selected is not None and int(selected) in set(rows.tolist()):
         k = int(np.flatnonzero(rows == int(selected))[0])
@@ -143,7 +144,8 @@ def plot_pareto_front(search, *, x: str | None = None, y: str | None = None, ax=
     ax.set_xlabel(_label(x, directions[i]))
     ax.set_ylabel(_label(y, directions[j]))
     title = "Pareto front of the complete trials"
-    ax.set_title(title if len(names) == 2 else f"{title} (outlined: over all {len(names)} objectives)")
+    ax.set_title(title if len(names) == 2 else f"{title}\n(outlined: non-dominated over all {len(names)} objectives)",
+                 fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.margins(0.1)
     ax.grid(alpha=0.3)
@@ -227,7 +229,7 @@ def plot_hypervolume_history(searches, *, reference_point: Sequence[float] | Non
     ax.set_xlabel("Trial")
     ax.set_ylabel("Hypervolume of the complete trials")
     shown = ", ".join(f"{n}={float(r):.3g}" for n, r in zip(names, reference_point))
-    ax.set_title(f"Hypervolume over trials (reference {shown})", fontsize=10)
+    ax.set_title(f"Hypervolume over trials\nreference point: {shown}", fontsize=10)
     ax.grid(alpha=0.3)
     if len(curves) > 1:
         ax.legend(loc="best", fontsize=8)
