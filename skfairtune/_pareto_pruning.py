@@ -36,7 +36,8 @@ import numpy as np
 from ._pareto import check_directions, dominance_counts, oriented
 from ._study import first_rung_epoch
 
-__all__ = ["ParetoSuccessiveHalving", "EPOCH_VALUES_ATTR", "RUNGS_ATTR", "pareto_prune_decision"]
+__all__ = ["ParetoSuccessiveHalving", "EPOCH_VALUES_ATTR", "RUNGS_ATTR", "pareto_prune_decision",
+           "record_epoch_values"]
 
 EPOCH_VALUES_ATTR = "epoch_objective_values"
 RUNGS_ATTR = "pareto_rungs"
@@ -80,6 +81,37 @@ def pareto_prune_decision(vector, competitors, directions, *, prune_share: float
     dominated_by = int(dominance_counts(own, others)[0])
     needed = math.floor(prune_share * n + 1e-9)
     return bool(n >= min_trials and needed >= 1 and dominated_by >= needed), dominated_by, n
+
+
+def record_epoch_values(trial, values, epoch: int) -> None:
+    """Store a trial's objective vector after ``epoch`` in its ``epoch_objective_values`` user attribute.
+
+    :meth:`ParetoSuccessiveHalving.report` stores through this; a search
+    without a pruner calls it directly, so that every multi-objective trial
+    keeps its learning curves (and a pruned one the values it stopped with).
+
+    Parameters
+    ----------
+    trial : optuna.Trial
+        The running trial.
+    values : sequence of float
+        One value per objective, in the objectives' units.
+    epoch : int
+        The epoch just trained (1-based).
+
+    Examples
+    --------
+    >>> import optuna
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> trial = optuna.create_study(directions=["maximize", "minimize"]).ask()
+    >>> record_epoch_values(trial, [0.71, 5000.0], 1)
+    >>> trial.user_attrs["epoch_objective_values"]
+    {'1': [0.71, 5000.0]}
+    """
+    stored = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR) or {})
+    # JSON storages turn int keys into strings: use strings from the start.
+    stored[str(int(epoch))] = [float(v) for v in values]
+    trial.set_user_attr(EPOCH_VALUES_ATTR, stored)
 
 
 class ParetoSuccessiveHalving:
@@ -187,11 +219,7 @@ class ParetoSuccessiveHalving:
         epoch : int
             The epoch just trained (1-based).
         """
-        vector = self._check_vector(values)
-        stored = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR) or {})
-        # JSON storages turn int keys into strings: use strings from the start.
-        stored[str(int(epoch))] = vector
-        trial.set_user_attr(EPOCH_VALUES_ATTR, stored)
+        record_epoch_values(trial, self._check_vector(values), epoch)
 
     def should_prune(self, trial, epoch: int) -> bool:
         """Whether the trial stops after ``epoch`` (only ever True at a rung).
