@@ -56,7 +56,8 @@ def trial_summary(trial: FrozenTrial) -> str:
     'trial 7 complete: 0.8123 | 4 epochs | 2.5 s | mask 110010 (3/6 bits) | lr 3.0e-04'
     """
     attrs = trial.user_attrs
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    values = trial.values or []
+    value = "-" if not values else "/".join(f"{v:.4f}" for v in values)
     parts = [f"trial {trial.number} {trial.state.name.lower()}: {value}",
              f"{attrs.get('n_epochs', 0)} epochs"]
     if attrs.get("fit_time") is not None:
@@ -134,9 +135,9 @@ class ProgressBar:
             self.counts["pruned"] += 1
         elif trial.state == TrialState.FAIL:
             self.counts["failed"] += 1
-        elif trial.state == TrialState.COMPLETE and trial.value is not None:
-            if self.best is None or trial.value > self.best:
-                self.best = trial.value
+        elif trial.state == TrialState.COMPLETE and trial.values is not None and len(trial.values) == 1:
+            if self.best is None or trial.values[0] > self.best:
+                self.best = trial.values[0]
         self._refresh(update=1)
 
     def _refresh(self, update: int = 0) -> None:

@@ -16,6 +16,8 @@ The pruner that stops trials on the Pareto order per epoch is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import difflib
 import numbers
 from collections.abc import Callable, Sequence
@@ -25,6 +27,8 @@ import numpy as np
 from ._pareto import check_directions, oriented
 
 __all__ = [
+    "Scoring",
+    "resolve_search_scoring",
     "N_TRAINABLE_PARAMS",
     "TrialCost",
     "resolve_scorings",
@@ -365,3 +369,67 @@ def resolve_refit(refit, names: Sequence[str], directions) -> Callable[[dict], i
         f"`refit` must be True, False, 'utopia', an objective name among {names} or a callable "
         f"cv_results_ -> index; got {refit!r}."
     )
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A search's resolved ``scoring``: one objective, or several (a multi-objective study).
+
+    Attributes
+    ----------
+    names : tuple of str
+        Objective names; a single callable scoring is named ``"score"``.
+    scorers : tuple
+        Scorer callables, or :class:`TrialCost` for costs read from the model.
+    directions : tuple of {"maximize", "minimize"}
+    multi : bool
+        True for a list or dict ``scoring`` (even of one entry): the study has
+        ``directions`` and ``cv_results_`` has one column set per name.
+    """
+
+    names: tuple
+    scorers: tuple
+    directions: tuple
+    multi: bool
+
+    @property
+    def prediction_scorers(self) -> list:
+        """The scorers that read predictions (not costs)."""
+        return [s for s in self.scorers if not isinstance(s, TrialCost)]
+
+    def scorer_attribute(self):
+        """``scorer_`` as scikit-learn sets it: the scorer, or a dict of them by name."""
+        return dict(zip(self.names, self.scorers)) if self.multi else self.scorers[0]
+
+
+def resolve_search_scoring(scoring) -> Scoring:
+    """``FairTuneSearchCV.scoring`` as a :class:`Scoring` (errors name the valid choices).
+
+    Examples
+    --------
+    >>> resolve_search_scoring("min_group_auc").multi
+    False
+    >>> s = resolve_search_scoring(["min_group_auc", "n_trainable_params"])
+    >>> s.names, s.directions
+    (('min_group_auc', 'n_trainable_params'), ('maximize', 'minimize'))
+    """
+    if isinstance(scoring, (list, tuple, dict)):
+        names, scorers, directions = resolve_scorings(scoring)
+        return Scoring(tuple(names), tuple(scorers), tuple(directions), multi=True)
+    from sklearn.metrics import check_scoring
+
+    from .scorers import get_fairness_scorer, get_fairness_scorer_names
+
+    if isinstance(scoring, str) and scoring in get_fairness_scorer_names():
+        scorer = get_fairness_scorer(scoring)
+    elif isinstance(scoring, str):
+        try:
+            scorer = check_scoring(None, scoring=scoring)
+        except ValueError as exc:
+            raise ValueError(f"`scoring={scoring!r}` is not a fairness scorer ({get_fairness_scorer_names()}) "
+                             f"nor a scikit-learn scorer: {exc}") from None
+    elif callable(scoring):
+        scorer = scoring
+    else:
+        raise TypeError(f"`scoring` must be a scorer name, a callable, or a list/dict of them; got {scoring!r}.")
+    return Scoring((scoring if isinstance(scoring, str) else "score",), (scorer,), ("maximize",), multi=False)

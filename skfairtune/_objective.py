@@ -7,7 +7,6 @@ whole validation split of every fold, and a trial the pruner rejects stops there
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -172,7 +171,8 @@ class Objective:
 
     def __init__(self, *, estimator, step, space, X, X_original, y, sensitive_features,
                  splits, scorer, error_score, max_epochs, verbose=0, fold_scoring="mean",
-                 g_codes=None, n_bootstrap=0, bootstrap_seed=0, templates=None):
+                 g_codes=None, n_bootstrap=0, bootstrap_seed=0, templates=None, objectives=None,
+                 pareto_pruner=None):
         self.estimator = estimator
         self.step = step
         self.space = space
@@ -190,6 +190,10 @@ class Objective:
         self.n_bootstrap = n_bootstrap
         self.bootstrap_seed = bootstrap_seed
         self.templates = templates if templates is not None else TemplateStore()
+        # Several objectives ({name: scorer or TrialCost}): the trial returns one value each and
+        # pareto_pruner (None: no pruning) judges it, since Optuna's pruners judge one objective.
+        self.objectives = objectives
+        self.pareto_pruner = pareto_pruner
         self.classes = np.unique(y)
         self._activation_cache = None
 
@@ -237,29 +241,31 @@ class Objective:
         return _Fold(trainer, trainer.model_inputs(X_valid, data_key=fold_key), np.asarray(valid))
 
     # ------------------------------------------------------------------ scoring
-    def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes) -> float:
+    def _score_predictions(self, proba: np.ndarray, positions: np.ndarray, classes, scorer=None) -> float:
+        scorer = self.scorer if scorer is None else scorer
         frozen = FrozenPredictions(proba, classes)
         placeholder = np.zeros((len(proba), 1))
         s = None if self.sensitive_features is None else _safe_indexing(self.sensitive_features, positions)
-        return float(self.scorer(frozen, placeholder, self.y[positions], **scorer_kwargs(self.scorer, s)))
+        return float(scorer(frozen, placeholder, self.y[positions], **scorer_kwargs(scorer, s)))
 
-    def _epoch_scores(self, folds) -> tuple[float, list[float], list]:
+    def _epoch_scores(self, folds, probas=None, scorer=None) -> tuple[float, list[float], list]:
         """(objective value, per-fold scores, per-set predictions) after an epoch."""
-        probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
+        if probas is None:
+            probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
         classes = folds[0].trainer.classes
         pooled = self.fold_scoring == "pooled" and len(folds) > 1
         fold_scores = []
         for fold, proba in zip(folds, probas):
             fold.overall_auc = _overall_auc(self.y[fold.valid], proba, classes)
             try:
-                fold_scores.append(self._score_predictions(proba, fold.valid, classes))
+                fold_scores.append(self._score_predictions(proba, fold.valid, classes, scorer))
             except ValueError:
                 if not pooled:
                     raise
                 fold_scores.append(float("nan"))  # e.g. a group with one class in this fold only
         if pooled:
             sets = [(np.concatenate([f.valid for f in folds]), np.concatenate(probas))]
-            value = self._score_predictions(sets[0][1], sets[0][0], classes)
+            value = self._score_predictions(sets[0][1], sets[0][0], classes, scorer)
         else:
             sets = [(fold.valid, proba) for fold, proba in zip(folds, probas)]
             value = float(np.mean(fold_scores))
@@ -301,21 +307,51 @@ class Objective:
         for epoch in range(1, self.max_epochs + 1):
             for fold in folds:
                 fold.trainer.step(1, propagate_interrupt=True)
-            value, fold_scores, sets = self._epoch_scores(folds)
+            if self.objectives:
+                value, fold_scores, sets = self._objective_values(folds)
+            else:
+                value, fold_scores, sets = self._epoch_scores(folds)
             epoch_scores.append(fold_scores)
             epoch_overall.append([fold.overall_auc for fold in folds])
-            if not math.isfinite(value):
+            if not np.all(np.isfinite(value)):
                 raise FloatingPointError(
                     f"the validation score is {value} at epoch {epoch} (fold scores {fold_scores})"
                 )
             if trial is not None:
                 TrialRecord.write(trial, epoch_split_overall_auc=epoch_overall,
                                   epoch_split_scores=epoch_scores, n_epochs=epoch)
-                trial.report(value, epoch)
                 # Pruning after the last epoch would save nothing and discard a trained trial.
-                if epoch < self.max_epochs and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value:.4f}")
+                if self._judge(trial, value, epoch) and epoch < self.max_epochs:
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value}")
         return value, epoch_scores, sets, folds[0].trainer.classes
+
+    def _objective_values(self, folds):
+        """(one value per objective, the first objective's fold scores, its sets) after an epoch."""
+        from ._multiobjective import TrialCost
+
+        probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
+        values, first = [], None
+        for scorer in self.objectives.values():
+            if isinstance(scorer, TrialCost):
+                values.append(float(getattr(folds[0].trainer, scorer.attribute.rstrip("_"))))
+                continue
+            value, fold_scores, sets = self._epoch_scores(folds, probas, scorer)
+            values.append(value)
+            first = first or (fold_scores, sets)
+        return tuple(values), *(first or ([], []))
+
+    def _judge(self, trial, value, epoch: int) -> bool:
+        """Report ``value`` after ``epoch``; True when the trial should stop."""
+        if not self.objectives:
+            trial.report(value, epoch)
+            return trial.should_prune()
+        if self.pareto_pruner is None:
+            from ._pareto_pruning import record_epoch_values
+
+            record_epoch_values(trial, value, epoch)  # the learning curves, for the results
+            return False
+        self.pareto_pruner.report(trial, value, epoch)
+        return self.pareto_pruner.should_prune(trial, epoch)
 
     def evaluate(self, params: dict, splits) -> float:
         """Train ``params`` to the end on other ``splits`` and return the objective.
@@ -337,8 +373,9 @@ class Objective:
         started = time.perf_counter()
         try:
             value, _, sets, classes = self._train(params, self.splits, trial)
-            TrialRecord.write(trial, bootstrap_scores=self._bootstrap(sets, classes),
-                              fit_time=time.perf_counter() - started)
+            if not self.objectives:  # replicates of one objective; several are compared by their front
+                TrialRecord.write(trial, bootstrap_scores=self._bootstrap(sets, classes))
+            TrialRecord.write(trial, fit_time=time.perf_counter() - started)
             return value
         except optuna.TrialPruned:
             TrialRecord.write(trial, fit_time=time.perf_counter() - started)
@@ -354,4 +391,4 @@ class Objective:
                               fail_reason=f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, (NonFiniteLossError, FloatingPointError)):
                 TrialRecord.write(trial, traceback=traceback.format_exc()[-2000:])
-            return float(self.error_score)
+            return (float(self.error_score),) * len(self.objectives) if self.objectives else float(self.error_score)

@@ -527,10 +527,11 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> bool:
     try:
         if state == TrialState.PRUNED:
             frozen = study.tell(trial, state=TrialState.PRUNED)
-        elif value is None or not math.isfinite(float(value)):
+        elif value is None or not all(math.isfinite(float(v)) for v in np.atleast_1d(value)):
             frozen = study.tell(trial, state=TrialState.FAIL)
         else:
-            frozen = study.tell(trial, float(value))
+            # One value, or one per objective of a multi-objective study.
+            frozen = study.tell(trial, [float(v) for v in value] if np.ndim(value) else float(value))
     except UpdateFinishedTrialError:
         _warn_lost(trial)
         return False

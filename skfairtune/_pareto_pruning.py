@@ -35,6 +35,7 @@ import numpy as np
 
 from ._pareto import check_directions, dominance_counts, oriented
 from ._study import first_rung_epoch
+from ._trial_record import TrialRecord
 
 __all__ = ["ParetoSuccessiveHalving", "EPOCH_VALUES_ATTR", "RUNGS_ATTR", "pareto_prune_decision",
            "record_epoch_values"]
@@ -111,7 +112,7 @@ def record_epoch_values(trial, values, epoch: int) -> None:
     stored = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR) or {})
     # JSON storages turn int keys into strings: use strings from the start.
     stored[str(int(epoch))] = [float(v) for v in values]
-    trial.set_user_attr(EPOCH_VALUES_ATTR, stored)
+    TrialRecord.write(trial, epoch_objective_values=stored)
 
 
 class ParetoSuccessiveHalving:
@@ -254,5 +255,5 @@ class ParetoSuccessiveHalving:
             own, competitors, self.directions, prune_share=self.prune_share, min_trials=self.min_trials)
         rungs = dict(trial.user_attrs.get(RUNGS_ATTR) or {})
         rungs[key] = [dominated_by, n]  # why a trial stopped (or not), for reports
-        trial.set_user_attr(RUNGS_ATTR, rungs)
+        TrialRecord.write(trial, pareto_rungs=rungs)
         return prune

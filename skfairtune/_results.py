@@ -19,19 +19,26 @@ def _trial_params(trial, space) -> dict:
 def _trial_score(trial) -> float:
     """The objective of a complete trial, or the last value a pruned one reported."""
     if trial.state == optuna.trial.TrialState.COMPLETE:
-        return np.nan if trial.value is None else float(trial.value)
+        return np.nan if not trial.values else float(trial.values[0])
     if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
         return float(trial.intermediate_values[max(trial.intermediate_values)])
     return np.nan
 
 
-def results_table(trials, space, n_splits: int) -> dict:
+def results_table(trials, space, n_splits: int, *, names=None, directions=None) -> dict:
     """sklearn's ``cv_results_`` layout, plus Optuna's state, epochs and bootstrap intervals.
 
     ``mean_test_score`` is the trial's objective (pooled over folds when the
     search pools them); ``std_test_score`` the standard deviation of its
     paired bootstrap replicates when there are any, else over folds.
+
+    With several objective ``names`` the layout is scikit-learn's multi-metric
+    one: ``mean_test_<name>`` and ``rank_test_<name>`` per objective (a pruned
+    trial shows the values it stopped with), plus ``pareto_rank`` (0: on the
+    front of the complete trials, -1: not complete).
     """
+    if names is not None:
+        return _multi_objective_table(trials, space, n_splits, list(names), list(directions))
     n = len(trials)
     table: dict = {"params": [], "state": np.empty(n, dtype=object), "n_epochs": np.zeros(n, dtype=int),
                    "mean_fit_time": np.full(n, np.nan), "trial_number": np.zeros(n, dtype=int),
@@ -81,4 +88,34 @@ def results_table(trials, space, n_splits: int) -> dict:
     ranks = np.empty(n, dtype=np.int32)
     ranks[np.argsort(order_key, kind="stable")] = np.arange(1, n + 1)
     table["rank_test_score"] = ranks
+    return table
+
+
+def _multi_objective_table(trials, space, n_splits: int, names: list, directions: list) -> dict:
+    from ._pareto import non_dominated_sort
+
+    table = results_table(trials, space, n_splits)
+    for key in ("mean_test_score", "std_test_score", "ci_low_test_score", "ci_high_test_score",
+                "rank_test_score", *(f"split{k}_test_score" for k in range(n_splits))):
+        table.pop(key)
+    values = np.full((len(trials), len(names)), np.nan)
+    for i, trial in enumerate(trials):
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.values is not None:
+            values[i] = trial.values
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            curve = TrialRecord.of(trial).epoch_objective_values or {}
+            if curve:
+                values[i] = curve[max(curve, key=int)]
+    complete = table["state"] == "complete"
+    for k, (name, direction) in enumerate(zip(names, directions)):
+        table[f"mean_test_{name}"] = values[:, k]
+        better = -values[:, k] if direction == "maximize" else values[:, k]
+        order_key = np.where(complete, np.nan_to_num(better, nan=np.inf), np.inf)
+        ranks = np.empty(len(trials), dtype=np.int32)
+        ranks[np.argsort(order_key, kind="stable")] = np.arange(1, len(trials) + 1)
+        table[f"rank_test_{name}"] = ranks
+    pareto = np.full(len(trials), -1)
+    if complete.any():
+        pareto[complete] = non_dominated_sort(values[complete], directions)
+    table["pareto_rank"] = pareto
     return table

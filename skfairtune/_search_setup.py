@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from .classifier import FairTuneClassifier
 from .masks import PRESETS
 
-__all__ = ["FitData", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+__all__ = ["FitData", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
            "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
 
 
@@ -99,6 +99,7 @@ class FitData:
 
     X: object
     y: np.ndarray
+    classes: np.ndarray
     y_codes: np.ndarray
     g_codes: np.ndarray
     group_labels: list
@@ -108,3 +109,75 @@ class FitData:
     step: str | None
     prefix: str
 
+
+def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring) -> FitData:
+    """Labels, groups and sizes, checked and encoded before anything is built.
+
+    ``scoring`` is the search's resolved :class:`skfairtune._multiobjective.Scoring`.
+    """
+    from ._checks import check_not_tabular, check_param_distributions, check_scoring_classes, \
+        check_several_groups
+    from ._inputs import check_images_given, count_images
+    from ._objective import requires_sensitive_features
+    from ._splits import group_codes
+    from ._trainer import encode_targets
+
+    step, classifier = classifier_step_of(search.estimator)
+    check_param_distributions(search.param_distributions, estimator_params=classifier.get_params(deep=False),
+                              estimator_name=type(classifier).__name__,
+                              searches_lr=search.lr_range is not None, searches_mask=search.space is not None)
+    if fit_params.get("sample_weight") is not None:
+        raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
+                         "`class_weight` to weight the classes.")
+    check_images_given(X)
+    if not step:  # a Pipeline's first steps may turn a matrix into images
+        check_not_tabular(X, allow_tabular=classifier.allow_tabular)
+    classes, y_codes = encode_targets(y, owner=type(search).__name__)
+    for name in scoring.names:
+        check_scoring_classes(name, classes)
+    y = np.asarray(y).ravel()
+    n_samples = len(y)
+    n_images = count_images(X)
+    if n_images != n_samples:
+        raise ValueError(f"X has {n_images} images but y has {n_samples} labels.")
+    if sensitive_features is None:
+        if any(requires_sensitive_features(scorer) for scorer in scoring.prediction_scorers):
+            raise ValueError(
+                f"scoring={search.scoring!r} needs group labels: pass "
+                "fit(X, y, sensitive_features=...) (one value or row per image)."
+            )
+        g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
+    else:
+        g_codes, group_labels = group_codes(sensitive_features, n_samples)
+        for name in scoring.names:
+            check_several_groups(name, group_labels, n_samples)
+    if groups is not None and len(groups) != n_samples:
+        raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
+    seed = None if search.random_state is None else int(search.random_state)
+    return FitData(X=X, y=y, classes=classes, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
+                   sensitive_features=sensitive_features, groups=groups, seed=seed,
+                   step=step, prefix=f"{step}__" if step else "")
+
+
+#: Scorings whose validation folds must hold both classes in every group.
+GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
+
+
+def search_splits(search, data: FitData, scoring):
+    """(positions searched, validation splits of those positions), checked up front."""
+    from ._checks import check_splits
+    from ._splits import check_validation_folds, make_splits, stratified_subsample
+
+    n_samples = len(data.y)
+    search_idx = (np.arange(n_samples) if search.subsample is None else
+                  stratified_subsample(search.subsample, y_codes=data.y_codes, g_codes=data.g_codes,
+                                       random_state=data.seed))
+    sub_groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
+    splits = make_splits(search.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                         groups=sub_groups, validation_fraction=search.validation_fraction, random_state=data.seed)
+    check_splits(splits, len(search_idx))
+    if set(scoring.names) & set(GROUP_AUC_SCORINGS) and data.sensitive_features is not None:
+        check_validation_folds(splits, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                               group_labels=data.group_labels, class_labels=data.classes.tolist(),
+                               pooled=search.fold_scoring == "pooled" and len(splits) > 1)
+    return search_idx, splits

@@ -232,8 +232,11 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None)
         ) from None
 
 
-def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, tolerate=()):
+def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, tolerate=(),
+               directions=("maximize",)):
     """Create or resume the study and check that a resumed one is the same search.
+
+    ``directions`` are the objectives' (several for a multi-objective search).
 
     ``signature`` holds what must not change between runs of one study (search
     space, scoring, resource, data fingerprint); a mismatch fails here, before
@@ -242,11 +245,11 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
     if study is not None:
         if not isinstance(study, optuna.Study):
             raise TypeError(f"`study` must be an optuna.Study or None; got {type(study).__name__}.")
-        directions = [d.name.lower() for d in study.directions]
-        if directions != ["maximize"]:
+        found = [d.name.lower() for d in study.directions]
+        if found != list(directions):
             raise ValueError(
-                f"`study` was created with direction(s) {directions}; FairTuneSearchCV maximises its "
-                "scoring (higher is better). Create the study with direction='maximize'."
+                f"`study` was created with direction(s) {found}; FairTuneSearchCV maximises its scores "
+                f"(higher is better) and minimises costs: create the study with directions={list(directions)}."
             )
         created = study
     else:
@@ -254,7 +257,7 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
         try:
             created = optuna.create_study(
                 study_name=study_name, storage=storage_obj, sampler=sampler, pruner=pruner,
-                direction="maximize", load_if_exists=study_name is not None,
+                directions=list(directions), load_if_exists=study_name is not None,
             )
         except Exception as exc:  # noqa: BLE001 - database errors may quote the URL
             clean = _scrub(str(exc), str(storage))
@@ -265,12 +268,13 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
                 f"opening study {study_name!r} in storage {redact_url(storage)!r} failed: {clean}"
             ) from None
         # Optuna loads an existing study whatever its direction: check it here.
-        directions = [d.name.lower() for d in created.directions]
-        if directions != ["maximize"]:
+        found = [d.name.lower() for d in created.directions]
+        if found != list(directions):
             raise ValueError(
                 f"study {created.study_name!r} in storage {redact_url(storage)!r} was created with "
-                f"direction(s) {directions}; FairTuneSearchCV maximises its scoring (higher is "
-                "better). Use another `study_name` (or a new storage)."
+                f"direction(s) {found}; FairTuneSearchCV maximises its scores (higher is better) and "
+                f"minimises costs: this search needs {list(directions)}. Use another `study_name` (or a "
+                "new storage)."
             )
     stored = created.user_attrs.get(_ATTR)
     if stored is None:

@@ -57,6 +57,10 @@ class TrialRecord:
     copied_from : dict or None
         ``{"study": name, "trial": number}`` of the trial this one copies
         (``compare_methods``' baselines).
+    epoch_objective_values : dict or None
+        Multi-objective searches: ``{"<epoch>": [value per objective]}``.
+    pareto_rungs : dict or None
+        Multi-objective pruning: ``{"<rung epoch>": [dominated by, trials at the rung]}``.
 
     Examples
     --------
@@ -89,6 +93,8 @@ class TrialRecord:
     interrupted: bool = False
     requeued_from: int | None = None
     copied_from: dict | None = None
+    epoch_objective_values: dict | None = None
+    pareto_rungs: dict | None = None
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from ._pareto_plots import plot_hypervolume_history, plot_pareto_front
 from ._trial_record import TrialRecord
 
 import numpy as np
 
 __all__ = [
+    "plot_hypervolume_history",
     "plot_mask_selection",
+    "plot_pareto_front",
     "plot_search_convergence",
     "plot_pareto",
     "plot_group_auc_curves",

@@ -12,7 +12,6 @@ import optuna
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval
@@ -20,26 +19,27 @@ from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
 from ._baselines import baseline_lrs, baseline_trials
-from ._checks import (check_not_tabular, check_param_distributions, check_scoring_classes,
-                      check_several_groups, check_splits)
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
-from ._inputs import check_images_given, count_images, tabular_width
-from ._params import Checked, InvalidParameterError, OneOf, validate_params
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
+from ._inputs import tabular_width
+from ._multiobjective import Scoring, objective_column, resolve_refit, resolve_search_scoring
+from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
 from ._parallel import counted_trials, resolve_n_jobs
+from ._params import Checked, InvalidParameterError, OneOf, validate_params
+from ._pareto import pareto_front_frame
+from ._pareto_pruning import ParetoSuccessiveHalving
 from ._preemption import preemption_guard
 from ._results import results_table
-from ._selection import SELECTIONS, reevaluate_top, select_trial
 from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
-                             check_estimator, check_lora_ranks, check_lr_range, check_split_iterable, check_study,
-                             classifier_step_of)
+                            check_estimator, check_fit_data, check_lora_ranks, check_lr_range,
+                            check_split_iterable, check_study, classifier_step_of, search_splits)
+from ._selection import SELECTIONS, reevaluate_top, select_trial
 from ._signature import data_fingerprint, search_signature
-from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
-from ._splits import check_validation_folds, group_codes, make_splits, stratified_subsample
+from ._splits import make_splits
 from ._study import make_pruner, make_sampler, open_study, redact_url
 from ._template import ModelTemplate, TemplateStore
-from ._trainer import encode_targets, resolve_seed, to_model_tensor
+from ._trainer import resolve_seed, to_model_tensor
 from ._trial_record import TrialRecord
 from .masks import MaskSpace
 
@@ -48,7 +48,6 @@ __all__ = ["FairTuneSearchCV", "BASELINES"]
 #: The paper's baselines, each a special case of the mask (Table 1).
 BASELINES = ("full", "linear", "attention", "layernorm")
 FOLD_SCORINGS = ("pooled", "mean")
-_GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
 
 
 class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -266,7 +265,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
         "param_distributions": [dict, None],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
-        "scoring": [str, callable],
+        "scoring": [str, callable, list, tuple, dict],
         "cv": [Interval(Integral, 2, None, closed="left"), HasMethods(["split"]),
                Checked(check_split_iterable, "an iterable of (train, test) splits"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -284,7 +283,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "storage": "no_validation",
         "study_name": [str, None],
         "subsample": [Interval(Real, 0, 1, closed="right"), None],
-        "refit": ["boolean"],
+        "refit": ["boolean", str, callable],
         "error_score": [Checked(check_error_score, "'raise' or a number")],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Checked(resolve_n_jobs, "a positive int, -1 or None"), None],
@@ -387,20 +386,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """(step name or None, the FairTuneClassifier)."""
         return classifier_step_of(self.estimator)
 
-    def _resolve_scorer(self):
-        from .scorers import get_fairness_scorer, get_fairness_scorer_names
-
-        if isinstance(self.scoring, str) and self.scoring in get_fairness_scorer_names():
-            return get_fairness_scorer(self.scoring)
-        if isinstance(self.scoring, str) or callable(self.scoring):
-            try:
-                return check_scoring(None, scoring=self.scoring) if isinstance(self.scoring, str) else self.scoring
-            except ValueError as exc:
-                raise ValueError(
-                    f"`scoring={self.scoring!r}` is not a fairness scorer ({get_fairness_scorer_names()}) "
-                    f"nor a scikit-learn scorer: {exc}"
-                ) from None
-        raise TypeError(f"`scoring` must be a scorer name or a callable; got {self.scoring!r}.")
+    def _resolve_scoring(self) -> Scoring:
+        return resolve_search_scoring(self.scoring)
 
     def _validate_params(self):
         """Check every parameter against ``_parameter_constraints``, then the pairs that interact."""
@@ -411,6 +398,16 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     raise InvalidParameterError(
                         f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(self.lr_range)!r}; the "
                         "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
+        scoring = self._resolve_scoring()
+        if scoring.multi:
+            if self.selection != "best":
+                raise InvalidParameterError(
+                    f"selection={self.selection!r} applies to one objective; a multi-objective search "
+                    "chooses its refit trial with `refit` ('utopia', an objective name or a callable).")
+            resolve_refit(self.refit, scoring.names, scoring.directions)  # a bad refit fails now
+        elif not isinstance(self.refit, (bool, np.bool_)):
+            raise InvalidParameterError(f"`refit` must be True or False for one objective; got {self.refit!r} "
+                                        "('utopia', names and callables choose among several objectives).")
 
     def _seed(self) -> int | None:
         return None if self.random_state is None else int(self.random_state)
@@ -441,16 +438,20 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             The fitted search.
         """
         self._validate_params()
-        data = self._check_data(X, y, sensitive_features, groups, fit_params)
+        scoring = self._resolve_scoring()
+        self.scorer_ = scoring.scorer_attribute()
+        data = check_fit_data(self, X, y, sensitive_features, groups, fit_params, scoring)
+        self.classes_ = data.classes
         classifier = self._trial_classifier(data)
         template = self._build_template(classifier, data)
-        search_idx, splits = self._split(data)
-        objective = self._make_objective(classifier, template, data, search_idx, splits)
-        self._open_study(objective, template, data, splits)
+        search_idx, splits = search_splits(self, data, scoring)
+        self.n_splits_ = len(splits)
+        objective = self._make_objective(classifier, template, data, search_idx, splits, scoring)
+        self._open_study(objective, data, splits, scoring)
         self._enqueue_baselines(objective.space, template.mask_space if self.space is not None else None)
         with _optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
-        self._collect_results(objective.space)
+        self._collect_results(objective.space, scoring)
         if self.selection == "reeval" and not self.interrupted_:
             self._reevaluate(objective, data, search_idx)
         if self.refit:
@@ -458,42 +459,6 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self
 
     # ---------------------------------------------------------------- the steps of fit
-    def _check_data(self, X, y, sensitive_features, groups, fit_params) -> FitData:
-        """Labels, groups and sizes, checked and encoded before anything is built."""
-        step, classifier = self._classifier_step()
-        self.scorer_ = self._resolve_scorer()
-        check_param_distributions(self.param_distributions, estimator_params=classifier.get_params(deep=False),
-                                  estimator_name=type(classifier).__name__,
-                                  searches_lr=self.lr_range is not None, searches_mask=self.space is not None)
-        if fit_params.get("sample_weight") is not None:
-            raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
-                             "`class_weight` to weight the classes.")
-        check_images_given(X)
-        if not step:  # a Pipeline's first steps may turn a matrix into images
-            check_not_tabular(X, allow_tabular=classifier.allow_tabular)
-        self.classes_, y_codes = encode_targets(y, owner=type(self).__name__)
-        check_scoring_classes(self.scoring, self.classes_)
-        y = np.asarray(y).ravel()
-        n_samples = len(y)
-        n_images = count_images(X)
-        if n_images != n_samples:
-            raise ValueError(f"X has {n_images} images but y has {n_samples} labels.")
-        if sensitive_features is None:
-            if requires_sensitive_features(self.scorer_):
-                raise ValueError(
-                    f"scoring={self.scoring!r} needs group labels: pass "
-                    "fit(X, y, sensitive_features=...) (one value or row per image)."
-                )
-            g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
-        else:
-            g_codes, group_labels = group_codes(sensitive_features, n_samples)
-            check_several_groups(self.scoring, group_labels, n_samples)
-        if groups is not None and len(groups) != n_samples:
-            raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
-        return FitData(X=X, y=y, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
-                        sensitive_features=sensitive_features, groups=groups, seed=self._seed(),
-                        step=step, prefix=f"{step}__" if step else "")
-
     def _trial_classifier(self, data: FitData):
         """The estimator every trial clones: the searched space and, when seeded, the seed set."""
         estimator = clone(self.estimator).set_params(**self._space_params(data.prefix))
@@ -516,24 +481,6 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         MaskSpace.from_model(user.mask_space, template.backbone).resolve(user.mask)
         return template
 
-    def _split(self, data: FitData):
-        """(positions searched, validation splits of those positions)."""
-        n_samples = len(data.y)
-        search_idx = (np.arange(n_samples) if self.subsample is None else
-                      stratified_subsample(self.subsample, y_codes=data.y_codes, g_codes=data.g_codes,
-                                           random_state=data.seed))
-        sub_groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
-        splits = make_splits(self.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
-                             groups=sub_groups, validation_fraction=self.validation_fraction,
-                             random_state=data.seed)
-        check_splits(splits, len(search_idx))
-        if self.scoring in _GROUP_AUC_SCORINGS and data.sensitive_features is not None:
-            check_validation_folds(splits, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
-                                   group_labels=data.group_labels, class_labels=self.classes_.tolist(),
-                                   pooled=self._pooled(splits))
-        self.n_splits_ = len(splits)
-        return search_idx, splits
-
     def _pooled(self, splits) -> bool:
         return self.fold_scoring == "pooled" and len(splits) > 1
 
@@ -549,7 +496,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return X_tensor.astype(np.float32) if X_tensor.dtype == object else X_tensor
         return to_model_tensor(data.X, params, template.input_config, template.geometry)
 
-    def _make_objective(self, estimator, template: ModelTemplate, data: FitData, search_idx, splits):
+    def _make_objective(self, estimator, template: ModelTemplate, data: FitData, search_idx, splits, scoring):
         classifier = estimator[-1] if data.step else estimator
         X_tensor = self._search_images(classifier, template, data)
         if isinstance(X_tensor, torch.Tensor) and classifier.bit_depth is not None:
@@ -569,28 +516,46 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             y=data.y[search_idx],
             sensitive_features=(None if data.sensitive_features is None
                                 else _safe_indexing(data.sensitive_features, search_idx)),
-            splits=splits, scorer=self.scorer_, error_score=self.error_score,
+            splits=splits, scorer=scoring.scorers[0], error_score=self.error_score,
             max_epochs=classifier.max_epochs, verbose=self.verbose, fold_scoring=self.fold_scoring,
             g_codes=data.g_codes[search_idx], n_bootstrap=self.n_bootstrap,
             # The same resamples for every trial make the bootstrap paired.
             bootstrap_seed=0 if data.seed is None else data.seed, templates=templates,
+            objectives=dict(zip(scoring.names, scoring.scorers)) if scoring.multi else None,
+            pareto_pruner=self._pareto_pruner(scoring, classifier),
         )
 
-    def _open_study(self, objective, template: ModelTemplate, data: FitData, splits) -> None:
+    def _pareto_pruner(self, scoring, classifier):
+        """Successive halving on non-dominated sorting for a multi-objective search, else None."""
+        if not scoring.multi or self.pruner in (None, "none"):
+            return None
+        if isinstance(self.pruner, ParetoSuccessiveHalving):
+            return self.pruner
+        if self.pruner != "successive_halving":
+            raise ValueError(f"pruner={self.pruner!r} prunes one objective; a multi-objective search takes "
+                             "'successive_halving' (its Pareto version), 'none' or a ParetoSuccessiveHalving.")
+        return ParetoSuccessiveHalving(scoring.directions, max_epochs=classifier.max_epochs,
+                                       warmup_fraction=classifier.warmup_fraction)
+
+    def _open_study(self, objective, data: FitData, splits, scoring) -> None:
         """Create or resume the study; a stored one must have been made by the same search."""
         space = objective.space
         classifier = self._classifier_step()[1]
         self.mask_space_ = space.mask_space
         signature = search_signature(
-            space_name=self.space, space=space, scoring=self.scoring, max_epochs=classifier.max_epochs,
+            space_name=self.space, space=space, scoring=list(scoring.names) if scoring.multi else self.scoring,
+            max_epochs=classifier.max_epochs,
             n_splits=len(splits), fold_scoring="pooled" if self._pooled(splits) else "mean",
             data=data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features, groups=data.groups))
         with _optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
                 sampler=make_sampler(self.sampler, data.seed),
-                pruner=make_pruner(self.pruner, classifier.max_epochs, classifier.warmup_fraction),
+                # Optuna's pruners judge one objective; several are judged by the objective's own.
+                pruner=(optuna.pruners.NopPruner() if scoring.multi else
+                        make_pruner(self.pruner, classifier.max_epochs, classifier.warmup_fraction)),
                 signature=signature, tolerate=("data",) if self.resume == "force" else (),
+                directions=scoring.directions,
             )
 
     def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
@@ -612,7 +577,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         trial whose worker died is failed and retried (see :mod:`skfairtune._parallel`).
         """
         finished = [t for t in counted_trials(self.study_, self.n_trials) if t.state.is_finished()]
-        complete = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+        complete = [t.values[0] for t in finished if t.state == optuna.trial.TrialState.COMPLETE
+                    and len(t.values) == 1]
         bar = (ProgressBar(self.n_trials, initial=len(finished), best=max(complete, default=None))
                if progress_enabled(self.progress_bar) else None)
         callbacks = [TrialLogger()] + ([bar] if bar is not None else []) + list(self.callbacks or [])
@@ -648,24 +614,32 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return (f"[skfairtune] SIGTERM: search stopped, exit code 143. The running trial was failed and "
                 f"re-queued; {kept}.")
 
-    def _collect_results(self, space: SearchSpace) -> None:
+    def _collect_results(self, space: SearchSpace, scoring) -> None:
         # Only the trials that count: not an attempt a retry replaced, nor one past the budget.
         trials = [t for t in counted_trials(self.study_) if t.state.is_finished()]
         if not trials:
             raise RuntimeError("the search finished no trial; nothing to report (was it interrupted at once?).")
-        self.cv_results_ = results_table(trials, space, self.n_splits_)
+        names = scoring.names if scoring.multi else None
+        self.cv_results_ = results_table(trials, space, self.n_splits_, names=names, directions=scoring.directions)
         self.n_trials_ = len(trials)
         complete = [i for i, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE
-                    and np.isfinite(t.value)]
+                    and np.all(np.isfinite(t.values))]
         if not complete:
             reasons = {TrialRecord.of(t).fail_reason or t.state.name for t in trials}
             raise RuntimeError(f"no trial completed; reasons: {sorted(reasons)[:5]}")
+        if scoring.multi:
+            self.pareto_front_ = pareto_front_frame(trials, names=list(names), directions=list(scoring.directions))
+            select = resolve_refit(self.refit if self.refit is not False else "utopia", names, scoring.directions)
+            self._choose(select(self.cv_results_), score_column=(
+                objective_column(self.refit) if isinstance(self.refit, str) and self.refit in names else None))
+            return
         # "reeval" starts from the best trial and moves once the re-evaluation is done.
         self._choose(select_trial(self.cv_results_, "best" if self.selection == "reeval" else self.selection))
 
-    def _choose(self, index: int) -> None:
+    def _choose(self, index: int, score_column: str | None = "mean_test_score") -> None:
         self.best_index_ = int(index)
-        self.best_score_ = float(self.cv_results_["mean_test_score"][index])
+        if score_column is not None:  # as scikit-learn: a multi-metric search has best_score_ for a named refit
+            self.best_score_ = float(self.cv_results_[score_column][index])
         self.best_params_ = dict(self.cv_results_["params"][index])
 
     def _reevaluate(self, objective, data: FitData, search_idx) -> None:
@@ -747,12 +721,27 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.best_estimator_.decision_function(X)
 
     def score(self, X, y, *, sensitive_features=None):
-        """Score ``best_estimator_`` with ``scorer_`` (the search's objective)."""
+        """Score ``best_estimator_`` with the search's objective.
+
+        A multi-objective search scores with its ``refit`` objective when that
+        names one, else with its first objective that reads predictions.
+        """
         self._check_refit("score")
-        kwargs = scorer_kwargs(self.scorer_, sensitive_features)
-        if sensitive_features is None and requires_sensitive_features(self.scorer_):
+        scorer = self._score_scorer()
+        kwargs = scorer_kwargs(scorer, sensitive_features)
+        if sensitive_features is None and requires_sensitive_features(scorer):
             raise ValueError(f"scoring={self.scoring!r} needs `sensitive_features`; pass score(X, y, sensitive_features=...).")
-        return self.scorer_(self.best_estimator_, X, y, **kwargs)
+        return scorer(self.best_estimator_, X, y, **kwargs)
+
+    def _score_scorer(self):
+        scoring = self._resolve_scoring()
+        if not scoring.multi:
+            return scoring.scorers[0]
+        if isinstance(self.refit, str) and self.refit in scoring.names:
+            chosen = dict(zip(scoring.names, scoring.scorers))[self.refit]
+            if chosen in scoring.prediction_scorers:
+                return chosen
+        return scoring.prediction_scorers[0]
 
     def fairness_report(self, X, y, *, sensitive_features, threshold=0.5, n_boot=None,
                         ci_quantiles=(0.025, 0.975), random_state=None):
@@ -774,7 +763,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         it works unchanged inside ``cross_validate`` with routing on.
         """
         router = MetadataRouter(owner=self).add_self_request(self)
-        scorer = self._resolve_scorer()
+        scorer = self._score_scorer()
         if hasattr(scorer, "get_metadata_routing"):
             router.add(scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score"))
         if self.cv is not None and not isinstance(self.cv, numbers.Integral) and hasattr(self.cv, "get_metadata_routing"):

@@ -19,6 +19,7 @@ from skfairtune._pareto import (
     pareto_front_frame,
 )
 from skfairtune._pareto_pruning import EPOCH_VALUES_ATTR, RUNGS_ATTR, ParetoSuccessiveHalving, pareto_prune_decision
+from skfairtune._trial_record import TrialRecord
 from skfairtune.scorers import get_fairness_scorer_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -550,3 +551,74 @@ def test_plot_bad_inputs(call, message):
 
     with pytest.raises(ValueError, match=message):
         call({"front": plot_pareto_front, "hv": plot_hypervolume_history})
+
+
+# ----------------------------------------------------------------------------- through FairTuneSearchCV
+def _mo_search(**params):
+    from skfairtune import FairTuneSearchCV
+
+    from .conftest import tiny_classifier
+
+    params = {"n_trials": 6, "scoring": ["min_group_auc", "overall_auc", "n_trainable_params"],
+              "baselines": ("linear", "full"), "baseline_lrs": None, "n_bootstrap": 0, "random_state": 0,
+              **params}
+    return FairTuneSearchCV(tiny_classifier(max_epochs=params.pop("max_epochs", 3)), **params)
+
+
+@pytest.fixture(scope="module")
+def mo_data():
+    from skfairtune.datasets import make_biased_images
+
+    return make_biased_images(160, image_size=16, random_state=0)
+
+
+def test_search_with_several_objectives_finds_a_front_and_refits_one_of_it(mo_data):
+    search = _mo_search(refit="min_group_auc").fit(mo_data.images, mo_data.target,
+                                                  sensitive_features=mo_data.sensitive_features)
+    results = search.cv_results_
+    assert [d.name for d in search.study_.directions] == ["MAXIMIZE", "MAXIMIZE", "MINIMIZE"]
+    assert "mean_test_score" not in results
+    complete = results["state"] == "complete"
+    front = set(results["trial_number"][results["pareto_rank"] == 0])
+    assert set(search.pareto_front_["trial_number"]) == front
+    # The refit objective's best complete trial, and best_score_ is its value (scikit-learn's rule).
+    best = np.nanmax(np.where(complete, results["mean_test_min_group_auc"], np.nan))
+    assert search.best_score_ == best == results["mean_test_min_group_auc"][search.best_index_]
+    assert results["trial_number"][search.best_index_] in front
+    # The cost is read from the model: "linear" trains the head only, "full" everything.
+    n_params = dict(zip(results["param_mask"], results["mean_test_n_trainable_params"]))
+    assert n_params["linear"] < n_params["full"]
+    assert 0 <= search.score(mo_data.images, mo_data.target, sensitive_features=mo_data.sensitive_features) <= 1
+
+
+def test_utopia_refit_and_pareto_pruning_in_the_search(mo_data):
+    search = _mo_search(n_trials=10, max_epochs=5, refit="utopia", scoring=["min_group_auc", "overall_auc"])
+    search.fit(mo_data.images, mo_data.target, sensitive_features=mo_data.sensitive_features)
+    results = search.cv_results_
+    assert not hasattr(search, "best_score_")
+    assert results["pareto_rank"][search.best_index_] == 0
+    # The rungs are recorded on every trial that reached one, pruned or not.
+    rungs = [TrialRecord.of(t).pareto_rungs for t in search.study_.trials]
+    assert any(rungs), "no trial reached a rung: the test does not exercise the pruner"
+    pruned = results["state"] == "pruned"
+    assert (results["n_epochs"][pruned] < 5).all()
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"scoring": ["min_group_auc", "fairest"]}, r"fairest"),
+    ({"refit": "accuracy"}, r"`refit='accuracy'` is not an objective of this search"),
+    ({"selection": "reeval"}, r"selection='reeval' applies to one objective"),
+    ({"pruner": "hyperband"}, r"pruner='hyperband' prunes one objective"),
+])
+def test_bad_multi_objective_settings_fail_before_training(mo_data, params, message, monkeypatch):
+    from skfairtune._trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "step", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises((ValueError, TypeError), match=message):
+        _mo_search(**params).fit(mo_data.images, mo_data.target, sensitive_features=mo_data.sensitive_features)
+
+
+def test_single_objective_refit_must_be_boolean(mo_data):
+    with pytest.raises(ValueError, match=r"`refit` must be True or False for one objective"):
+        _mo_search(scoring="min_group_auc", refit="utopia").fit(
+            mo_data.images, mo_data.target, sensitive_features=mo_data.sensitive_features)
