@@ -52,7 +52,7 @@ from .backbone import count_parameters
 from ._lora import apply_units, lora_states
 from .masks import apply_mask, frozen_prefix_length
 
-__all__ = ["Trainer", "encode_targets", "resolve_device", "resolve_seed", "predict_proba"]
+__all__ = ["Trainer", "encode_targets", "on_device_if_it_fits", "resolve_device", "resolve_seed", "predict_proba"]
 
 
 def resolve_device(device) -> torch.device:
@@ -110,6 +110,27 @@ def to_model_tensor(X, params: dict, input_config: dict, geometry) -> torch.Tens
         X, img_size=input_config["img_size"], in_chans=input_config["in_chans"],
         bit_depth=params["bit_depth"], geometry=geometry, image_cache=resolve_image_cache(params["image_cache"]),
     )
+
+
+#: Share of the free accelerator memory the training set may take when held there.
+DEVICE_DATA_SHARE = 0.25
+
+
+def on_device_if_it_fits(tensors, device: torch.device, share: float = DEVICE_DATA_SHARE) -> tuple:
+    """``tensors`` moved to a CUDA ``device`` when together they take under ``share`` of its free memory.
+
+    Images stay compact (uint8/uint16) there and are converted per batch, so a
+    training set of HAM10000's size at 224 px fits an H200 many times over;
+    each epoch then reads no host memory. On the CPU, or when they do not fit,
+    they stay where they are and each batch is copied.
+    """
+    if device.type != "cuda":
+        return tuple(tensors)
+    needed = sum(t.element_size() * t.nelement() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    if needed > share * free:
+        return tuple(tensors)
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
 class Trainer:
@@ -206,7 +227,8 @@ class Trainer:
                               f"({type(exc).__name__}); training from the images instead. Lower "
                               "`frozen_cache_max_mb` or set frozen_cache=False to skip the attempt.",
                               DegradedWarning, stacklevel=3)
-        self.dataset = TensorDataset(X_tensor, torch.as_tensor(y_encoded, dtype=torch.long))
+        y_tensor = torch.as_tensor(y_encoded, dtype=torch.long)
+        self.dataset = TensorDataset(*on_device_if_it_fits((X_tensor, y_tensor), self.device))
         return self
 
     def _make_net(self, module: torch.nn.Module, n_samples: int, class_weights, seed: int) -> MaskedViTNet:
