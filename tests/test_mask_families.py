@@ -366,3 +366,17 @@ def test_search_runs_over_every_family(images, backbone):
     assert all(len(m) == space.n_bits and set(m) <= {"0", "1"} for m in sampled)
     assert search.best_mask_.space == space
     assert search.predict(images.images[:4]).shape == (4,)
+
+
+def test_concept_page_examples_run():
+    """The >>> examples of docs/concepts/masks.md run as written."""
+    import doctest
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "concepts" / "masks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert any("from_patterns" in b for b in blocks) and any("stages=" in b for b in blocks)
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    # One test over all blocks: later examples use names the earlier ones defined.
+    runner.run(parser.get_doctest("\n".join(blocks), {}, "masks.md", "masks.md", 0))
+    assert runner.failures == 0 and runner.tries > 5
