@@ -380,3 +380,24 @@ def test_concept_page_examples_run():
     # One test over all blocks: later examples use names the earlier ones defined.
     runner.run(parser.get_doctest("\n".join(blocks), {}, "masks.md", "masks.md", 0))
     assert runner.failures == 0 and runner.tries > 5
+
+
+def test_pattern_space_as_mask_space_in_classifier_and_search():
+    from sklearn.base import clone
+
+    from skfairtune import FairTuneClassifier, FairTuneSearchCV
+    from skfairtune.datasets import make_biased_images
+
+    data = make_biased_images(32, image_size=16, minority_fraction=0.5, random_state=0)
+    kwargs = {k: v for k, v in TINY.items() if k != "num_classes"}
+    space = MaskSpace.from_patterns(build("vit"), PATTERNS)
+    clf = FairTuneClassifier(model="vit_tiny_patch16_224", model_kwargs=kwargs, pretrained=False, mask_space=space,
+                             mask={"qkv": [1]}, max_epochs=1, batch_size=16, random_state=0)
+    clf = clone(clf).fit(data.images, data.target)
+    assert clf.mask_.trainable_units == ("blocks.1.qkv",)
+    assert clf.frozen_prefix_ == 2  # block 0 and the first half of block 1 hold nothing trainable
+    search = FairTuneSearchCV(clf, space=space, n_trials=3, baselines=["linear"], baseline_lrs=[1e-3],
+                              random_state=0)
+    search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert search.mask_space_ == space
+    assert all(len(m) == 4 for m in search.cv_results_["param_mask"][1:])
