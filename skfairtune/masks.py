@@ -1,30 +1,49 @@
-"""Binary fine-tuning masks over the blocks of a Vision Transformer.
+"""Binary fine-tuning masks over the blocks of a transformer.
 
 FairTune searches a binary mask ``omega`` that says which parts of a
 pre-trained ViT are fine-tuned; every other parameter stays frozen and the
 classification head is always trained. A :class:`MaskSpace` fixes what one
 bit switches (a LayerNorm pair, an attention module, an MLP, a whole block,
-...) for a model of a given depth; a :class:`Mask` is one point of that space.
-:func:`apply_mask` turns a mask into ``requires_grad`` flags on a timm ViT and
+...) in a given model; a :class:`Mask` is one point of that space.
+:func:`apply_mask` turns a mask into ``requires_grad`` flags and
 :func:`frozen_prefix_length` tells how much of the network in front of the
 first trainable parameter can be computed once and cached.
 
-Parameter names follow timm 1.0 ``VisionTransformer``: ``blocks.{i}.norm1``,
-``blocks.{i}.attn``, ``blocks.{i}.ls1``, ``blocks.{i}.norm2``,
-``blocks.{i}.mlp``, ``blocks.{i}.ls2``, ``patch_embed``, ``pos_embed``,
-``cls_token``, ``reg_token``, ``norm``, ``fc_norm`` and ``head``.
+Spaces are read from the model's own module names
+(:meth:`MaskSpace.from_model`): timm's ViT, DeiT, BEiT and EVA keep their
+blocks in ``blocks.{i}``, Swin in ``layers.{s}.blocks.{b}``, and every block
+holds ``norm1``, ``attn``, LayerScale ``ls1``/``gamma_1``, ``norm2``, ``mlp``
+and ``ls2``/``gamma_2``. Other models describe their units by regular
+expressions (:meth:`MaskSpace.from_patterns`). Outside the blocks:
+embeddings (``patch_embed``, ``pos_embed``, ``cls_token``, ``reg_token``,
+``dist_token``), the final norm (``norm``, ``fc_norm``) and the head
+(``head``, and ``head_dist`` in distilled DeiT).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
+
+from ._mask_layout import (
+    EMBEDDING_PARAM_NAMES,
+    EMBEDDING_PATTERNS,
+    FINAL_NORM_PATTERNS,
+    HALF_PARAM_SUFFIXES,
+    HEAD_PATTERNS,
+    SPACE_KINDS,
+    abbrev,
+    compress_indices,
+    half_block_of,
+    list_names,
+    matches,
+)
+from ._mask_space import MASK_SPACES, MaskSpace, check_unit_key
+from ._presets import PRESET_DESCRIPTIONS, PRESET_EXTRA_PATTERNS, PRESET_KINDS, PRESETS, preset_supported
 
 __all__ = [
     "MASK_SPACES",
@@ -36,413 +55,6 @@ __all__ = [
     "frozen_prefix_length",
     "resolve_mask",
 ]
-
-# Unit kinds per space, in the order their bits appear inside one block.
-_SPACE_KINDS: dict[str, tuple[str, ...]] = {
-    "ln-attn-mlp": ("ln", "attn", "mlp"),
-    "attn": ("attn",),
-    "ln": ("ln",),
-    "block": ("block",),
-    "norm1-attn-norm2-mlp": ("norm1", "attn", "norm2", "mlp"),
-}
-
-MASK_SPACES: tuple[str, ...] = tuple(_SPACE_KINDS)
-"""Names of the mask spaces understood by :class:`MaskSpace`."""
-
-# Sub-module suffixes each kind owns inside ``blocks.{i}``. LayerScale ``ls1``
-# scales the attention branch and ``ls2`` the MLP branch, so they go with them.
-_KIND_MODULES: dict[str, tuple[str, ...]] = {
-    "ln": ("norm1", "norm2"), "attn": ("attn", "ls1"), "mlp": ("mlp", "ls2"),
-    "norm1": ("norm1",), "norm2": ("norm2",), "block": ("",),
-}
-# Which half-blocks (0: norm1+attn+ls1, 1: norm2+mlp+ls2) a kind touches.
-_KIND_HALVES: dict[str, tuple[int, ...]] = {
-    "ln": (0, 1), "attn": (0,), "mlp": (1,), "norm1": (0,), "norm2": (1,), "block": (0, 1),
-}
-
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "full": "full fine-tuning (ERM): every parameter is trained, embeddings and final norm included",
-    "linear": "linear readout: everything frozen, only the head is trained",
-    "attention": "attention tuning: the attention modules, the position embedding and the head",
-    "layernorm": "LayerNorm tuning: every parameter named '*norm*' (final norm included) and the head",
-    "bitfit": "BitFit: every bias vector and the head",
-}
-"""One-line description of each preset."""
-
-PRESETS: tuple[str, ...] = tuple(PRESET_DESCRIPTIONS)
-"""Preset masks: the paper's baselines."""
-
-# What each preset trains besides its unit bits, so that the presets are the public
-# FairTune code's baselines (``get_masked_model`` in its ``utilities/utils.py``):
-# fullft freezes nothing; tune_attention trains every ``.attn.`` parameter and
-# ``pos_embed``; tune_layernorm every parameter whose name contains ``norm``; bitfit
-# every parameter whose name contains ``bias``. The head is always trained.
-_PRESET_EXTRA_PATTERNS: dict[str, tuple[str, ...]] = {
-    "full": ("*",),
-    "linear": (),
-    "attention": ("pos_embed",),
-    "layernorm": ("*norm*",),
-    "bitfit": ("*bias*",),
-}
-
-# Kinds a preset switches on; ``None`` means every bit.
-_PRESET_KINDS: dict[str, frozenset[str] | None] = {
-    "full": None,
-    "linear": frozenset(),
-    "attention": frozenset({"attn"}),
-    "layernorm": frozenset({"ln", "norm1", "norm2"}),
-    "bitfit": frozenset(),
-}
-
-_EMBEDDING_PATTERNS: tuple[str, ...] = ("patch_embed.*", "pos_embed", "cls_token", "reg_token")
-_FINAL_NORM_PATTERNS: tuple[str, ...] = ("norm.*", "fc_norm.*")
-
-# Parameter names a timm block may hold in each half, used to decide whether an
-# extra pattern such as "blocks.*.bias" reaches into a half-block when no model
-# is at hand.
-_HALF_PARAM_SUFFIXES: tuple[tuple[str, ...], tuple[str, ...]] = (
-    tuple(
-        f"{m}.{p}" for m in ("norm1", "attn.qkv", "attn.q", "attn.kv", "attn.q_norm", "attn.k_norm",
-                             "attn.norm", "attn.proj") for p in ("weight", "bias")
-    ) + ("attn.q_bias", "attn.v_bias", "ls1.gamma"),
-    tuple(
-        f"{m}.{p}" for m in ("norm2", "mlp.fc1", "mlp.fc2", "mlp.fc1_g", "mlp.fc1_x", "mlp.norm")
-        for p in ("weight", "bias")
-    ) + ("ls2.gamma",),
-)
-_EMBEDDING_PARAM_NAMES: tuple[str, ...] = (
-    "patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight",
-    "patch_embed.norm.bias", "pos_embed", "cls_token", "reg_token",
-)
-
-_UNIT_RE = re.compile(r"^blocks\.(\d+)\.([a-z0-9]+)$")
-
-
-def _abbrev(value: Any, max_len: int = 60) -> str:
-    """``repr`` of ``value`` shortened to ``max_len`` characters."""
-    text = repr(value)
-    if len(text) > max_len:
-        text = text[: max_len - 5] + "...]" if text[0] in "[(" else text[: max_len - 3] + "..."
-    return text
-
-
-def _compress_indices(indices: Iterable[int]) -> str:
-    """Write sorted block indices as runs: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
-    idx = sorted(indices)
-    if not idx:
-        return "-"
-    runs: list[str] = []
-    start = prev = idx[0]
-    for i in idx[1:] + [None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        runs.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ",".join(runs)
-
-
-class MaskSpace:
-    """The set of binary fine-tuning masks of one kind for a ViT of one depth.
-
-    Each bit switches one *unit* of one block. Bits are ordered block-major:
-    all units of block 0, then all units of block 1, and so on.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`MASK_SPACES`:
-
-        - ``"ln-attn-mlp"``: per block the LayerNorm pair (norm1 and norm2
-          together), the attention module and the MLP (3 bits per block;
-          FairTune's main space, 36 bits for 12 blocks);
-        - ``"attn"``: the attention module of each block;
-        - ``"ln"``: the LayerNorm pair of each block;
-        - ``"block"``: each whole block;
-        - ``"norm1-attn-norm2-mlp"``: 4 bits per block.
-    depth : int
-        Number of transformer blocks of the model (``len(model.blocks)``).
-
-    Attributes
-    ----------
-    units : list of str
-        Unit names such as ``"blocks.3.attn"``, in bit order.
-    n_bits : int
-        Number of bits, ``depth * len(unit_kinds)``.
-    unit_kinds : tuple of str
-        Kinds of unit inside one block, in bit order.
-
-    Examples
-    --------
-    >>> from skfairtune.masks import MaskSpace
-    >>> space = MaskSpace("ln-attn-mlp", depth=2)
-    >>> space
-    MaskSpace('ln-attn-mlp', depth=2)
-    >>> space.n_bits
-    6
-    >>> space.units
-    ['blocks.0.ln', 'blocks.0.attn', 'blocks.0.mlp', 'blocks.1.ln', 'blocks.1.attn', 'blocks.1.mlp']
-    >>> space.param_patterns("blocks.1.attn")
-    ('blocks.1.attn.*', 'blocks.1.ls1.*')
-    >>> space.resolve({"attn": "all"}).to_string()
-    '010010'
-    """
-
-    def __init__(self, name: str, depth: int) -> None:
-        if not isinstance(name, str) or name not in _SPACE_KINDS:
-            hint = ""
-            if isinstance(name, str):
-                close = difflib.get_close_matches(name, MASK_SPACES, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"`name` must be one of {list(MASK_SPACES)}, got {_abbrev(name)}.{hint}"
-            )
-        if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, (int, np.integer)) or depth < 1:
-            raise ValueError(
-                f"`depth` must be a positive integer (the number of transformer blocks, "
-                f"len(model.blocks)), got {_abbrev(depth)}."
-            )
-        self._name = name
-        self._depth = int(depth)
-        self._kinds = _SPACE_KINDS[name]
-        self._units = [f"blocks.{i}.{k}" for i in range(self._depth) for k in self._kinds]
-        self._index = {u: j for j, u in enumerate(self._units)}
-
-    @classmethod
-    def from_model(cls, name: str, model: Any) -> "MaskSpace":
-        """Build the space ``name`` for the depth of ``model``.
-
-        Parameters
-        ----------
-        name : str
-            One of :data:`MASK_SPACES`.
-        model : torch.nn.Module
-            A timm-style ViT with a ``blocks`` sequence.
-
-        Returns
-        -------
-        MaskSpace
-
-        Examples
-        --------
-        >>> import timm
-        >>> vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4,
-        ...                         embed_dim=16, depth=2, num_heads=2, num_classes=2)
-        >>> MaskSpace.from_model("attn", vit)
-        MaskSpace('attn', depth=2)
-        """
-        blocks = getattr(model, "blocks", None)
-        if blocks is None or not hasattr(blocks, "__len__"):
-            raise TypeError(
-                f"`model` must be a timm-style Vision Transformer with a `blocks` sequence; "
-                f"got {type(model).__name__} without one. Pass the depth yourself: "
-                f"MaskSpace({name!r}, depth=...)."
-            )
-        return cls(name, len(blocks))
-
-    @property
-    def name(self) -> str:
-        """Name of the space."""
-        return self._name
-
-    @property
-    def depth(self) -> int:
-        """Number of transformer blocks."""
-        return self._depth
-
-    @property
-    def unit_kinds(self) -> tuple[str, ...]:
-        """Kinds of unit inside one block, in bit order."""
-        return self._kinds
-
-    @property
-    def units(self) -> list[str]:
-        """Unit names in bit order, e.g. ``"blocks.3.attn"``."""
-        return list(self._units)
-
-    @property
-    def n_bits(self) -> int:
-        """Number of bits of a mask in this space."""
-        return len(self._units)
-
-    @property
-    def bit_names(self) -> tuple[str, ...]:
-        """Hyperparameter names of the bits, ``"mask__blocks.3.attn"`` style."""
-        return self.sample_names()
-
-    def sample_names(self, prefix: str = "mask__") -> tuple[str, ...]:
-        """Names for the bits as hyperparameters, e.g. in an Optuna trial.
-
-        Parameters
-        ----------
-        prefix : str, default=``"mask__"``
-            Prepended to every unit name.
-
-        Returns
-        -------
-        tuple of str
-            ``prefix + unit`` for every unit, in bit order.
-
-        Examples
-        --------
-        >>> MaskSpace("attn", depth=2).sample_names()
-        ('mask__blocks.0.attn', 'mask__blocks.1.attn')
-        """
-        return tuple(prefix + u for u in self._units)
-
-    def suggest(self, trial: Any, prefix: str = "mask__") -> "Mask":
-        """Sample a mask with an Optuna-style ``trial``, one categorical bit per unit.
-
-        Categorical rather than integer bits: TPE then models each bit's two values
-        directly instead of a one-step integer range.
-
-        Parameters
-        ----------
-        trial : optuna.trial.Trial
-            Anything with ``suggest_categorical(name, choices)``.
-        prefix : str, default=``"mask__"``
-            Prefix of the hyperparameter names, see :meth:`sample_names`.
-
-        Returns
-        -------
-        Mask
-        """
-        return Mask(self, tuple(int(trial.suggest_categorical(n, (0, 1))) for n in self.sample_names(prefix)))
-
-    def mask_from_params(self, params: Mapping[str, Any], prefix: str = "mask__") -> "Mask":
-        """Rebuild a mask from hyperparameters named by :meth:`sample_names`.
-
-        Parameters
-        ----------
-        params : mapping
-            E.g. ``study.best_params``; keys without ``prefix`` are ignored.
-        prefix : str, default=``"mask__"``
-            Prefix of the bit names.
-
-        Returns
-        -------
-        Mask
-
-        Examples
-        --------
-        >>> space = MaskSpace("attn", depth=2)
-        >>> space.mask_from_params({"lr": 1e-3, "mask__blocks.0.attn": 0, "mask__blocks.1.attn": 1})
-        Mask('attn', depth=2, bits='01')
-        """
-        names = self.sample_names(prefix)
-        missing = [n for n in names if n not in params]
-        if missing:
-            raise ValueError(
-                f"`params` lacks {len(missing)} of the {len(names)} mask bits of {self!r}, "
-                f"e.g. {missing[:3]}; pass a mapping with every name in space.sample_names({prefix!r})."
-            )
-        return self.resolve([params[n] for n in names])
-
-    def param_patterns(self, unit: str) -> tuple[str, ...]:
-        """fnmatch patterns over timm parameter names that ``unit`` owns.
-
-        Parameters
-        ----------
-        unit : str
-            A unit name from :attr:`units`, e.g. ``"blocks.3.ln"``.
-
-        Returns
-        -------
-        tuple of str
-
-        Examples
-        --------
-        >>> MaskSpace("ln-attn-mlp", depth=4).param_patterns("blocks.3.ln")
-        ('blocks.3.norm1.*', 'blocks.3.norm2.*')
-        >>> MaskSpace("block", depth=4).param_patterns("blocks.0.block")
-        ('blocks.0.*',)
-        """
-        block, kind = self._parse_unit(unit)
-        return tuple(
-            f"blocks.{block}.*" if m == "" else f"blocks.{block}.{m}.*" for m in _KIND_MODULES[kind]
-        )
-
-    def half_blocks(self, unit: str) -> tuple[int, ...]:
-        """Indices of the half-blocks whose parameters ``unit`` owns.
-
-        Half-block ``2 * i`` is norm1, attention and ls1 of block ``i``;
-        half-block ``2 * i + 1`` is norm2, MLP and ls2.
-
-        Parameters
-        ----------
-        unit : str
-            A unit name from :attr:`units`.
-
-        Returns
-        -------
-        tuple of int
-
-        Examples
-        --------
-        >>> MaskSpace("ln-attn-mlp", depth=4).half_blocks("blocks.1.mlp")
-        (3,)
-        """
-        block, kind = self._parse_unit(unit)
-        return tuple(2 * block + h for h in _KIND_HALVES[kind])
-
-    def _parse_unit(self, unit: str) -> tuple[int, str]:
-        if unit not in self._index:
-            raise ValueError(
-                f"`unit` must be a unit of {self!r} (blocks.<0..{self._depth - 1}>."
-                f"<{'|'.join(self._kinds)}>), got {_abbrev(unit)}."
-            )
-        match = _UNIT_RE.match(unit)
-        return int(match.group(1)), match.group(2)
-
-    def resolve(self, mask: Any) -> "Mask":
-        """Turn any accepted mask description into a :class:`Mask` of this space.
-
-        See :func:`resolve_mask` for the accepted forms.
-
-        Parameters
-        ----------
-        mask : str, sequence of {0, 1}, mapping or Mask
-            The mask description.
-
-        Returns
-        -------
-        Mask
-        """
-        return resolve_mask(mask, self)
-
-    def supported_presets(self) -> tuple[str, ...]:
-        """Presets that can be expressed in this space.
-
-        Returns
-        -------
-        tuple of str
-
-        Examples
-        --------
-        >>> MaskSpace("block", depth=2).supported_presets()
-        ('full', 'linear', 'bitfit')
-        """
-        return tuple(p for p in PRESETS if _preset_supported(p, self._kinds))
-
-    def __repr__(self) -> str:
-        return f"MaskSpace({self._name!r}, depth={self._depth})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MaskSpace):
-            return NotImplemented
-        return (self._name, self._depth) == (other._name, other._depth)
-
-    def __hash__(self) -> int:
-        return hash((self._name, self._depth))
-
-    def __reduce__(self):
-        return (MaskSpace, (self._name, self._depth))
-
-
-def _preset_supported(preset: str, kinds: tuple[str, ...]) -> bool:
-    wanted = _PRESET_KINDS[preset]
-    return wanted is None or not wanted or bool(wanted & set(kinds))
 
 
 @dataclass(frozen=True)
@@ -489,13 +101,13 @@ class Mask:
         if len(bits) != self.space.n_bits or any(b not in (0, 1) for b in bits):
             raise ValueError(
                 f"`bits` must hold {self.space.n_bits} entries of 0/1 for {self.space!r}, "
-                f"got {_abbrev(self.bits)}; build masks with resolve_mask(mask, space)."
+                f"got {abbrev(self.bits)}; build masks with resolve_mask(mask, space)."
             )
         extra = (self.extra_patterns,) if isinstance(self.extra_patterns, str) else self.extra_patterns
         extra = tuple(extra)
         if not all(isinstance(p, str) and p for p in extra):
             raise ValueError(
-                f"`extra_patterns` must be non-empty fnmatch pattern strings, got {_abbrev(extra)}."
+                f"`extra_patterns` must be non-empty fnmatch pattern strings, got {abbrev(extra)}."
             )
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"`preset` must be None or one of {list(PRESETS)}, got {self.preset!r}.")
@@ -564,7 +176,7 @@ class Mask:
         >>> MaskSpace("ln-attn-mlp", depth=12).resolve("bitfit").describe()
         'bitfit: ln: - | attn: - | mlp: - | + *bias*'
         """
-        parts = [f"{k}: {_compress_indices(self.blocks_of(k))}" for k in self.space.unit_kinds]
+        parts = [f"{k}: {compress_indices(self.blocks_of(k))}" for k in self.space.unit_kinds]
         text = " | ".join(parts)
         if self.extra_patterns:
             text += " | + " + ", ".join(self.extra_patterns)
@@ -582,18 +194,18 @@ class Mask:
 
 
 def _preset_mask(name: str, space: MaskSpace) -> Mask:
-    if not _preset_supported(name, space.unit_kinds):
-        supporting = [s for s, kinds in _SPACE_KINDS.items() if _preset_supported(name, kinds)]
+    if not preset_supported(name, space.unit_kinds):
+        supporting = [s for s, kinds in SPACE_KINDS.items() if preset_supported(name, kinds)]
         raise ValueError(
             f"`mask`={name!r} cannot be expressed in mask space {space.name!r}, which has no "
             f"{'attention' if name == 'attention' else 'LayerNorm'} units of its own "
             f"(unit kinds: {list(space.unit_kinds)}); use one of the spaces {supporting}, or one "
             f"of the presets {list(space.supported_presets())}."
         )
-    wanted = _PRESET_KINDS[name]
+    wanted = PRESET_KINDS[name]
     kinds = space.unit_kinds * space.depth
     bits = tuple(1 if wanted is None or k in wanted else 0 for k in kinds)
-    return Mask(space, bits, extra_patterns=_PRESET_EXTRA_PATTERNS[name], preset=name)
+    return Mask(space, bits, extra_patterns=PRESET_EXTRA_PATTERNS[name], preset=name)
 
 
 def _mask_from_string(mask: str, space: MaskSpace) -> Mask:
@@ -603,7 +215,7 @@ def _mask_from_string(mask: str, space: MaskSpace) -> Mask:
             raise ValueError(
                 f"`mask` bit string has length {len(text)} but mask space {space.name!r} with depth "
                 f"{space.depth} needs {space.n_bits} bits ({len(space.unit_kinds)} per block: "
-                f"{', '.join(space.unit_kinds)}); got {_abbrev(mask)}."
+                f"{', '.join(space.unit_kinds)}); got {abbrev(mask)}."
             )
         return Mask(space, tuple(int(c) for c in text))
     key = text.lower().replace("_", "").replace("-", "").replace(" ", "")
@@ -614,7 +226,7 @@ def _mask_from_string(mask: str, space: MaskSpace) -> Mask:
     close = difflib.get_close_matches(text.lower(), PRESETS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
-        f"`mask`={_abbrev(mask)} is neither a preset nor a bit string. Presets: {list(PRESETS)}; "
+        f"`mask`={abbrev(mask)} is neither a preset nor a bit string. Presets: {list(PRESETS)}; "
         f"a bit string needs {space.n_bits} characters of 0/1 for mask space {space.name!r} "
         f"with depth {space.depth}.{hint}"
     )
@@ -628,7 +240,7 @@ def _mask_from_sequence(mask: Any, space: MaskSpace) -> Mask:
     try:
         arr = np.asarray(mask)
     except Exception as exc:  # ragged nested lists and the like
-        raise ValueError(f"`mask` could not be read as an array of 0/1: {_abbrev(mask)} ({exc}).") from exc
+        raise ValueError(f"`mask` could not be read as an array of 0/1: {abbrev(mask)} ({exc}).") from exc
     if arr.ndim == 2 and arr.shape == (space.depth, len(space.unit_kinds)):
         arr = arr.reshape(-1)  # one row per block, one column per unit kind
     if arr.ndim != 1:
@@ -641,7 +253,7 @@ def _mask_from_sequence(mask: Any, space: MaskSpace) -> Mask:
         raise ValueError(
             f"`mask` has {arr.shape[0]} entries but mask space {space.name!r} with depth "
             f"{space.depth} needs {space.n_bits} ({len(space.unit_kinds)} per block: "
-            f"{', '.join(space.unit_kinds)}); got {_abbrev(mask)}."
+            f"{', '.join(space.unit_kinds)}); got {abbrev(mask)}."
         )
     values = arr.tolist()
     bad = [(j, v) for j, v in enumerate(values) if not _is_bit(v)]
@@ -663,11 +275,11 @@ def _block_indices(kind: str, value: Any, space: MaskSpace) -> list[int]:
     if isinstance(value, (int, np.integer)):
         raise ValueError(f"{usage}, got the integer {value!r}; write [{value!r}] to train block {value!r} only.")
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValueError(f"{usage}, got {_abbrev(value)}.")
+        raise ValueError(f"{usage}, got {abbrev(value)}.")
     out = []
     for v in value:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"`mask`[{kind!r}] block indices must be integers, got {_abbrev(v)} in {_abbrev(value)}.")
+            raise ValueError(f"`mask`[{kind!r}] block indices must be integers, got {abbrev(v)} in {abbrev(value)}.")
         if not 0 <= v < space.depth:
             raise ValueError(
                 f"`mask`[{kind!r}] has block index {int(v)} out of range: the model has "
@@ -684,24 +296,21 @@ def _mask_from_mapping(mask: Mapping, space: MaskSpace) -> Mask:
     for key, value in mask.items():
         if key in index:
             if not _is_bit(value):
-                raise ValueError(f"`mask`[{key!r}] must be 0/1 or a boolean, got {_abbrev(value)}.")
+                raise ValueError(f"`mask`[{key!r}] must be 0/1 or a boolean, got {abbrev(value)}.")
             bits[index[key]] = int(value)
         elif key in space.unit_kinds:
             j = space.unit_kinds.index(key)
             for block in _block_indices(key, value, space):
                 bits[block * k + j] = 1
         else:
-            unit = _UNIT_RE.match(key) if isinstance(key, str) else None
-            if unit is not None and unit.group(2) in space.unit_kinds:
-                raise ValueError(
-                    f"`mask` names unit {key!r} but block index {unit.group(1)} is out of range: the "
-                    f"model has {space.depth} blocks, so indices run from 0 to {space.depth - 1}."
-                )
+            missing_block = check_unit_key(key, space)
+            if missing_block is not None:
+                raise ValueError(missing_block)
             candidates = list(space.unit_kinds) + space.units
             close = difflib.get_close_matches(str(key), candidates, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"`mask` has unknown key {_abbrev(key)} for mask space {space.name!r}. Keys are unit "
+                f"`mask` has unknown key {abbrev(key)} for mask space {space.name!r}. Keys are unit "
                 f"kinds {list(space.unit_kinds)} (value 'all', True or a list of block indices) or "
                 f"unit names like {space.units[0]!r} ... {space.units[-1]!r} (value 0/1).{hint}"
             )
@@ -765,7 +374,7 @@ def resolve_mask(mask: Any, space: MaskSpace) -> Mask:
     if mask is None or isinstance(mask, (bytes, int, float, bool)):
         raise TypeError(
             f"`mask` must be a preset name {list(PRESETS)}, a bit string, a sequence of 0/1, a "
-            f"mapping or a Mask; got {_abbrev(mask)}."
+            f"mapping or a Mask; got {abbrev(mask)}."
         )
     return _mask_from_sequence(mask, space)
 
@@ -774,8 +383,9 @@ def _unit_patterns(mask: Mask) -> list[tuple[str, tuple[str, ...]]]:
     return [(u, mask.space.param_patterns(u)) for u in mask.trainable_units]
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatchcase(name, p) for p in patterns)
+def _model_heads(names: list[str]) -> tuple[str, ...]:
+    """The head patterns of a model: ``head.*``, and ``head_dist.*`` where present (distilled DeiT)."""
+    return tuple(p for p in HEAD_PATTERNS if p == "head.*" or any(matches(n, (p,)) for n in names))
 
 
 def apply_mask(
@@ -784,28 +394,34 @@ def apply_mask(
     *,
     train_embeddings: bool = False,
     train_final_norm: bool = False,
-    head_patterns: tuple[str, ...] = ("head.*",),
+    head_patterns: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Set ``requires_grad`` on every parameter of a timm ViT according to ``mask``.
+    """Set ``requires_grad`` on every parameter of a transformer according to ``mask``.
 
     A parameter is trainable if it belongs to a unit whose bit is set, matches
     one of ``mask.extra_patterns`` or ``head_patterns``, is an embedding and
     ``train_embeddings`` is set, or is the final norm and ``train_final_norm``
-    is set. Every other parameter is frozen.
+    is set. Every other parameter is frozen (Swin's between-stage patch
+    merging included).
 
     Parameters
     ----------
     model : torch.nn.Module
-        A timm ``VisionTransformer`` (or a model with the same parameter names).
+        The model the mask's space was built for (any timm ViT, DeiT, BEiT,
+        EVA or Swin with :meth:`MaskSpace.from_model`, or your own model with
+        :meth:`MaskSpace.from_patterns`).
     mask : Mask
-        The mask, e.g. from :func:`resolve_mask`; its depth must match the model.
+        The mask, e.g. from :func:`resolve_mask`; its space must fit the model.
     train_embeddings : bool, default=False
-        Also train ``patch_embed.*``, ``pos_embed``, ``cls_token`` and
-        ``reg_token`` (FairTune keeps them frozen).
+        Also train ``patch_embed.*``, ``pos_embed``, ``cls_token``,
+        ``reg_token``, ``dist_token``, ``absolute_pos_embed`` and
+        ``rel_pos_bias.*`` where present (FairTune keeps them frozen).
     train_final_norm : bool, default=False
         Also train ``norm.*`` and ``fc_norm.*`` (FairTune keeps them frozen).
-    head_patterns : tuple of str, default=("head.*",)
-        fnmatch patterns of the classification head, always trained.
+    head_patterns : tuple of str, optional
+        fnmatch patterns of the classification head, always trained. By
+        default ``("head.*",)``, plus ``"head_dist.*"`` when the model has a
+        distillation head (distilled DeiT averages both heads).
 
     Returns
     -------
@@ -816,8 +432,8 @@ def apply_mask(
     Raises
     ------
     ValueError
-        If the model depth differs from the mask's, or a pattern that should
-        select parameters selects none (e.g. the model is not a timm ViT).
+        If the mask's space does not fit the model (another depth or block
+        layout), or a pattern that should select parameters selects none.
 
     Examples
     --------
@@ -839,24 +455,18 @@ def apply_mask(
             f"`mask` must be a Mask, got {type(mask).__name__}; build one with "
             f"resolve_mask(mask, MaskSpace.from_model(space_name, model))."
         )
-    if isinstance(head_patterns, str):
-        head_patterns = (head_patterns,)
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not hasattr(blocks, "__len__"):
-        raise ValueError(
-            f"`model` must be a timm-style Vision Transformer with a `blocks` sequence; got "
-            f"{type(model).__name__} without one."
-        )
-    if len(blocks) != mask.space.depth:
-        raise ValueError(
-            f"`mask` was made for depth {mask.space.depth} ({mask.space!r}) but the model has "
-            f"{len(blocks)} blocks; resolve the mask with MaskSpace.from_model({mask.space.name!r}, model)."
-        )
+    if getattr(model, "named_parameters", None) is None:
+        raise ValueError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
     named = list(model.named_parameters())
     names = [n for n, _ in named]
+    _check_fits(model, mask.space, names)
+    if head_patterns is None:
+        head_patterns = _model_heads(names)
+    elif isinstance(head_patterns, str):
+        head_patterns = (head_patterns,)
 
-    # Each group must reach at least one parameter; otherwise a renamed or
-    # non-timm model would silently train nothing but the head.
+    # Each group must reach at least one parameter; otherwise a renamed model
+    # would silently train nothing but the head.
     groups: list[tuple[str, tuple[str, ...]]] = []
     groups += [(f"unit {u!r}", pats) for u, pats in _unit_patterns(mask)]
     # A preset's extra patterns name parameters a model may lack (``pos_embed`` in a
@@ -865,22 +475,22 @@ def apply_mask(
         groups += [(f"extra pattern {p!r}", (p,)) for p in mask.extra_patterns]
     groups += [(f"head pattern {p!r}", (p,)) for p in head_patterns]
     if train_embeddings:
-        groups.append(("train_embeddings", _EMBEDDING_PATTERNS))
+        groups.append(("train_embeddings", EMBEDDING_PATTERNS))
     if train_final_norm:
-        groups.append(("train_final_norm", _FINAL_NORM_PATTERNS))
+        groups.append(("train_final_norm", FINAL_NORM_PATTERNS))
     for label, pats in groups:
-        if not any(_matches(n, pats) for n in names):
+        if not any(matches(n, pats) for n in names):
             raise ValueError(
                 f"{label} (patterns {list(pats)}) matches no parameter of {type(model).__name__}; "
-                f"apply_mask expects timm ViT parameter names such as {names[:3]}. Check the model "
-                f"and `head_patterns`."
+                f"its parameter names look like {names[:3]}. Check the model, the mask's space and "
+                f"`head_patterns`."
             )
     all_patterns = tuple(p for _, pats in groups for p in pats) + (
         mask.extra_patterns if mask.preset is not None else ())
     trainable_names = []
     n_trainable = n_total = 0
     for name, param in named:
-        train = _matches(name, all_patterns)
+        train = matches(name, all_patterns)
         param.requires_grad_(train)
         n_total += param.numel()
         if train:
@@ -889,13 +499,54 @@ def apply_mask(
     return {"n_trainable": n_trainable, "n_total": n_total, "trainable_names": trainable_names}
 
 
+def _check_fits(model: Any, space: MaskSpace, names: list[str]) -> None:
+    """Raise if ``space`` was made for another depth or block layout than ``model``'s."""
+    if space.name == "patterns":
+        known = set(names)
+        lost = [n for u in space.units for n in space.param_patterns(u) if n not in known]
+        if lost:
+            raise ValueError(
+                f"`mask` was made for another model: its units name parameters {list_names(lost)} that "
+                f"{type(model).__name__} lacks; build the space with MaskSpace.from_patterns(model, ...)."
+            )
+        return
+    try:
+        model_space = MaskSpace.from_model(space.name, model)
+    except ValueError as exc:
+        raise ValueError(
+            f"`mask` was made for {space!r}, which does not fit {type(model).__name__}: {exc}"
+        ) from exc
+    if model_space != space:
+        if model_space.stages is None and space.stages is None:
+            raise ValueError(
+                f"`mask` was made for depth {space.depth} ({space!r}) but the model has "
+                f"{model_space.depth} blocks; resolve the mask with MaskSpace.from_model({space.name!r}, model)."
+            )
+        raise ValueError(
+            f"`mask` was made for {space!r} but the model's layout is {model_space!r}; resolve the mask "
+            f"with MaskSpace.from_model({space.name!r}, model)."
+        )
+
+
+def _can_split(model: Any) -> bool:
+    from .backbone import supports_prefix_cache  # lazily: backbone builds on timm models
+
+    return supports_prefix_cache(model)
+
+
 def frozen_prefix_length(mask: Mask, *, train_embeddings: bool = False, model: Any = None) -> int:
     """Number of leading half-blocks in which nothing is trained.
 
-    Half-block ``2 * i`` is norm1, attention and ls1 of block ``i``; half-block
-    ``2 * i + 1`` is norm2, MLP and ls2. The residual stream after the frozen
-    prefix does not depend on trainable parameters, so it can be computed once
-    and cached (see :func:`skfairtune.backbone.forward_prefix`).
+    Half-block ``2 * i`` is norm1, attention and its LayerScale of block
+    ``i``; half-block ``2 * i + 1`` is norm2, MLP and its LayerScale. The
+    residual stream after the frozen prefix does not depend on trainable
+    parameters, so it can be computed once and cached (see
+    :func:`skfairtune.backbone.forward_prefix`).
+
+    0, and so no cache, when the model's forward cannot be split: the mask's
+    space says why in :attr:`MaskSpace.prefix_cache_reason` (Swin's stages;
+    BEiT, EVA and distilled DeiT, whose forward is not timm's
+    ``VisionTransformer`` one), or ``model`` is given and is not splittable.
 
     Parameters
     ----------
@@ -904,8 +555,9 @@ def frozen_prefix_length(mask: Mask, *, train_embeddings: bool = False, model: A
     train_embeddings : bool, default=False
         Whether the embeddings are trained; if so nothing can be cached.
     model : torch.nn.Module, optional
-        The model; when given, ``mask.extra_patterns`` are checked against its
-        actual parameter names instead of the usual timm names.
+        The model; when given, it must be splittable, and ``mask.extra_patterns``
+        are checked against its actual parameter names instead of the usual
+        timm names.
 
     Returns
     -------
@@ -925,24 +577,26 @@ def frozen_prefix_length(mask: Mask, *, train_embeddings: bool = False, model: A
     """
     if not isinstance(mask, Mask):
         raise TypeError(f"`mask` must be a Mask, got {type(mask).__name__}; use resolve_mask first.")
-    if train_embeddings:
+    if train_embeddings or mask.space.prefix_cache_reason is not None:
         return 0
-    first = min((min(mask.space.half_blocks(u)) for u in mask.trainable_units), default=2 * mask.space.depth)
+    if model is not None and not _can_split(model):
+        return 0
+    first = min((min(mask.space.half_blocks(u), default=0) for u in mask.trainable_units),
+                default=2 * mask.space.depth)
     if not mask.extra_patterns:
         return first
     if model is not None:
         names = [n for n, _ in model.named_parameters()]
     else:
-        names = list(_EMBEDDING_PARAM_NAMES) + [
-            f"blocks.{i}.{suffix}" for i in range(mask.space.depth) for half in _HALF_PARAM_SUFFIXES for suffix in half
+        names = list(EMBEDDING_PARAM_NAMES) + [
+            f"blocks.{i}.{suffix}" for i in range(mask.space.depth) for half in HALF_PARAM_SUFFIXES for suffix in half
         ]
     for name in names:
-        if not _matches(name, mask.extra_patterns):
+        if not matches(name, mask.extra_patterns):
             continue
-        if _matches(name, _EMBEDDING_PATTERNS):
+        if matches(name, EMBEDDING_PATTERNS):
             return 0
-        parts = name.split(".")
-        if parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit():
+        if name.startswith("blocks."):
             # unknown sub-modules count as the first half, which is the safe side
-            first = min(first, 2 * int(parts[1]) + (parts[2] in ("norm2", "mlp", "ls2")))
+            first = min(first, half_block_of(name))
     return first

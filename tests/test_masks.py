@@ -137,7 +137,7 @@ def test_space_equality_hash_repr_pickle():
 
 def test_from_model_reads_depth():
     assert MaskSpace.from_model("ln-attn-mlp", tiny_vit(depth=3)).depth == 3
-    with pytest.raises(TypeError, match=r"`model` must be a timm-style Vision Transformer.*Linear"):
+    with pytest.raises(ValueError, match=r"`model` \(Linear\) has no recognisable transformer blocks.*from_patterns"):
         MaskSpace.from_model("attn", nn.Linear(2, 2))
 
 
@@ -404,8 +404,8 @@ class NotAViT(nn.Module):
     [
         (tiny_vit(depth=3), MaskSpace("attn", 2).resolve("full"), {},
          r"made for depth 2 .* but the model has 3 blocks"),
-        (nn.Linear(2, 2), MaskSpace("attn", 2).resolve("full"), {}, r"with a `blocks` sequence"),
-        (NotAViT(), MaskSpace("attn", 2).resolve("full"), {}, r"unit 'blocks.0.attn' .*matches no parameter"),
+        (nn.Linear(2, 2), MaskSpace("attn", 2).resolve("full"), {}, r"does not fit Linear.*no recognisable"),
+        (NotAViT(), MaskSpace("attn", 2).resolve("full"), {}, r"does not fit NotAViT: 2 units own no parameter"),
         (tiny_vit(depth=2), MaskSpace("attn", 2).resolve("linear"), {"head_patterns": ("classifier.*",)},
          r"head pattern 'classifier.\*' .*matches no parameter"),
         (tiny_vit(depth=2, layer_scale=False), Mask(MaskSpace("attn", 2), (0, 0), extra_patterns=("blocks.*.gamma",)),
