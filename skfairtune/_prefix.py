@@ -33,6 +33,7 @@ from torch import nn
 
 __all__ = [
     "ActivationCache",
+    "NOTHING_FROZEN",
     "ViTSuffix",
     "check_cut",
     "data_fingerprint",
@@ -229,6 +230,10 @@ class ViTSuffix(nn.Module):
 # Eligibility
 # --------------------------------------------------------------------------- #
 
+#: Why no cache when the mask trains the first block: no reason to warn about.
+NOTHING_FROZEN = "nothing at the input side of the model is frozen"
+
+
 def token_shape(backbone: nn.Module) -> tuple[int, int]:
     """(tokens, width) of a ViT's residual stream."""
     tokens = backbone.patch_embed.num_patches + getattr(backbone, "num_prefix_tokens", 1)
@@ -281,12 +286,13 @@ def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augment
     """
     if setting is False:
         return 0, None
+    if not supports_prefix_cache(backbone):
+        return 0, (f"{type(backbone).__name__}'s forward pass cannot be split at a block "
+                   "(the cache needs a timm VisionTransformer with standard pre-norm blocks)")
     if frozen_half_blocks == 0:
-        return 0, "nothing at the input side of the model is frozen"
+        return 0, NOTHING_FROZEN
     if augments:
         return 0, augments
-    if not supports_prefix_cache(backbone):
-        return 0, "the model does not have timm's ViT layout"
     if has_stochastic_layers(backbone, frozen_half_blocks):
         return 0, "the frozen part has dropout or stochastic depth"
     tokens, width = token_shape(backbone)

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_random_state
 from ._checks import check_not_tabular
 from ._filecache import resolve_image_cache
 from ._inputs import check_images_given, images_to_tensor, tabular_width
-from ._prefix import ActivationCache, forward_prefix, prefix_cut, run_half_blocks
+from ._prefix import NOTHING_FROZEN, ActivationCache, forward_prefix, prefix_cut, run_half_blocks
 from ._preprocess import make_train_transform
 from ._template import ModelTemplate
 from ._training import (
@@ -211,7 +211,7 @@ class Trainer:
         cut, self.frozen_cache_reason = prefix_cut(
             backbone, frozen, setting=p["frozen_cache"], augments=augments, n_samples=len(X_tensor),
             max_mb=p["frozen_cache_max_mb"])
-        if self.frozen_cache_reason is not None and p["frozen_cache"] is True and frozen > 0:
+        if p["frozen_cache"] is True and self.frozen_cache_reason not in (None, NOTHING_FROZEN):
             warnings.warn(f"frozen_cache=True but the cache is not used: {self.frozen_cache_reason}.",
                           UserWarning, stacklevel=3)
         self.frozen_prefix = 0

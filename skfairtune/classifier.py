@@ -19,6 +19,7 @@ from ._params import Checked, OneOf, validate_params
 from ._pixels import check_bit_depth
 from ._preprocess import check_transform
 from ._trainer import Trainer, predict_proba, to_model_tensor
+from .masks import MaskSpace
 
 __all__ = ["FairTuneClassifier"]
 
@@ -245,7 +246,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         "pretrained": ["boolean"],
         "checkpoint_path": [str, os.PathLike, None],
         "mask": "no_validation",  # resolved against the model's mask space, with its own messages
-        "mask_space": [str],
+        "mask_space": [str, MaskSpace],
         "train_embeddings": ["boolean"],
         "lora_rank": [Interval(Integral, 1, None, closed="left")],
         "lora_alpha": [Interval(Real, 0, None, closed="neither"), None],

@@ -64,9 +64,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     ----------
     estimator : FairTuneClassifier or Pipeline ending in one
         The template; the searched parameters are set on the final step.
-    space : str or None, default="ln-attn-mlp"
-        Mask space searched (see :class:`skfairtune.masks.MaskSpace`); ``None``
-        keeps the estimator's own ``mask`` and searches the rest only.
+    space : str, MaskSpace or None, default="ln-attn-mlp"
+        Mask space searched: a name resolved for the model's own blocks (ViT,
+        DeiT, BEiT, EVA, Swin), or a :class:`skfairtune.masks.MaskSpace` such as
+        ``MaskSpace.from_patterns(model, {...})``; ``None`` keeps the
+        estimator's own ``mask`` and searches the rest only.
     lr_range : (float, float) or None, default=(1e-5, 1e-3)
         Log-uniform range of the learning rate (the paper's); ``None`` keeps
         the estimator's ``lr``.
@@ -260,7 +262,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
-        "space": [str, None],
+        "space": [str, MaskSpace, None],
         "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
         "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
         "param_distributions": [dict, None],

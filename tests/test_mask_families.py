@@ -348,8 +348,10 @@ def test_classifier_fits_and_predicts_every_family(images, backbone):
     assert expected <= module_names  # the wrapped backbone trains the preset's parameters
     # No frozen-prefix cache: the forward of these models cannot be split.
     clf = FairTuneClassifier(model=backbone, pretrained=False, mask="linear", max_epochs=1, batch_size=16,
-                             random_state=0).fit(images.images, images.target)
-    assert clf.frozen_cache_reason_ is not None
+                             frozen_cache=True, random_state=0)
+    with pytest.warns(UserWarning, match=r"frozen_cache=True but the cache is not used: .*cannot be split"):
+        clf.fit(images.images, images.target)
+    assert clf.frozen_prefix_ == 0 and "cannot be split" in clf.frozen_cache_reason_
 
 
 @pytest.mark.parametrize("backbone", [swin_backbone, eva_backbone])
