@@ -201,7 +201,7 @@ CASES = [
     ("pruner unknown", lambda c: _fit(c, search(c, pruner="median")), ValueError, r"`pruner` must be one of"),
     ("study minimize", lambda c: _fit(c, search(c, storage=None, study_name=None,
                                                  study=optuna.create_study(direction="minimize"))),
-     ValueError, r"direction='maximize'"),
+     ValueError, r"directions=\['maximize'\]"),
     ("study not a Study", lambda c: _fit(c, search(c, storage=None, study="s")), TypeError,
      r"`study` must be an optuna.Study"),
     ("stored study of another search", lambda c: _fit(c, search(c, scoring="overall_auc")), ValueError,
