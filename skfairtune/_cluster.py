@@ -14,7 +14,7 @@ import optuna
 
 from ._optuna_compat import study_storage
 
-__all__ = ["optuna_object", "claim_refit", "refit_claim", "network_filesystem", "REFIT_SUFFIX"]
+__all__ = ["optuna_object", "claim_refit", "release_refit", "refit_claim", "network_filesystem", "REFIT_SUFFIX"]
 
 #: The refit claim of study ``s`` is an empty study named ``s + REFIT_SUFFIX`` in the same storage.
 REFIT_SUFFIX = ":skfairtune-refit"

@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._optuna_compat import is_stop_request
+
 __all__ = ["logger", "TrialFeed", "TrialLogger", "ProgressBar", "trial_summary", "log_to_stderr",
            "progress_enabled"]
 
@@ -178,9 +180,6 @@ class TrialFeed:
         if study is not None:
             self._seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
-    def __bool__(self) -> bool:
-        return bool(self.callbacks)
-
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._feed(study, first=trial)
 
@@ -197,8 +196,6 @@ class TrialFeed:
         try:
             self._feed(study)
         except RuntimeError as exc:
-            from ._optuna_compat import is_stop_request
-
             if not is_stop_request(exc):
                 raise
             if not self._stop_warned:

@@ -29,6 +29,10 @@ no equivalent:
   exception type for it, and an ask/tell loop is "outside optimize", so a
   sampler (``GridSampler``, once its grid is exhausted) or a callback asking
   the study to stop arrives as that error.
+* The text of the warning ``Study.ask`` gives on a storage with heartbeats
+  outside ``Study.optimize`` (:func:`ask`): the trial loop records the
+  heartbeats itself, so the warning is wrong there, and it has no category of
+  its own to filter by.
 * ``JournalFileBackend._lock`` and ``optuna.storages.journal._file.get_lock_file``
   (:func:`journal_lock`): cutting a torn record off a journal file must hold
   the very lock Optuna's appends hold.
@@ -41,11 +45,13 @@ no equivalent:
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import optuna
 
 __all__ = [
     "RDB_INTERNAL_QUERIES",
+    "ask",
     "is_stop_request",
     "journal_lock",
     "sampler_random_states",
@@ -57,6 +63,8 @@ __all__ = [
 #: Internal ``RDBStorage`` methods that query the database (see the module docstring).
 RDB_INTERNAL_QUERIES = ("_get_trials", "_get_stale_trial_ids")
 
+# Optuna's text: "Heartbeat of storage is supposed to be used with Study.optimize."
+_HEARTBEAT_WARNING = "Heartbeat of storage"
 # Optuna's text: "`Study.stop` is supposed to be invoked inside an objective function or a callback."
 _STOP_TEXT = "Study.stop"
 
@@ -160,6 +168,20 @@ def is_stop_request(exc: BaseException) -> bool:
     False
     """
     return isinstance(exc, RuntimeError) and _STOP_TEXT in str(exc)
+
+
+def ask(study: optuna.Study) -> optuna.trial.Trial:
+    """``study.ask()`` without the warning that heartbeats belong to ``Study.optimize``.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> ask(optuna.create_study()).number
+    0
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
+        return study.ask()
 
 
 def journal_lock(backend):

@@ -32,7 +32,7 @@ from ._liveness import (
     running_here,
     worth_waiting,
 )
-from ._optuna_compat import is_stop_request, sampler_random_states, study_storage, trial_id
+from ._optuna_compat import ask, is_stop_request, sampler_random_states, study_storage, trial_id
 from ._trial_budget import SURPLUS_ATTR, slot_index, trial_roles
 
 __all__ = ["reseed_sampler", "run_trial_loop"]
@@ -198,10 +198,7 @@ def run_trial_loop(study: optuna.Study, objective: Callable, *, n_trials: int, t
                 time.sleep(poll_s)
                 continue
             return
-        with warnings.catch_warnings():
-            # Optuna expects heartbeats only inside Study.optimize; _run_one records them itself.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
+        trial = ask(study)  # _run_one records the trial's heartbeats itself
         try:
             trials = study.get_trials(deepcopy=False)
             role = trial_roles(trials, n_trials)[trial.number]
