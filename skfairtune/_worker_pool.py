@@ -202,7 +202,7 @@ def _child_environment(threads: int) -> dict:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     root = str(Path(__file__).resolve().parent.parent)
-    installed = set(site.getsitepackages()) | {site.getusersitepackages()}
+    installed = set(getattr(site, "getsitepackages", list)()) | {getattr(site, "getusersitepackages", str)()}
     if root not in installed:
         # A source checkout (or a path added at run time): put it first, as here.
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
