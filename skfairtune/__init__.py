@@ -5,23 +5,15 @@ mask over LayerNorm, attention and MLP units) and the learning rate, so that the
 fine-tuned model is fair across patient subgroups on held-out data (Dutt et al.,
 "FairTune: Optimizing Parameter Efficient Fine Tuning for Fairness in Medical
 Image Analysis", ICLR 2024).
+
+The public names load on first use (PEP 562): ``import skfairtune`` imports
+neither torch nor timm, so the command line and worker processes start fast;
+``skfairtune.FairTuneSearchCV`` imports what it needs when first touched.
 """
 
-from .classifier import FairTuneClassifier
-from .compare import compare_methods
-from .masks import PRESETS, Mask, MaskSpace
-from .metrics import (
-    auc_gap,
-    demographic_parity_difference,
-    equalized_odds_difference,
-    group_auc,
-    min_group_auc,
-    overall_auc,
-    worst_group_accuracy,
-)
-from .reports import fairness_report
-from .scorers import get_fairness_scorer, get_fairness_scorer_names, make_fairness_scorer
-from .search import BASELINES, FairTuneSearchCV
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
@@ -32,6 +24,7 @@ __all__ = [
     "Mask",
     "MaskSpace",
     "PRESETS",
+    "ParetoSuccessiveHalving",
     "auc_gap",
     "compare_methods",
     "demographic_parity_difference",
@@ -46,3 +39,45 @@ __all__ = [
     "worst_group_accuracy",
     "__version__",
 ]
+
+# Public name -> the submodule defining it.
+_LAZY = {
+    "BASELINES": "search",
+    "FairTuneClassifier": "classifier",
+    "FairTuneSearchCV": "search",
+    "Mask": "masks",
+    "MaskSpace": "masks",
+    "PRESETS": "masks",
+    "ParetoSuccessiveHalving": "_pareto_pruning",
+    "auc_gap": "metrics",
+    "compare_methods": "compare",
+    "demographic_parity_difference": "metrics",
+    "equalized_odds_difference": "metrics",
+    "fairness_report": "reports",
+    "get_fairness_scorer": "scorers",
+    "get_fairness_scorer_names": "scorers",
+    "group_auc": "metrics",
+    "make_fairness_scorer": "scorers",
+    "min_group_auc": "metrics",
+    "overall_auc": "metrics",
+    "worst_group_accuracy": "metrics",
+}
+
+# Public submodules, reachable as attributes (``skfairtune.datasets``) as when the
+# package imported them eagerly.
+_SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "masks",
+               "metrics", "plotting", "reports", "scorers", "search", "worker")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import optuna
 
-__all__ = ["optuna_object", "claim_refit", "refit_claim", "network_filesystem", "REFIT_SUFFIX"]
+from ._optuna_compat import study_storage
+
+__all__ = ["optuna_object", "claim_refit", "release_refit", "refit_claim", "network_filesystem", "REFIT_SUFFIX"]
 
 #: The refit claim of study ``s`` is an empty study named ``s + REFIT_SUFFIX`` in the same storage.
 REFIT_SUFFIX = ":skfairtune-refit"
@@ -90,7 +92,7 @@ def claim_refit(study: optuna.Study) -> bool:
     """
     name = study.study_name + REFIT_SUFFIX
     try:
-        marker = optuna.create_study(study_name=name, storage=study._storage, direction="maximize")
+        marker = optuna.create_study(study_name=name, storage=study_storage(study), direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         return False
     marker.set_user_attr("claimed_by", {"host": socket.gethostname(), "pid": os.getpid(),
@@ -101,7 +103,7 @@ def claim_refit(study: optuna.Study) -> bool:
 def release_refit(study: optuna.Study) -> None:
     """Give the refit claim back after a refit that could not be saved, so a rerun can do it."""
     try:
-        optuna.delete_study(study_name=study.study_name + REFIT_SUFFIX, storage=study._storage)
+        optuna.delete_study(study_name=study.study_name + REFIT_SUFFIX, storage=study_storage(study))
     except KeyError:
         pass
 
@@ -109,9 +111,10 @@ def release_refit(study: optuna.Study) -> None:
 def refit_claim(study: optuna.Study) -> dict | None:
     """Who claimed the refit of ``study`` (``{"host", "pid", "time"}``), or None."""
     name = study.study_name + REFIT_SUFFIX
-    if name not in optuna.get_all_study_names(study._storage):
+    storage = study_storage(study)
+    if name not in optuna.get_all_study_names(storage):
         return None
-    return optuna.load_study(study_name=name, storage=study._storage).user_attrs.get("claimed_by", {})
+    return optuna.load_study(study_name=name, storage=storage).user_attrs.get("claimed_by", {})
 
 
 def network_filesystem(path) -> str | None:

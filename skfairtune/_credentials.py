@@ -91,7 +91,9 @@ def pickle_safe_storage(storage):
     """What a pickled search keeps of ``storage``: no password, no connection."""
     import optuna
 
-    backend = getattr(storage, "_backend", storage)
+    from ._optuna_compat import storage_backend
+
+    backend = storage_backend(storage)
     if isinstance(backend, optuna.storages.RDBStorage):
         return forget_password(str(backend.url))
     return forget_password(storage) if isinstance(storage, str) else storage
@@ -101,9 +103,9 @@ def pickle_safe_study(study):
     """An in-memory copy of a study kept in a database (whose storage holds the URL)."""
     import optuna
 
-    backend = getattr(study._storage, "_backend", study._storage)
-    if not isinstance(backend, optuna.storages.RDBStorage):
-        return study
-    from ._parallel import _copy_study
+    from ._optuna_compat import storage_backend, study_storage
+    from ._study import copy_study
 
-    return _copy_study(study, None, sampler=study.sampler, pruner=study.pruner)
+    if not isinstance(storage_backend(study_storage(study)), optuna.storages.RDBStorage):
+        return study
+    return copy_study(study, None, sampler=study.sampler, pruner=study.pruner)

@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._optuna_compat import is_stop_request
+
 __all__ = ["logger", "TrialFeed", "TrialLogger", "ProgressBar", "trial_summary", "log_to_stderr",
            "progress_enabled"]
 
@@ -161,7 +163,7 @@ class TrialFeed:
     storage); :meth:`poll` does the same from a process that runs no trial.
     Trials already finished when the feed was made are not reported, nor
     trials that do not count (surplus or duplicate baselines, see
-    :mod:`skfairtune._parallel`).
+    :mod:`skfairtune._trial_budget`).
 
     Parameters
     ----------
@@ -179,9 +181,6 @@ class TrialFeed:
         if study is not None:
             self._seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
-    def __bool__(self) -> bool:
-        return bool(self.callbacks)
-
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._feed(study, first=trial)
 
@@ -198,7 +197,7 @@ class TrialFeed:
         try:
             self._feed(study)
         except RuntimeError as exc:
-            if "Study.stop" not in str(exc):
+            if not is_stop_request(exc):
                 raise
             if not self._stop_warned:
                 self._stop_warned = True
@@ -207,10 +206,10 @@ class TrialFeed:
                               RuntimeWarning, stacklevel=2)
 
     def _feed(self, study: optuna.Study, first: FrozenTrial | None = None) -> None:
-        from ._parallel import SURPLUS_ATTR, _superseded
+        from ._trial_budget import SURPLUS_ATTR, superseded_numbers
 
         trials = study.get_trials(deepcopy=False)
-        superseded = _superseded(trials)
+        superseded = superseded_numbers(trials)
         fresh = [t for t in sorted(trials, key=lambda t: t.number)
                  if t.state.is_finished() and t.number not in self._seen
                  and SURPLUS_ATTR not in t.system_attrs and t.number not in superseded]

@@ -17,6 +17,8 @@ import os
 import warnings
 from pathlib import Path
 
+from ._optuna_compat import journal_lock
+
 __all__ = ["repair_journal", "TornJournalWarning"]
 
 _CHUNK = 1 << 16
@@ -77,16 +79,7 @@ def repair_journal(path, backend=None) -> int:
         return 0
     if size == 0:
         return 0
-    lock = getattr(backend, "_lock", None)
-    if lock is not None:
-        from optuna.storages.journal._file import get_lock_file
-
-        guard = get_lock_file(lock)
-    else:
-        import contextlib
-
-        guard = contextlib.nullcontext()
-    with guard:
+    with journal_lock(backend):
         with open(path, "rb+") as handle:
             size = os.fstat(handle.fileno()).st_size
             keep = _complete_length(handle, size)

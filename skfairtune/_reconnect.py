@@ -12,17 +12,20 @@ error of the database (a constraint, a bad value) is raised at once.
 Nothing is counted twice: a write whose commit reached the server but whose
 answer was lost is detected when retried (finishing a trial twice), and a
 trial row created twice has no owner and is failed and retried by the usual
-rules (:mod:`skfairtune._parallel`).
+rules (:mod:`skfairtune._liveness`).
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import warnings
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+
+from ._optuna_compat import RDB_INTERNAL_QUERIES
 
 __all__ = ["ReconnectingRDBStorage", "StorageUnavailableError", "StorageRetryWarning", "DEFAULT_RETRY_TIMEOUT"]
 
@@ -31,16 +34,17 @@ DEFAULT_RETRY_TIMEOUT = 300.0
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 30.0
 
-# Every RDBStorage method that talks to the database.
+# Every RDBStorage method that talks to the database: its public API and the internal
+# queries Optuna's own methods call.
 _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
     "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies",
     "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
     "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
-    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
-)
+    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+    "get_best_trial", "record_heartbeat",
+) + RDB_INTERNAL_QUERIES
 
 
 class StorageUnavailableError(RuntimeError):
@@ -49,6 +53,17 @@ class StorageUnavailableError(RuntimeError):
 
 class StorageRetryWarning(RuntimeWarning):
     """The database connection was lost; the search waits for it."""
+
+
+def _driver_connection_errors() -> tuple:
+    """The PostgreSQL drivers' connection errors, for those drivers already imported (raising one imports it)."""
+    types: list = []
+    for name in ("psycopg", "psycopg2"):
+        module = sys.modules.get(name)
+        if module is not None:
+            types.extend(getattr(module, kind) for kind in ("OperationalError", "InterfaceError")
+                         if isinstance(getattr(module, kind, None), type))
+    return tuple(types)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -64,8 +79,7 @@ def _is_connection_error(exc: BaseException) -> bool:
             return True
         if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
             return True
-        if type(exc).__module__.startswith(("psycopg", "psycopg2")) and type(exc).__name__ in (
-                "OperationalError", "InterfaceError"):
+        if isinstance(exc, _driver_connection_errors()):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -7,10 +7,12 @@ import os
 import re
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 __all__ = [
     "make_sampler",
@@ -19,6 +21,7 @@ __all__ = [
     "make_storage",
     "redact_url",
     "open_study",
+    "copy_study",
     "PRUNERS",
 ]
 
@@ -182,7 +185,7 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
 
 
 def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None):
-    from ._parallel import MAX_RETRY, RetryDeadTrial
+    from ._liveness import MAX_RETRY, RetryDeadTrial
     from ._reconnect import DEFAULT_RETRY_TIMEOUT, ReconnectingRDBStorage
 
     scheme = url.split("://", 1)[0]
@@ -307,6 +310,35 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
                 "with the same settings, or start a new study with another `study_name`."
             )
     return created
+
+
+def copy_study(source: optuna.Study, storage, *, sampler, pruner) -> optuna.Study:
+    """A copy of ``source`` in ``storage`` (None: memory), trials renumbered identically.
+
+    A trial still RUNNING (cut short by an interrupt) is copied as FAIL; the
+    retry enqueued for it, if any, follows it.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> study = optuna.create_study()
+    >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    >>> copied = copy_study(study, None, sampler=None, pruner=None)
+    >>> [t.params for t in copied.trials] == [t.params for t in study.trials]
+    True
+    """
+    target = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner,
+                                 study_name=source.study_name, directions=source.directions)
+    for key, value in source.user_attrs.items():
+        target.set_user_attr(key, value)
+    for trial in sorted(source.get_trials(deepcopy=True), key=lambda t: t.number):
+        if trial.state == TrialState.RUNNING:
+            trial.state = TrialState.FAIL
+            trial.datetime_complete = datetime.now()
+            trial.user_attrs.setdefault("fail_reason", "interrupted")
+        target.add_trial(trial)
+    return target
 
 
 def _jsonable(value):

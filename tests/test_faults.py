@@ -14,7 +14,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -229,10 +228,10 @@ def _disk_full(*args, **kwargs):
 
 
 def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tmp_path):
-    import skfairtune._parallel as parallel
+    import skfairtune._worker_pool as worker_pool
     from skfairtune._degrade import DegradedWarning
 
-    monkeypatch.setattr(parallel.np, "save", _disk_full)  # the image file shared with workers
+    monkeypatch.setattr(worker_pool.np, "save", _disk_full)  # the image file shared with workers
     path = tmp_path / "study.log"
     with pytest.warns(DegradedWarning, match=r"n_jobs=2: the files shared with worker processes could not be "
                                              r"written \(No space left on device.*run in this process"):

@@ -25,13 +25,12 @@ from sklearn.base import BaseEstimator
 from skfairtune._parallel import (
     OWNER_ATTR,
     SURPLUS_ATTR,
-    _assign_device,
-    _n_cpus,
     counted_trials,
     resolve_n_jobs,
     run_trials,
     worker_devices,
 )
+from skfairtune._worker_pool import assign_device, available_cpus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -145,7 +144,7 @@ def _study(storage=None, name="s"):
 # ----------------------------------------------------------------------------- n_jobs, devices
 @pytest.mark.parametrize("n_jobs, expected", [(None, 1), (1, 1), (3, 3), (-1, "all"), (-100, 1)])
 def test_resolve_n_jobs(n_jobs, expected):
-    assert resolve_n_jobs(n_jobs) == (_n_cpus() if expected == "all" else expected)
+    assert resolve_n_jobs(n_jobs) == (available_cpus() if expected == "all" else expected)
 
 
 @pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
@@ -196,12 +195,12 @@ def test_assign_device_reaches_the_classifier_step():
 
     plain = Objective(estimator=tiny_classifier(), step=None, space=None, X=None, X_original=None, y=None,
                       sensitive_features=None, splits=[], scorer=None, error_score=np.nan, max_epochs=1)
-    assert _assign_device(plain, "cuda:1").estimator.device == "cuda:1"
+    assert assign_device(plain, "cuda:1").estimator.device == "cuda:1"
     pipe = Pipeline([("scale", FunctionTransformer()), ("vit", tiny_classifier())])
     piped = Objective(estimator=pipe, step="vit", space=None, X=None, X_original=None, y=None,
                       sensitive_features=None, splits=[], scorer=None, error_score=np.nan, max_epochs=1)
-    assert _assign_device(piped, "cuda:2").estimator.named_steps["vit"].device == "cuda:2"
-    assert _assign_device(piped, None).estimator.named_steps["vit"].device == "cuda:2"
+    assert assign_device(piped, "cuda:2").estimator.named_steps["vit"].device == "cuda:2"
+    assert assign_device(piped, None).estimator.named_steps["vit"].device == "cuda:2"
 
 
 def test_workers_get_one_gpu_each_and_an_in_memory_study_comes_back(monkeypatch, tmp_path):
@@ -303,7 +302,7 @@ def test_three_workers_share_one_journal_exactly(tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     owners = {t.system_attrs[OWNER_ATTR]["pid"] for t in counted}
     assert os.getpid() not in owners and len(owners) >= 2
-    assert {t.user_attrs["omp_threads"] for t in counted} == {str(max(1, _n_cpus() // 3))}
+    assert {t.user_attrs["omp_threads"] for t in counted} == {str(max(1, available_cpus() // 3))}
     # Draws depend on the slot, not on the worker: the same as one process alone, none repeated.
     alone = _study()
     alone.enqueue_trial({"x": 0.5}, user_attrs={"baseline": "half"})
@@ -398,5 +397,5 @@ def test_search_with_two_worker_processes(biased_data, tmp_path, monkeypatch):
     # Scoring ran in the workers, each with its share of the cores' torch threads.
     seen = {tuple(map(int, line.split())) for line in probe.read_text().split("\n") if line}
     workers = {pid for pid, _ in seen if pid != os.getpid()}
-    assert workers and {threads for pid, threads in seen if pid in workers} == {max(1, _n_cpus() // 2)}
+    assert workers and {threads for pid, threads in seen if pid in workers} == {max(1, available_cpus() // 2)}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("skfairtune-")]

@@ -189,17 +189,17 @@ def _dead_pid():
     ("no owner record, just created", False),
 ])
 def test_journal_trials_of_dead_workers_are_failed_and_retried_once(tmp_path, case, retried):
-    from skfairtune._parallel import _owner_record
+    from skfairtune._liveness import owner_record
 
     study = optuna.create_study(storage=make_storage(str(tmp_path / "s.log")), study_name="s")
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         owner = {
-            "dead process on this host": dict(_owner_record(), pid=_dead_pid(), start=None),
-            "pid reused by another process": dict(_owner_record(), pid=sleeper.pid, start="1"),
-            "this process, not running it any more": _owner_record(),
-            "live process on this host": dict(_owner_record(), pid=sleeper.pid, start=None),
-            "process on another host": dict(_owner_record(), host="elsewhere-" + socket.gethostname()),
+            "dead process on this host": dict(owner_record(), pid=_dead_pid(), start=None),
+            "pid reused by another process": dict(owner_record(), pid=sleeper.pid, start="1"),
+            "this process, not running it any more": owner_record(),
+            "live process on this host": dict(owner_record(), pid=sleeper.pid, start=None),
+            "process on another host": dict(owner_record(), host="elsewhere-" + socket.gethostname()),
             "no owner record, just created": None,
         }[case]
         trial = _running_trial(study, owner)
@@ -218,11 +218,11 @@ def test_journal_trials_of_dead_workers_are_failed_and_retried_once(tmp_path, ca
 
 
 def test_unclaimed_running_trial_is_dead_after_the_grace_period(tmp_path, monkeypatch):
-    import skfairtune._parallel as parallel
+    import skfairtune._liveness as liveness
 
     study = optuna.create_study(storage=make_storage(str(tmp_path / "s.log")), study_name="s")
     trial = _running_trial(study, None)
-    monkeypatch.setattr(parallel, "UNCLAIMED_GRACE_S", 0.0)
+    monkeypatch.setattr(liveness, "UNCLAIMED_GRACE_S", 0.0)
     assert recover_dead_trials(study) == [trial.number]
     assert "before claiming it" in study.trials[trial.number].user_attrs["fail_reason"]
 
