@@ -335,7 +335,7 @@ def hypervolume(values, directions, reference_point=None) -> float:
 
     Notes
     -----
-    Optuna computes hypervolumes only in a private module
+    Optuna computes hypervolumes only in a private
     module, whose name and signature may change between releases; this
     small exact computation (a sweep in 2-D, slicing above) depends on
     nothing private.
