@@ -259,7 +259,7 @@ def has_stochastic_layers(backbone: nn.Module, frozen_prefix: int) -> bool:
 
 
 def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augments: str | None,
-               n_samples: int, max_mb: float) -> tuple[int, str | None]:
+               n_samples: int, max_mb: float, bytes_per_value: int = 4) -> tuple[int, str | None]:
     """How many half-blocks to serve from cached activations, and why none when 0.
 
     Parameters
@@ -276,6 +276,8 @@ def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augment
         Training images, to size the cache.
     max_mb : float
         The classifier's ``frozen_cache_max_mb``.
+    bytes_per_value : int, default=4
+        Size of one stored activation (2 when stored in bf16).
 
     Returns
     -------
@@ -296,7 +298,7 @@ def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augment
     if has_stochastic_layers(backbone, frozen_half_blocks):
         return 0, "the frozen part has dropout or stochastic depth"
     tokens, width = token_shape(backbone)
-    needed_mb = n_samples * tokens * width * 4 / 2**20
+    needed_mb = n_samples * tokens * width * bytes_per_value / 2**20
     if needed_mb > max_mb:
         return 0, f"the cache would take {needed_mb:.0f} MiB, over frozen_cache_max_mb={max_mb}"
     return int(frozen_half_blocks), None

@@ -210,7 +210,7 @@ class Trainer:
         frozen = frozen_prefix_length(self.mask, train_embeddings=p["train_embeddings"])
         cut, self.frozen_cache_reason = prefix_cut(
             backbone, frozen, setting=p["frozen_cache"], augments=augments, n_samples=len(X_tensor),
-            max_mb=p["frozen_cache_max_mb"])
+            max_mb=p["frozen_cache_max_mb"], bytes_per_value=self._prefix_dtype.itemsize)
         if p["frozen_cache"] is True and self.frozen_cache_reason not in (None, NOTHING_FROZEN):
             warnings.warn(f"frozen_cache=True but the cache is not used: {self.frozen_cache_reason}.",
                           UserWarning, stacklevel=3)
@@ -318,16 +318,21 @@ class Trainer:
                         out = forward_prefix(vit, module.prepare_images(chunk), stop)
                     else:
                         out = run_half_blocks(vit, chunk, first, stop)
-                chunks.append(out.float().cpu())
+                chunks.append(out.to(self._prefix_dtype).cpu())
         finally:
             module.train(was_training)
         return torch.cat(chunks)
 
+    @property
+    def _prefix_dtype(self) -> torch.dtype:
+        """Stored activations keep the training precision: bf16 halves the cache under bf16 autocast."""
+        return self.autocast_dtype or torch.float32
+
     def _prefix_output(self, images: torch.Tensor, cut: int, *, data_key: Hashable) -> torch.Tensor:
         if self.cache is None:
             return self._run_prefix(images, 0, cut)
-        return self.cache.activations(images, cut, data_key=data_key, model_key=self.template.key,
-                                      run=self._run_prefix)
+        return self.cache.activations(images, cut, data_key=data_key,
+                                      model_key=(self.template.key, str(self._prefix_dtype)), run=self._run_prefix)
 
     # ------------------------------------------------------------------ training and prediction
     def model_inputs(self, X, *, data_key: Hashable = None) -> torch.Tensor:

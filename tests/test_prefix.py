@@ -7,7 +7,7 @@ import torch
 
 from skfairtune._prefix import ActivationCache
 from skfairtune._template import TemplateStore
-from skfairtune._trainer import Trainer, resolve_seed
+from skfairtune._trainer import Trainer, predict_proba, resolve_seed, to_model_tensor
 from skfairtune.datasets import make_biased_images
 
 from .conftest import tiny_classifier
@@ -90,3 +90,14 @@ def test_split_forward_is_scoped():
             assert module.suffix.start == 0
         assert module.suffix.start == trainer.frozen_prefix
     assert module.suffix.start == 0
+
+
+def test_bf16_training_stores_the_prefix_in_bf16_and_predicts_like_the_whole_model():
+    trainer = _prepared("linear", precision="bf16")
+    assert trainer.frozen_prefix > 0 and trainer.dataset.X.dtype == torch.bfloat16
+    data = make_biased_images(64, image_size=16, random_state=0)
+    cached = trainer.predict_proba(trainer.model_inputs(data.images[:16]))
+    images = to_model_tensor(data.images[:16], trainer.params, trainer.input_config, trainer.geometry)
+    whole = predict_proba(trainer.net, images)  # frozen_prefix=0: the whole model from the images
+    # Same model, the prefix rounded to bf16 once: agreement at bf16's precision.
+    assert abs(cached - whole).max() < 0.05
