@@ -590,9 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     if "search" in args.only:
         results = []
         names = list(cfg.contestants)
-        for i, seed in enumerate(cfg.seeds):
-            # Rotate the order per seed so slow drifts in machine load hit every contestant.
-            for name in names[i % len(names):] + names[:i % len(names)]:
+        for seed in cfg.seeds:
+            # Rotate the order per seed (by the seed, so runs split with --first-seed rotate too)
+            # so that slow drifts in machine load hit every contestant.
+            for name in names[seed % len(names):] + names[:seed % len(names)]:
                 result = _run_worker(kind=name, checkpoint=checkpoint, seed=seed, **run)
                 results.append(result)
                 print(f"  done: {CONTESTANTS[name]:<21} seed {seed}: search {result['search_s']:.1f} s, "
