@@ -233,7 +233,9 @@ def one_trial(args, model_kwargs, X_train, y_train, X_val) -> dict:
     predict_s = time.perf_counter() - started
     return {"img_per_s": len(X_train) / min(durations[1:] or durations), "epoch_s": durations,
             "fit_s": fit_s, "predict_val_s": predict_s, "n_train": int(len(X_train)),
-            "device": str(clf.device_), "precision": clf.precision}
+            "device": str(clf.device_),
+            # precision="auto" (the default used here): bf16 autocast on CUDA, float32 elsewhere.
+            "precision": f"auto ({'bf16 autocast' if clf.device_.type == 'cuda' else 'float32'})"}
 
 
 # --------------------------------------------------------------------------- 3. the search
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     report["trial"] = trial
     ratio = trial["img_per_s"] / plain["img_per_s"]
     report["trial_vs_plain"] = ratio
-    print(f"one trial, FairTuneClassifier(mask='full', precision='{trial['precision']}') on {trial['device']}: "
+    print(f"one trial, FairTuneClassifier(mask='full', precision={trial['precision']}) on {trial['device']}: "
           f"{trial['img_per_s']:.0f} img/s = {ratio:.2f}x the plain loop "
           f"(epochs {', '.join(f'{d:.1f}' for d in trial['epoch_s'])} s on {trial['n_train']} images; "
           f"predicting {len(val)} validation images {trial['predict_val_s']:.1f} s)", flush=True)
