@@ -74,7 +74,7 @@ class BenchConfig:
     floor_epochs: int = 3
     scaling_fractions: tuple = (0.25, 0.5, 1.0)
     scaling_epochs: int = 2
-    contestants: tuple = ("reference", "hand_written", "skfairtune", "skfairtune_jobs2")
+    contestants: tuple = ("reference", "hand_written", "hand_written_jobs2", "skfairtune", "skfairtune_jobs2")
     extra: dict = field(default_factory=dict)
 
     @property

@@ -7,10 +7,20 @@ validates on the whole validation split after every epoch (skorch's
 ``predefined_split`` with an ``EpochScoring`` of the worst age-group AUC), and
 reports that to Optuna's pruner after every epoch. Nothing from skfairtune:
 no frozen-prefix cache, no sharing across trials, skorch's own data loaders.
+
+With ``n_jobs=2`` it runs trials as a competent user parallelises such a
+script: ``study.optimize(objective, n_jobs=2)`` (two Python threads sharing
+one in-memory study; torch releases the GIL inside its kernels) with
+``torch.set_num_threads(1)``, one torch thread per trial thread, so the two
+trials together use the same two cores that ``FairTuneSearchCV(n_jobs=2)``'s
+two single-threaded worker processes use. Sampling (and the model's random
+head) happen under a lock so that a trial's draws depend on its number only,
+as in every other contestant; training runs unlocked.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -57,7 +67,10 @@ class ReportToOptuna(Callback):
             raise optuna.TrialPruned()
 
 
-def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
+def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: int = 1) -> dict:
+    if n_jobs > 1:
+        # One intra-op thread per trial thread: n_jobs trials fill n_jobs cores.
+        torch.set_num_threads(1)
     y, groups = work.y, work.groups
     started = time.perf_counter()
     X_train = decode_once(work.paths[work.train], cfg.image_size)
@@ -71,20 +84,22 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
     total = cfg.max_epochs * steps_per_epoch
     warmup = round(cfg.warmup_fraction * total)
     epochs_trained = []
-    sampled = []
+    sampled = {}
+    sampling = threading.Lock()
 
     def worst_group_auc(net, X, y_true):
         return min_group_auc(y_val, net.predict_proba(X)[:, 1], g_val)
 
     def objective(trial: optuna.Trial) -> float:
-        reseed_sampler(trial.study.sampler, seed, trial.number)
-        bits = "".join(str(trial.suggest_categorical(n, (0, 1))) for n in bit_names)
-        lr = trial.suggest_float("lr", *cfg.lr_range, log=True)
-        sampled.append([bits, lr])
-        torch.manual_seed(seed)
-        model = timm.create_model(MODEL, pretrained=True, num_classes=2,
-                                  pretrained_cfg_overlay=dict(file=checkpoint, custom_load=False),
-                                  **cfg.model_kwargs)
+        with sampling:  # the sampler's state and torch's global seed are shared by the threads
+            reseed_sampler(trial.study.sampler, seed, trial.number)
+            bits = "".join(str(trial.suggest_categorical(n, (0, 1))) for n in bit_names)
+            lr = trial.suggest_float("lr", *cfg.lr_range, log=True)
+            sampled[trial.number] = [bits, lr]
+            torch.manual_seed(seed)
+            model = timm.create_model(MODEL, pretrained=True, num_classes=2,
+                                      pretrained_cfg_overlay=dict(file=checkpoint, custom_load=False),
+                                      **cfg.model_kwargs)
         for name, param in model.named_parameters():
             param.requires_grad_(trainable(name, bits))
         net = NeuralNetClassifier(
@@ -118,7 +133,7 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
                                 pruner=optuna.pruners.SuccessiveHalvingPruner(reduction_factor=4))
     for bits in baseline_masks(cfg.depth).values():
         study.enqueue_trial({n: int(b) for n, b in zip(bit_names, bits)})
-    study.optimize(objective, n_trials=cfg.n_trials)
+    study.optimize(objective, n_trials=cfg.n_trials, n_jobs=n_jobs)
     elapsed = time.perf_counter() - started
     best = study.best_trial
     states = [t.state for t in study.trials]
@@ -131,6 +146,6 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int) -> dict:
         "best_lr": best.params["lr"],
         "best_val_own": best.value,
         "best_val_min_group_auc": best.value,
-        "sampled": sampled,
+        "sampled": [sampled[number] for number in sorted(sampled)],
         "own_objective": "whole-set min-group AUC",
     }

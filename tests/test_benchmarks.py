@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import tiny_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_search.py"
@@ -80,13 +78,21 @@ def test_full_mode_exits_clearly_without_the_data(monkeypatch, capsys):
     assert "--smoke" in capsys.readouterr().err
 
 
-def test_smoke_parallel_contestant_runs_the_same_trials():
+def test_smoke_equal_resource_comparison_comes_first():
     proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--only", "search", "--contestants",
-                           "hand_written", "skfairtune_jobs2"],
+                           "hand_written", "hand_written_jobs2", "skfairtune_jobs2"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "n_jobs=2 speedup vs hand-written:" in proc.stdout
-    assert "the contestants sampled identical (mask, lr) sequences" in proc.stdout
+    out = proc.stdout
+    equal = out.index("equal resources (both n_jobs=2, one torch thread per trial): "
+                      "FairTune n_jobs=2 vs hand-written n_jobs=2: speedup ")
+    unequal = out.index("n_jobs=2 against one process (unequal resources)")
+    assert equal < unequal
+    assert "n_jobs=2 speedup vs hand-written:" in out
+    # The best validation objective of each seed is printed beside each ratio.
+    assert out[equal:unequal].count("best val per seed [0]: FairTune n_jobs=2 0.") == 1
+    # The threaded hand-written script samples exactly what the others sample.
+    assert "the contestants sampled identical (mask, lr) sequences" in out
 
 
 def test_throughput_smoke_table():
@@ -118,3 +124,48 @@ def test_science_benchmark_smoke(tmp_path):
     # Every complete trial of the search was scored on the test part for the rank diagnosis.
     assert run["n_ranked_trials"] >= 3 and -1 <= run["rank_correlation"] <= 1
     assert "| FairTune/reeval |" in proc.stdout and "val/test Spearman" in proc.stdout
+
+
+# --------------------------------------------------------------------------- paper scale
+PAPER = REPO / "benchmarks" / "bench_paper_scale.py"
+
+
+def test_paper_scale_smoke(tmp_path):
+    out = tmp_path / "paper.json"
+    proc = subprocess.run([sys.executable, str(PAPER), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["command"].endswith("--smoke --json " + str(out))
+    assert report["machine"] and report["date"] and report["device"] == "cpu"
+    assert report["plain"]["img_per_s"] > 0 and report["trial"]["img_per_s"] > 0
+    assert report["trial_vs_plain"] == pytest.approx(report["trial"]["img_per_s"] / report["plain"]["img_per_s"])
+    config, search = report["config"], report["search"]
+    # The smoke search fits in its budget: every trial runs, so the whole search is measured too.
+    assert search["finished"] and search["n_trials_run"] == config["n_trials"]
+    assert 1 <= min(search["epochs_per_trial"]) and max(search["epochs_per_trial"]) <= config["max_epochs"]
+    assert report["measured_hours"] == pytest.approx(search["search_s"] / 3600)
+    epochs = report["extrapolation"]["epochs"]
+    assert config["n_trials"] <= epochs["min"] <= epochs["mean"] <= epochs["max"] <= epochs["no_pruning"]
+    assert epochs["no_pruning"] == config["n_trials"] * config["max_epochs"]
+    assert report["extrapolation"]["hours"] == pytest.approx(
+        epochs["mean"] * report["extrapolation"]["s_per_epoch"] / 3600)
+    assert "whole search (EXTRAPOLATED)" in proc.stdout and "whole search (MEASURED)" in proc.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--smoke", "--time-budget", "0"], "--time-budget must be positive; got 0.0"),
+    (["--smoke", "--n-trials", "-1"], "--n-trials must be positive; got -1"),
+    (["--smoke", "--n-images", "4"], "--n-images must be at least 16"),
+    (["--smoke", "--validation-fraction", "1.5"], "--validation-fraction must be in (0, 1); got 1.5"),
+])
+def test_paper_scale_bad_arguments(argv, message):
+    proc = subprocess.run([sys.executable, str(PAPER), *argv], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_paper_scale_full_mode_exits_clearly_without_the_data(tmp_path):
+    proc = subprocess.run([sys.executable, str(PAPER), "--data", str(tmp_path / "absent")],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "--smoke" in proc.stderr
