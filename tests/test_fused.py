@@ -209,6 +209,6 @@ def test_unsupported_template_is_refused(data):
     with pytest.raises(ValueError, match="cannot be trained fused.*'avg'"):
         FusedTrainer(pooled, *data, max_epochs=1)
     dropped = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4,
-                                embed_dim=16, depth=1, num_heads=2, num_classes=2, drop_path_rate=0.1)
+                                embed_dim=16, depth=2, num_heads=2, num_classes=2, drop_path_rate=0.1)
     with pytest.raises(ValueError, match="dropout or stochastic depth"):
         FusedTrainer(dropped, *data, max_epochs=1)
