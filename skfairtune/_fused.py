@@ -144,18 +144,22 @@ class _Params:
 def _linear(x: torch.Tensor, shared_x: bool, P: _Params, prefix: str) -> tuple[torch.Tensor, bool]:
     w, w_st = P.get(prefix + ".weight")
     b, b_st = P.get(prefix + ".bias")
+    shared_out = shared_x and not w_st and not b_st
     if not w_st:
         out = F.linear(x, w, None if b_st else b)
+        if b_st:
+            out = out + _member_view(b, True, out.dim() + (1 if shared_x else 0))
+        return out, shared_out
+    lead = x.shape[:-1] if shared_x else x.shape[1:-1]
+    if shared_x:
+        # One (B*T, D) operand for every member: matmul broadcasts it without a copy.
+        out = torch.matmul(x.reshape(1, -1, x.shape[-1]), w.transpose(1, 2))
+        out = out + (b.unsqueeze(1) if b_st else b)
     else:
-        lead = x.shape[:-1] if shared_x else x.shape[1:-1]
-        flat = x.reshape(1 if shared_x else x.shape[0], -1, x.shape[-1])
-        out = torch.matmul(flat, w.transpose(1, 2)).view(w.shape[0], *lead, w.shape[1])
-    shared_out = shared_x and not w_st and not b_st
-    if b_st:
-        out = out + _member_view(b, True, out.dim() + (1 if shared_x and not w_st else 0))
-    elif w_st:
-        out = out + b
-    return out, shared_out
+        # The bias inside the GEMM: a separate broadcast add costs about as much on CPU.
+        bias = b.unsqueeze(1) if b_st else b
+        out = torch.baddbmm(bias, x.reshape(x.shape[0], -1, x.shape[-1]), w.transpose(1, 2))
+    return out.view(w.shape[0], *lead, w.shape[1]), shared_out
 
 
 def _layer_norm(x: torch.Tensor, shared_x: bool, P: _Params, prefix: str, eps: float):
@@ -581,7 +585,8 @@ def choose_group_size(template: torch.nn.Module, X: torch.Tensor, y, masks: Sequ
 
     For each ``K`` in ``candidates`` a group of the first ``K`` masks (cycled when
     there are fewer) trains one warm-up batch and then ``n_batches`` timed batches.
-    The K with the most trial-batches per second wins, unless it beats K=1 by
+    Timed by wall clock on a GPU and by this process's CPU time on CPU (robust to
+    other processes sharing the machine). The K with the most trial-batches per second wins, unless it beats K=1 by
     less than ``min_gain`` (then 1: train trials one at a time).
 
     Parameters
@@ -605,16 +610,22 @@ def choose_group_size(template: torch.nn.Module, X: torch.Tensor, y, masks: Sequ
     if not masks or len(masks) != len(lrs):
         raise ValueError(f"`masks` and `lrs` must be non-empty and of equal length, got {len(masks)} and {len(lrs)}.")
     trainer_kwargs.setdefault("max_epochs", 1)
+    # On CPU this process's CPU time: other processes' load then cannot pick K (it
+    # counts every intra-op thread, so it also measures how well larger ops parallelise).
+    on_gpu = next(template.parameters()).device.type == "cuda"
+    clock = time.perf_counter if on_gpu else time.process_time
     timings: dict[int, float] = {}
     for k in sorted(set(int(c) for c in candidates)):
         trainer = FusedTrainer(template, X, y, **trainer_kwargs)
         for j in range(k):
             trainer.add(masks[j % len(masks)], lrs[j % len(lrs)], seed=j)
         trainer._run_epoch(max_batches=1)
-        started = time.perf_counter()
+        started = clock()
         trainer._run_epoch(max_batches=n_batches)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
         batches = min(n_batches, trainer.steps_per_epoch)
-        timings[k] = (time.perf_counter() - started) / (batches * k)
+        timings[k] = (clock() - started) / (batches * k)
     best = min(timings, key=timings.get)
     if 1 in timings and timings[1] / timings[best] < min_gain:
         best = 1

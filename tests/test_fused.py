@@ -212,3 +212,22 @@ def test_unsupported_template_is_refused(data):
                                 embed_dim=16, depth=2, num_heads=2, num_classes=2, drop_path_rate=0.1)
     with pytest.raises(ValueError, match="dropout or stochastic depth"):
         FusedTrainer(dropped, *data, max_epochs=1)
+
+
+def test_bench_fused_smoke_prints_ratio_and_agrees_with_plain_loop(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fused.py"
+    spec = importlib.util.spec_from_file_location("bench_fused", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke"])
+    out = capsys.readouterr().out
+    for line in ("plain: ", "engine_k1: ", "fused: ", "probe (s per trial-batch)",
+                 "RATIO fused / best one-at-a-time:", "by wall time"):
+        assert line in out
+    assert result["k"] in result["timings"] and set(result["timings"]) == {1, 2}
+    baseline = max(result["per_hour"]["plain"], result["per_hour"]["engine_k1"])
+    assert result["ratio"] == pytest.approx(result["per_hour"]["fused"] / baseline)
+    assert result["max_diff"] < 1e-4  # fused trials end where the plain loop's do
