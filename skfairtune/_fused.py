@@ -102,8 +102,8 @@ def _check_template(template: torch.nn.Module) -> None:
         if not isinstance(template.fc_norm, torch.nn.Identity) or not isinstance(template.norm_pre, torch.nn.Identity):
             problems.append("it has fc_norm or norm_pre")
         for module in template.modules():
-            p = getattr(module, "p", 0.0)
-            if isinstance(module, (torch.nn.Dropout, timm.layers.DropPath)) and (p or getattr(module, "drop_prob", 0.0)):
+            rate = getattr(module, "p", 0.0) or getattr(module, "drop_prob", 0.0)
+            if isinstance(module, (torch.nn.Dropout, timm.layers.DropPath)) and rate:
                 problems.append("it has dropout or stochastic depth")
                 break
         for block in template.blocks:
@@ -342,7 +342,7 @@ class FusedTrainer:
         if not isinstance(X, torch.Tensor) or X.dim() != 4 or not X.is_floating_point():
             raise ValueError(f"`X` must be a float tensor of shape (n_samples, C, H, W), got "
                              f"{type(X).__name__} {tuple(getattr(X, 'shape', ()))}; normalise the images first.")
-        y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        y = y.detach().cpu().long() if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y), dtype=torch.long)
         if y.shape != (len(X),):
             raise ValueError(f"`y` must hold one label per image ({len(X)}), got shape {tuple(y.shape)}.")
         n_classes = template.head.out_features
