@@ -580,14 +580,17 @@ class FusedTrainer:
 
 def choose_group_size(template: torch.nn.Module, X: torch.Tensor, y, masks: Sequence[Any],
                       lrs: Sequence[float], *, candidates: Sequence[int] = (1, 2, 4, 8), n_batches: int = 3,
-                      min_gain: float = 1.1, **trainer_kwargs) -> tuple[int, dict[int, float]]:
+                      min_gain: float = 1.1, stop_above: float = 1.05,
+                      **trainer_kwargs) -> tuple[int, dict[int, float]]:
     """Pick how many trials to train fused from a short timed probe.
 
     For each ``K`` in ``candidates`` a group of the first ``K`` masks (cycled when
     there are fewer) trains one warm-up batch and then ``n_batches`` timed batches.
     Timed by wall clock on a GPU and by this process's CPU time on CPU (robust to
     other processes sharing the machine). The K with the most trial-batches per second wins, unless it beats K=1 by
-    less than ``min_gain`` (then 1: train trials one at a time).
+    less than ``min_gain`` (then 1: train trials one at a time). Candidates are
+    tried in increasing order and the probe stops at the first K whose cost per
+    trial is over ``stop_above`` times the best so far.
 
     Parameters
     ----------
@@ -600,12 +603,13 @@ def choose_group_size(template: torch.nn.Module, X: torch.Tensor, y, masks: Sequ
     candidates : sequence of int, default=(1, 2, 4, 8)
     n_batches : int, default=3
     min_gain : float, default=1.1
+    stop_above : float, default=1.05
 
     Returns
     -------
     k : int
     seconds_per_trial_batch : dict
-        ``K`` -> measured seconds per batch per trial.
+        ``K`` -> measured seconds per batch per trial, for the K probed.
     """
     if not masks or len(masks) != len(lrs):
         raise ValueError(f"`masks` and `lrs` must be non-empty and of equal length, got {len(masks)} and {len(lrs)}.")
@@ -626,6 +630,8 @@ def choose_group_size(template: torch.nn.Module, X: torch.Tensor, y, masks: Sequ
             torch.cuda.synchronize(trainer.device)
         batches = min(n_batches, trainer.steps_per_epoch)
         timings[k] = (clock() - started) / (batches * k)
+        if k > 1 and timings[k] > stop_above * min(timings.values()):
+            break  # per-trial cost rising with K: larger groups would only cost probe time
     best = min(timings, key=timings.get)
     if 1 in timings and timings[1] / timings[best] < min_gain:
         best = 1

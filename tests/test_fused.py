@@ -166,13 +166,16 @@ def test_choose_group_size_reports_every_candidate(template, data):
     X, y = data
     masks = [space_mask(template, b) for b in ("010010010", "101101101", "111111111")]
     k, timings = choose_group_size(template, X, y, masks, [1e-3] * 3, candidates=(1, 2, 4), n_batches=1,
-                                   batch_size=BATCH)
+                                   batch_size=BATCH, stop_above=float("inf"))
     assert set(timings) == {1, 2, 4} and all(t > 0 for t in timings.values())
     assert k in timings
     assert k == 1 or timings[1] / timings[k] >= 1.1
     k_never, _ = choose_group_size(template, X, y, masks, [1e-3] * 3, candidates=(1, 2), n_batches=1,
                                    batch_size=BATCH, min_gain=1e9)
     assert k_never == 1
+    _, stopped = choose_group_size(template, X, y, masks, [1e-3] * 3, candidates=(1, 2, 4), n_batches=1,
+                                   batch_size=BATCH, stop_above=0.0)
+    assert set(stopped) == {1, 2}  # K=2 costs more than 0x the best: K=4 is never timed
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
