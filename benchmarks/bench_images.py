@@ -189,7 +189,7 @@ def main(argv=None) -> int:
               f"{stages['cache_mb']:,.0f} MB on disk", flush=True)
 
         # 3. The search on a subsample, served by the cache.
-        search = FairTuneSearchCV(clf, n_trials=args.n_trials, subsample=args.subsample, cv=2, space="block",
+        search = FairTuneSearchCV(clf, n_trials=args.n_trials, subsample=args.subsample, cv=2, mask_space="block",
                                   scoring="min_group_auc", baselines=None, refit=False, random_state=0)
         t0 = time.perf_counter()
         search.fit(paths, y, sensitive_features=groups)

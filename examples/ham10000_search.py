@@ -16,7 +16,7 @@ Protocol (paper, section 4.1 and appendix A.4-A.5):
   stops unpromising trials early with successive halving (reduction factor 4),
   and maximises the validation min-group AUC;
 - each baseline gets its learning rate tuned on the same objective and split
-  (a learning-rate-only search, ``space=None``), as the paper requires;
+  (a learning-rate-only search, ``mask_space=None``), as the paper requires;
 - the three winners are retrained on the training split with their
   parameters and evaluated on validation and test (threshold 0.5 for EOddsD
   and DPD, with balanced class weights).
@@ -128,7 +128,7 @@ def main(argv=None):
 
     chosen = {"FairTune": (search.best_params_, search.best_score_)}
     for preset in ("full", "linear"):
-        lr_search = FairTuneSearchCV(clone(clf).set_params(mask=preset), space=None, baselines=None,
+        lr_search = FairTuneSearchCV(clone(clf).set_params(mask=preset), mask_space=None, baselines=None,
                                      n_trials=args.baseline_trials, **common)
         lr_search.fit(X_dev, y_dev, sensitive_features=age_dev, groups=lesions[dev])
         chosen[preset] = ({"mask": preset, **lr_search.best_params_}, lr_search.best_score_)

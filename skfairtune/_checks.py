@@ -138,7 +138,7 @@ def check_param_distributions(param_distributions, *, estimator_params, estimato
                 f"or CategoricalDistribution; got {distribution!r}."
             )
         if (name == "lr" and searches_lr) or (name == "mask" and searches_mask):
-            switch = "lr_range=None" if name == "lr" else "space=None"
+            switch = "lr_range=None" if name == "lr" else "mask_space=None"
             raise ValueError(
                 f"param_distributions[{name!r}] is searched by the search itself; set {switch} to "
                 f"search {name!r} with your own distribution instead."

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from .classifier import FairTuneClassifier
 from .masks import PRESETS
 
-__all__ = ["FitData", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+__all__ = ["FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
            "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
 
 
@@ -110,6 +110,13 @@ class FitData:
     prefix: str
 
 
+def searched_space(search):
+    """The mask space a search searches: ``mask_space``, or the deprecated ``space`` when given."""
+    if isinstance(search.space, str) and search.space == "deprecated":
+        return search.mask_space
+    return search.space
+
+
 def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring) -> FitData:
     """Labels, groups and sizes, checked and encoded before anything is built.
 
@@ -125,7 +132,7 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
     step, classifier = classifier_step_of(search.estimator)
     check_param_distributions(search.param_distributions, estimator_params=classifier.get_params(deep=False),
                               estimator_name=type(classifier).__name__,
-                              searches_lr=search.lr_range is not None, searches_mask=search.space is not None)
+                              searches_lr=search.lr_range is not None, searches_mask=searched_space(search) is not None)
     if fit_params.get("sample_weight") is not None:
         raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
                          "`class_weight` to weight the classes.")

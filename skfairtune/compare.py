@@ -23,7 +23,7 @@ from sklearn.utils import _safe_indexing
 from ._selection import stratified_bootstrap_indices
 from ._splits import group_codes, label_group_strata, make_splits
 from ._baselines import baseline_lrs
-from ._search_setup import classifier_step_of
+from ._search_setup import classifier_step_of, searched_space
 from ._trainer import encode_targets
 from ._trial_record import TrialRecord
 from .metrics import (
@@ -64,12 +64,12 @@ def _method_searches(search: FairTuneSearchCV, methods) -> dict[str, FairTuneSea
             # Every rate of the grid runs to the end; the best on the inner validation wins.
             sampler = optuna.samplers.GridSampler({"lr": list(lrs)}, seed=0)
             tuned = clone(search).set_params(
-                estimator=estimator, space=None, baselines=None, sampler=sampler, n_trials=len(lrs),
+                estimator=estimator, mask_space=None, baselines=None, sampler=sampler, n_trials=len(lrs),
                 pruner="none", selection="best", storage=None, study=None, study_name=None, n_jobs=1,
             )
         else:
             tuned = clone(search).set_params(
-                estimator=estimator, space=None, lr_range=None, baselines=None, n_trials=1, pruner="none",
+                estimator=estimator, mask_space=None, lr_range=None, baselines=None, n_trials=1, pruner="none",
                 selection="best", storage=None, study=None, study_name=None, n_jobs=1,
             )
         searches[method] = tuned
@@ -90,12 +90,12 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     from .masks import MaskSpace
     from ._study import make_pruner, make_sampler
 
-    if search.space is None or not search.baselines or set(search.baselines) != set(fitted):
+    if searched_space(search) is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
     _, template = classifier_step_of(search.estimator)
     refit = next(iter(fitted.values())).best_estimator_
     classifier = refit[-1] if hasattr(refit, "steps") else refit
-    space = MaskSpace.from_model(search.space, classifier.model_)
+    space = MaskSpace.from_model(searched_space(search), classifier.model_)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(search.sampler, seed),
                                 pruner=make_pruner(search.pruner, template.max_epochs, template.warmup_fraction))
     bit_distribution = optuna.distributions.CategoricalDistribution((0, 1))

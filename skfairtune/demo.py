@@ -352,7 +352,7 @@ def _search(template, config: _Config, seed: int):
     # TPE's 10 random start-up trials would spend most of a short budget at random.
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_baseline_trials + config.startup_trials)
     return FairTuneSearchCV(
-        template, space="ln-attn-mlp", lr_range=config.lr_range, baseline_lrs=config.lr_grid,
+        template, mask_space="ln-attn-mlp", lr_range=config.lr_range, baseline_lrs=config.lr_grid,
         n_trials=n_baseline_trials + config.trials, sampler=sampler, cv=config.cv, random_state=seed,
     )
 
@@ -547,7 +547,7 @@ def run(args) -> int:
     fairtune_title = f"FairTune (kept {_BASELINES[chosen]})" if isinstance(chosen, str) else "FairTune mask"
     for title, params in (("full fine-tuning", searches["full"][0].best_params_),
                           (fairtune_title, search.best_params_)):
-        clf = clone(template).set_params(mask_space=search.space, **params, callbacks=[
+        clf = clone(template).set_params(mask_space=search.mask_space_, **params, callbacks=[
             GroupAUCScoring(X_train, y_train, sensitive_features=s_train, name="train"),
             GroupAUCScoring(X_test, y_test, sensitive_features=s_test, name="valid"),
         ])

@@ -100,7 +100,7 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     Parameters
     ----------
     search : FairTuneSearchCV
-        A fitted search over a mask space (``space`` not None).
+        A fitted search over a mask space (``mask_space`` not None).
     top_k : int, default=1
         Number of best complete trials to count. Fewer are used when fewer
         trials completed; the title says how many.
@@ -137,9 +137,9 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     results = _check_search(search, "plot_mask_selection")
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"`top_k` must be an int >= 1; got {top_k!r}.")
-    if getattr(search, "space", None) is None or "param_mask" not in results:
+    if getattr(search, "mask_space_", None) is None or "param_mask" not in results:
         raise ValueError(
-            "plot_mask_selection needs a search over masks; this search was fit with space=None "
+            "plot_mask_selection needs a search over masks; this search was fit with mask_space=None "
             "(only the learning rate was searched)."
         )
     order = _complete_order(results)

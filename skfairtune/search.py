@@ -33,7 +33,8 @@ from ._preemption import preemption_guard
 from ._results import results_table
 from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
                             check_estimator, check_fit_data, check_lora_ranks, check_lr_range,
-                            check_split_iterable, check_study, classifier_step_of, search_splits)
+                            check_split_iterable, check_study, classifier_step_of, search_splits,
+                            searched_space)
 from ._selection import SELECTIONS, reevaluate_top, select_trial
 from ._signature import data_fingerprint, search_signature
 from ._splits import make_splits
@@ -64,8 +65,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     ----------
     estimator : FairTuneClassifier or Pipeline ending in one
         The template; the searched parameters are set on the final step.
-    space : str, MaskSpace or None, default="ln-attn-mlp"
-        Mask space searched: a name resolved for the model's own blocks (ViT,
+    mask_space : str, MaskSpace or None, default="ln-attn-mlp"
+        Mask space searched (the same setting as ``FairTuneClassifier``'s
+        ``mask_space``): a name resolved for the model's own blocks (ViT,
         DeiT, BEiT, EVA, Swin), or a :class:`skfairtune.masks.MaskSpace` such as
         ``MaskSpace.from_patterns(model, {...})``; ``None`` keeps the
         estimator's own ``mask`` and searches the rest only.
@@ -174,6 +176,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``ValueError`` before any training. ``"force"``: a different data
         fingerprint only warns (e.g. after fixing a label); every other
         mismatch still raises.
+    space : str, MaskSpace or None, default="deprecated"
+        Deprecated name of ``mask_space`` (one name per concept: the
+        classifier calls it ``mask_space``); still accepted with a
+        ``FutureWarning``.
     subsample : float, default=None
         Run the search on a label- and group-stratified fraction of the data,
         then refit on all of it (the paper's CheXpert protocol).
@@ -262,6 +268,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
+        "mask_space": [str, MaskSpace, None],
         "space": [str, MaskSpace, None],
         "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
         "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
@@ -300,7 +307,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self,
         estimator,
         *,
-        space="ln-attn-mlp",
+        mask_space="ln-attn-mlp",
         lr_range=(1e-5, 1e-3),
         lora_ranks=None,
         param_distributions=None,
@@ -330,8 +337,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         progress_bar="auto",
         callbacks=None,
         resume="check",
+        space="deprecated",
     ):
         self.estimator = estimator
+        self.mask_space = mask_space
         self.space = space
         self.lr_range = lr_range
         self.lora_ranks = lora_ranks
@@ -400,6 +409,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     raise InvalidParameterError(
                         f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(self.lr_range)!r}; the "
                         "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
+        if not (isinstance(self.space, str) and self.space == "deprecated"):
+            if not (isinstance(self.mask_space, str) and self.mask_space == "ln-attn-mlp"):
+                raise InvalidParameterError(f"both `mask_space={self.mask_space!r}` and its deprecated name "
+                                            f"`space={self.space!r}` are set; pass `mask_space` only.")
+            warnings.warn("`space` was renamed `mask_space` (the classifier's name for the same setting); "
+                          "`space` will be removed in a future version.", FutureWarning, stacklevel=3)
         scoring = self._resolve_scoring()
         if scoring.multi:
             if self.selection != "best":
@@ -450,7 +465,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.n_splits_ = len(splits)
         objective = self._make_objective(classifier, template, data, search_idx, splits, scoring)
         self._open_study(objective, data, splits, scoring)
-        self._enqueue_baselines(objective.space, template.mask_space if self.space is not None else None)
+        self._enqueue_baselines(objective.space, objective.space.mask_space)
         with _optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
         self._collect_results(objective.space, scoring)
@@ -506,7 +521,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             estimator.set_params(**{data.prefix + "bit_depth": None})
         templates = TemplateStore()
         templates.add(template)
-        space = SearchSpace(template.mask_space if self.space is not None else None,
+        space = SearchSpace(template.mask_space if searched_space(self) is not None else None,
                             tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}),
                             tuple(self.lora_ranks) if self.lora_ranks else None)
@@ -545,7 +560,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         classifier = self._classifier_step()[1]
         self.mask_space_ = space.mask_space
         signature = search_signature(
-            space_name=self.space, space=space, scoring=list(scoring.names) if scoring.multi else self.scoring,
+            space_name=searched_space(self), space=space, scoring=list(scoring.names) if scoring.multi else self.scoring,
             max_epochs=classifier.max_epochs,
             n_splits=len(splits), fold_scoring="pooled" if self._pooled(splits) else "mean",
             data=data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features, groups=data.groups))
@@ -564,7 +579,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if not self.baselines or mask_space is None or self.study_.trials:
             return  # a resumed study already holds its baselines
         queued = baseline_trials(self.baselines, space, mask_space,
-                                 baseline_lrs(self.baseline_lrs, space.lr_range), space_name=self.space)
+                                 baseline_lrs(self.baseline_lrs, space.lr_range), space_name=searched_space(self))
         if len(queued) > self.n_trials:
             warnings.warn(f"n_trials={self.n_trials} is smaller than the {len(queued)} baseline trials; "
                           f"only the first {self.n_trials} run.", UserWarning, stacklevel=3)
@@ -658,7 +673,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._choose(select_trial(self.cv_results_, "reeval", reeval_scores=self.reeval_scores_))
 
     def _space_params(self, prefix: str) -> dict:
-        return {} if self.space is None else {prefix + "mask_space": self.space}
+        space = searched_space(self)
+        return {} if space is None else {prefix + "mask_space": space}
 
     def _refit(self, X, y, prefix):
         estimator = clone(self.estimator).set_params(**self._space_params(prefix))

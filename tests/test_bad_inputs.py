@@ -172,7 +172,7 @@ CASES = [
     ("mask unknown preset", lambda c: _fit(c, clf(mask="everything")), ValueError, r"everything"),
     ("mask wrong length", lambda c: _fit(c, clf(mask="0101")), ValueError, r"0101"),
     ("mask_space unknown", lambda c: _fit(c, clf(mask_space="heads")), ValueError, r"heads"),
-    ("search space unknown", lambda c: _fit(c, search(c, space="heads")), ValueError, r"heads"),
+    ("search space unknown", lambda c: _fit(c, search(c, mask_space="heads")), ValueError, r"heads"),
     ("baselines unknown preset", lambda c: _fit(c, search(c, baselines=("full", "lora"))), ValueError,
      r"`baselines` contains 'lora'"),
     ("MaskSpace unknown", lambda c: MaskSpace("heads", 12), ValueError, r"heads"),

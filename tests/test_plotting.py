@@ -141,10 +141,10 @@ def test_search_plots_reject_unfitted_and_lr_only_searches(data):
     for plot in (plot_mask_selection, plot_search_convergence, plot_pareto):
         with pytest.raises(ValueError, match="needs a fitted FairTuneSearchCV"):
             plot(unfitted)
-    lr_only = FairTuneSearchCV(tiny_classifier(max_epochs=1, mask="linear"), space=None, n_trials=1,
+    lr_only = FairTuneSearchCV(tiny_classifier(max_epochs=1, mask="linear"), mask_space=None, n_trials=1,
                                baselines=None, refit=False, random_state=0).fit(
         data.images, data.target, sensitive_features=data.sensitive_features)
-    with pytest.raises(ValueError, match="space=None"):
+    with pytest.raises(ValueError, match="mask_space=None"):
         plot_mask_selection(lr_only)
 
 

@@ -221,7 +221,7 @@ def test_resuming_a_different_search_fails_before_training(data, tmp_path):
     with pytest.raises(ValueError, match="different search.*scoring"):
         fit_search(data, n_trials=2, storage=storage, study_name="s", scoring="neg_auc_gap")
     with pytest.raises(ValueError, match="different search.*space"):
-        fit_search(data, n_trials=2, storage=storage, study_name="s", space="attn")
+        fit_search(data, n_trials=2, storage=storage, study_name="s", mask_space="attn")
 
 
 def test_pipeline_estimator_is_addressed_by_step(data):
@@ -269,7 +269,7 @@ def test_report_and_score_delegate_to_best_estimator(data):
         (dict(scoring="fairest"), "`scoring='fairest'`"),
         (dict(pruner="median"), "`pruner` must be one of"),
         (dict(baselines=("lora",)), "`baselines` contains 'lora'"),
-        (dict(space="heads"), "heads"),
+        (dict(mask_space="heads"), "heads"),
         (dict(cv=1), "`cv` must be an int >= 2"),
         (dict(subsample=1.5), "`subsample` must be a number in (0, 1]"),
         (dict(error_score="ignore"), "`error_score` must be 'raise' or a number"),
@@ -303,7 +303,7 @@ def test_grid_sampler_stops_the_search_when_its_grid_is_exhausted(data):
     # GridSampler asks the study to stop once every grid point ran; the search honours
     # that like Study.optimize does instead of failing in Study.stop().
     grid = {"mask__blocks.0.block": [0, 1], "mask__blocks.1.block": [1], "lr": [1e-3]}
-    search = fit_search(data, space="block", baselines=None, n_trials=6, pruner="none",
+    search = fit_search(data, mask_space="block", baselines=None, n_trials=6, pruner="none",
                         sampler=optuna.samplers.GridSampler(grid, seed=0))
     params = search.cv_results_["params"]
     assert len(params) == 2
@@ -312,3 +312,11 @@ def test_grid_sampler_stops_the_search_when_its_grid_is_exhausted(data):
     # The search's space, not the estimator's default ln-attn-mlp, reads the sampled bits.
     assert search.best_estimator_.mask_space == "block"
     assert search.best_mask_.to_string() == search.best_params_["mask"]
+
+
+def test_space_is_the_deprecated_name_of_mask_space(data):
+    with pytest.warns(FutureWarning, match="`space` was renamed `mask_space`"):
+        search = fit_search(data, n_trials=1, space="attn", baselines=None)
+    assert search.mask_space_.name == "attn"
+    with pytest.raises(ValueError, match="both `mask_space='block'` and its deprecated name `space='attn'`"):
+        fit_search(data, n_trials=1, space="attn", mask_space="block")

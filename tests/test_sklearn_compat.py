@@ -17,10 +17,10 @@ def _check_classifier():
 
 def _check_search():
     # Accuracy, because the checks use multiclass data and no sensitive features; the mask
-    # stays "full" (space=None) because the checks test the API, not what the search finds.
+    # stays "full" (mask_space=None) because the checks test the API, not what the search finds.
     return FairTuneSearchCV(tiny_classifier(max_epochs=2, batch_size=16, model_kwargs=dict(_CHECK_VIT),
                                             allow_tabular=True),
-                            n_trials=1, space=None, lr_range=(2e-3, 4e-3), scoring="accuracy", baselines=None, cv=2,
+                            n_trials=1, mask_space=None, lr_range=(2e-3, 4e-3), scoring="accuracy", baselines=None, cv=2,
                             random_state=0)
 
 
