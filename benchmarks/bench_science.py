@@ -155,7 +155,7 @@ def run_one(args, checkpoint, attribute, seed, data) -> dict:
             key = json.dumps(params, sort_keys=True, default=str)
             if key not in refits:
                 tic = time.perf_counter()
-                clf = clone(template).set_params(mask_space=fairtune.space, **params).fit(X_s, y_s)
+                clf = clone(template).set_params(mask_space=fairtune.mask_space_, **params).fit(X_s, y_s)
                 refits[key] = (_metrics(clf, X_t, y_t, g_t), clf.n_trainable_params_, time.perf_counter() - tic)
             metrics, n_params, _ = refits[key]
             rows[f"FairTune/{rule}"] = {**metrics, "val": float(results["mean_test_score"][row]),
