@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._optuna_compat import is_stop_request
 
-__all__ = ["logger", "TrialFeed", "TrialLogger", "ProgressBar", "trial_summary", "log_to_stderr",
+__all__ = ["logger", "optuna_verbosity", "TrialFeed", "TrialLogger", "ProgressBar", "trial_summary", "log_to_stderr",
            "progress_enabled"]
 
 logger = logging.getLogger("skfairtune")
@@ -269,3 +269,14 @@ class _TqdmHandler(logging.Handler):
                 sys.stderr.write(message + "\n")
         except Exception:  # noqa: BLE001 - logging must never break the search
             self.handleError(record)
+
+
+@contextlib.contextmanager
+def optuna_verbosity(verbose: int):
+    """Optuna logs every trial at INFO; keep it quiet unless verbose >= 2."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose >= 2 else optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)

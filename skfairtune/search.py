@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import warnings
 from numbers import Integral, Real
@@ -21,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._baselines import baseline_lrs, baseline_trials
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
-from ._follow import ProgressBar, TrialLogger, log_to_stderr, progress_enabled
+from ._follow import ProgressBar, TrialLogger, log_to_stderr, optuna_verbosity, progress_enabled
 from ._inputs import tabular_width
 from ._multiobjective import Scoring, objective_column, resolve_refit, resolve_search_scoring
 from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
@@ -466,7 +465,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         objective = self._make_objective(classifier, template, data, search_idx, splits, scoring)
         self._open_study(objective, data, splits, scoring)
         self._enqueue_baselines(objective.space, objective.space.mask_space)
-        with _optuna_verbosity(self.verbose):
+        with optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
         self._collect_results(objective.space, scoring)
         if self.selection == "reeval" and not self.interrupted_:
@@ -564,7 +563,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             max_epochs=classifier.max_epochs,
             n_splits=len(splits), fold_scoring="pooled" if self._pooled(splits) else "mean",
             data=data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features, groups=data.groups))
-        with _optuna_verbosity(self.verbose):
+        with optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
                 sampler=make_sampler(self.sampler, data.seed),
@@ -793,14 +792,3 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-@contextlib.contextmanager
-def _optuna_verbosity(verbose: int):
-    """Optuna logs every trial at INFO; keep it quiet unless verbose >= 2."""
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose >= 2 else optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(previous)
