@@ -14,7 +14,7 @@ with two objectives, worst-group AUC and ``"n_trainable_params"`` (a cost to
 minimise), and prints the Pareto front: the fewest parameters for each level
 of worst-group AUC. Needs peft (``pip install skfairtune[lora]``).
 
-Takes about 30 s of CPU time on 2 CPU cores (``--quick``: about 15 s).
+Takes about 20 s of CPU time on 2 CPU cores (``--quick``: about 12 s).
 
 Run: ``python examples/lora_units.py [--quick]``
 """

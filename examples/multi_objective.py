@@ -16,7 +16,7 @@ trial each refit rule picks, the hypervolume of the front (from the reference
 point (0.5, 0.5), chance on both AUCs) and, with ``--figures DIR``, saves the
 front and the hypervolume over trials as PNG files.
 
-Takes about 30 s of CPU time on 2 CPU cores (``--quick``: about 15 s).
+Takes about 15 s of CPU time on 2 CPU cores (``--quick``: about 10 s).
 
 Run: ``python examples/multi_objective.py [--quick] [--figures DIR]``
 """
