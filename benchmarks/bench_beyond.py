@@ -293,6 +293,15 @@ def print_report(results: list[dict]) -> dict:
                   f"{pick['n_trainable'] or 0:>14}"
                   + (f"{s['final_hypervolume']:>10.4f}{s['hypervolume_auc']:>9.4f}" if "final_hypervolume" in s else ""))
     summary = {}
+    print("\n   sampled (mask, lr) sequences identical to the single search's (same seed, trial slots reseeded):")
+    for r in results:
+        searches = r["searches"]
+        if "single" not in searches:
+            continue
+        reference = [(t["mask"], round(t["lr"], 12)) for t in searches["single"]["trials"]]
+        same = {kind: [(t["mask"], round(t["lr"], 12)) for t in s["trials"]] == reference
+                for kind, s in searches.items() if kind != "single"}
+        print(f"   seed {r['seed']}: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in same.items()))
 
     results_all = results
 
@@ -344,6 +353,14 @@ def print_report(results: list[dict]) -> dict:
             p = x["pruner"]
             print(f"{r['seed']:>4}{p['epochs_pruned']:>15}{p['epochs_unpruned']:>10}{p['epoch_ratio']:>8.2f}"
                   f"{p['hv_pruned']:>11.4f}{p['hv_unpruned']:>13.4f}")
+        for r in results:
+            pruned, full = r["searches"]["mo_tpe"], r["searches"]["mo_unpruned"]
+            same = [t["mask"] for t in pruned["trials"]] == [t["mask"] for t in full["trials"]]
+            kept = [n for n in full["front"] if n in pruned["front"]]
+            print(f"   seed {r['seed']}: unpruned front trials {full['front']}, of which on the pruned front "
+                  f"{kept}" + ("" if same else " (the two searches sampled different trials)")
+                  + f"; best val mgAUC pruned {max(t['min_group_auc'] for t in pruned['trials'] if t['state'] == 'complete'):.4f}"
+                  f", unpruned {max(t['min_group_auc'] for t in full['trials'] if t['state'] == 'complete'):.4f}")
         ratio = sum(x["pruner"]["epochs_pruned"] for x in v) / sum(x["pruner"]["epochs_unpruned"] for x in v)
         diffs = [x["pruner"]["hv_pruned"] - x["pruner"]["hv_unpruned"] for x in v]
         summary["pruner"] = {"epoch_ratio": ratio, "hv_diff": diffs}
