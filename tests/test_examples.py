@@ -212,3 +212,36 @@ def test_mlflow_callback(tmp_path):
     assert "MLflow stored 3 trial runs" in out
     rows = re.findall(r"^\s+trial-(\d)\s+(complete|pruned|fail)\s+([01]+)\s", out, re.M)
     assert sorted(r[0] for r in rows) == ["0", "1", "2"]
+
+
+def test_multi_objective(tmp_path):
+    out = run_example("multi_objective.py", "--quick", "--figures", str(tmp_path / "figs"), cwd=tmp_path)
+    counts = re.search(r"(\d+) trials: (\d+) complete, (\d+) pruned .*; (\d+) epochs trained", out)
+    assert counts and int(counts.group(2)) + int(counts.group(3)) <= int(counts.group(1))
+    front = out.split("Pareto front (validation):")[1].split("refit=")[0]
+    assert "min_group_auc" in front and "overall_auc" in front
+    picks = dict(re.findall(r"^(refit='utopia' \(refit\)|best min_group_auc|best overall_auc)\s+trial\s+(\d+)", out,
+                            re.M))
+    assert len(picks) == 3
+    values = {label: floats(line) for line in out.splitlines() for label in picks if line.startswith(label)}
+    # Each objective's best is at least as good on its own objective as the utopia pick.
+    assert values["best min_group_auc"][0] >= values["refit='utopia' (refit)"][0]
+    assert values["best overall_auc"][1] >= values["refit='utopia' (refit)"][1]
+    (hv,) = floats(re.search(r"hypervolume of the complete trials from \(0.5, 0.5\): (\S+)", out).group(1))
+    assert 0 <= hv <= 0.25
+    assert (tmp_path / "figs" / "pareto_front.png").is_file() and (tmp_path / "figs" / "hypervolume.png").is_file()
+
+
+def test_lora_units(tmp_path):
+    out = run_example("lora_units.py", "--quick", cwd=tmp_path)
+    if out.startswith("Skipping: peft"):
+        pytest.skip("peft is not installed")
+    rows = {name: [int(v) for v in line[len(name):].split()[:2]]
+            for name in ("frozen (head only)", "last 4 MLPs full", "last 4 MLPs LoRA r=4")
+            for line in out.splitlines() if line.startswith(name)}
+    (head, _), (full, full_lora), (lora, lora_only) = rows.values()
+    assert full_lora == 0 and head < lora < full
+    assert lora - lora_only == head  # the LoRA configuration trains its adapters and the head only
+    assert "lora: ln: - | attn: - | mlp: 8-11" in out and "adapters merged: True" in out
+    front = out.split("Pareto front")[1].split("refit (utopia)")[0]
+    assert "n_trainable_params" in front and "LoRA units" in front
