@@ -28,6 +28,7 @@ from ._pareto import check_directions, oriented
 
 __all__ = [
     "Scoring",
+    "pareto_pruner",
     "resolve_search_scoring",
     "N_TRAINABLE_PARAMS",
     "TrialCost",
@@ -397,6 +398,16 @@ class Scoring:
         """The scorers that read predictions (not costs)."""
         return [s for s in self.scorers if not isinstance(s, TrialCost)]
 
+    def scorer_for_score(self, refit):
+        """The scorer ``FairTuneSearchCV.score`` uses: the ``refit`` objective when it names one
+        that reads predictions, else the first such objective."""
+        if not self.multi:
+            return self.scorers[0]
+        named = dict(zip(self.names, self.scorers))
+        if isinstance(refit, str) and named.get(refit) in self.prediction_scorers:
+            return named[refit]
+        return self.prediction_scorers[0]
+
     def scorer_attribute(self):
         """``scorer_`` as scikit-learn sets it: the scorer, or a dict of them by name."""
         return dict(zip(self.names, self.scorers)) if self.multi else self.scorers[0]
@@ -433,3 +444,22 @@ def resolve_search_scoring(scoring) -> Scoring:
     else:
         raise TypeError(f"`scoring` must be a scorer name, a callable, or a list/dict of them; got {scoring!r}.")
     return Scoring((scoring if isinstance(scoring, str) else "score",), (scorer,), ("maximize",), multi=False)
+
+
+def pareto_pruner(pruner, scoring: Scoring, classifier):
+    """The objective-side pruner of a multi-objective search (None: no pruning, or one objective).
+
+    Optuna's pruners judge one objective; ``"successive_halving"`` becomes its
+    Pareto version with the same rungs.
+    """
+    from ._pareto_pruning import ParetoSuccessiveHalving
+
+    if not scoring.multi or pruner in (None, "none"):
+        return None
+    if isinstance(pruner, ParetoSuccessiveHalving):
+        return pruner
+    if pruner != "successive_halving":
+        raise ValueError(f"pruner={pruner!r} prunes one objective; a multi-objective search takes "
+                         "'successive_halving' (its Pareto version), 'none' or a ParetoSuccessiveHalving.")
+    return ParetoSuccessiveHalving(scoring.directions, max_epochs=classifier.max_epochs,
+                                   warmup_fraction=classifier.warmup_fraction)

@@ -22,12 +22,11 @@ from ._credentials import forget_password, pickle_safe_storage, pickle_safe_stud
 from ._degrade import run_trials_degrading
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, optuna_verbosity, progress_enabled
 from ._inputs import tabular_width
-from ._multiobjective import Scoring, objective_column, resolve_refit, resolve_search_scoring
+from ._multiobjective import Scoring, objective_column, pareto_pruner, resolve_refit, resolve_search_scoring
 from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
 from ._parallel import counted_trials, resolve_n_jobs
 from ._params import Checked, InvalidParameterError, OneOf, validate_params
 from ._pareto import pareto_front_frame
-from ._pareto_pruning import ParetoSuccessiveHalving
 from ._preemption import preemption_guard
 from ._results import results_table
 from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
@@ -83,10 +82,14 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     n_trials : int, default=20
         Trials in the study, counting trials that earlier runs of the same
         stored study finished (so a resumed search runs only what is missing).
-    scoring : str or callable, default="min_group_auc"
+    scoring : str, callable, list or dict, default="min_group_auc"
         Validation objective, higher is better: a name from
         :func:`skfairtune.scorers.get_fairness_scorer_names`, a scikit-learn
-        scorer name, or a scorer callable.
+        scorer name, or a scorer callable. A list (or a dict of name to name
+        or callable) makes the search multi-objective: Optuna's
+        multi-objective TPE by default, ``"n_trainable_params"`` as a cost to
+        minimise, Pareto successive halving, ``pareto_front_`` (see
+        ``docs/beyond.md``).
     cv : None, int, splitter or iterable, default=None
         ``None``: one split stratified on label x group, holding out
         ``validation_fraction`` (the paper's protocol). An int ``k``: k folds
@@ -139,7 +142,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         uses the paper's reduction factor 4; its first rung (and Hyperband's
         minimum resource) is the first epoch after the learning-rate warm-up
         (``ceil(warmup_fraction * max_epochs)``), not Optuna's ``"auto"`` (epoch 1,
-        when every trial is still judged by its initialisation).
+        when every trial is still judged by its initialisation). With several
+        objectives, ``"successive_halving"`` stops a trial dominated by a
+        share of those at its rung (:class:`skfairtune.ParetoSuccessiveHalving`).
     sampler : optuna sampler, default=None
         ``None``: ``TPESampler`` seeded from ``random_state`` (re-seeded per
         trial slot, so draws do not depend on which worker runs a trial). A
@@ -152,8 +157,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         to stop (``GridSampler`` once its grid is exhausted) ends the search
         after the running trial, as in ``Study.optimize``.
     study : optuna.Study, default=None
-        Use this study (direction must be "maximize"); its sampler is used as
-        given, like a ``sampler`` you pass.
+        Use this study (directions "maximize" per score, "minimize" per cost);
+        its sampler is used as given, like a ``sampler`` you pass.
     storage : str, optuna storage or None, default=None
         ``None`` keeps the study in memory; a file path stores it in an Optuna
         journal file (``.db``/``.sqlite``: SQLite); a database URL uses Optuna's
@@ -182,8 +187,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     subsample : float, default=None
         Run the search on a label- and group-stratified fraction of the data,
         then refit on all of it (the paper's CheXpert protocol).
-    refit : bool, default=True
-        Refit the best parameters on all of ``X`` as ``best_estimator_``.
+    refit : bool, str or callable, default=True
+        Refit the best parameters on all of ``X`` as ``best_estimator_``. With
+        several objectives: ``"utopia"`` (or True) the trial nearest the
+        per-objective best after min-max scaling, an objective's name, or a
+        callable ``cv_results_ -> index`` as in scikit-learn.
     error_score : "raise" or float, default=np.nan
         Value for a trial that fails (e.g. the loss becomes NaN); NaN marks it
         failed in the study. ``"raise"`` stops the search with the error.
@@ -221,7 +229,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     best_mask_ : skfairtune.masks.Mask
         The best mask, readable (``best_mask_.describe()``).
     best_score_ : float
-        Its validation score (last epoch).
+        Its validation score (last epoch); with several objectives only when
+        ``refit`` names one (scikit-learn's rule).
     best_index_ : int
         Its row in ``cv_results_`` (the trial ``selection`` chose).
     reeval_scores_ : dict of int to list of float
@@ -241,8 +250,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Trials in ``cv_results_``.
     n_splits_ : int
         Validation folds.
-    scorer_ : callable
-        The resolved scorer.
+    scorer_ : callable or dict
+        The resolved scorer (a dict by name with several objectives).
+    pareto_front_ : pandas.DataFrame
+        With several objectives: the non-dominated complete trials, their
+        parameters and values (``cv_results_`` then has ``mean_test_<name>``,
+        ``rank_test_<name>`` and ``pareto_rank``).
     classes_ : ndarray
         Class labels.
 
@@ -538,20 +551,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             # The same resamples for every trial make the bootstrap paired.
             bootstrap_seed=0 if data.seed is None else data.seed, templates=templates,
             objectives=dict(zip(scoring.names, scoring.scorers)) if scoring.multi else None,
-            pareto_pruner=self._pareto_pruner(scoring, classifier),
+            pareto_pruner=pareto_pruner(self.pruner, scoring, classifier),
         )
-
-    def _pareto_pruner(self, scoring, classifier):
-        """Successive halving on non-dominated sorting for a multi-objective search, else None."""
-        if not scoring.multi or self.pruner in (None, "none"):
-            return None
-        if isinstance(self.pruner, ParetoSuccessiveHalving):
-            return self.pruner
-        if self.pruner != "successive_halving":
-            raise ValueError(f"pruner={self.pruner!r} prunes one objective; a multi-objective search takes "
-                             "'successive_halving' (its Pareto version), 'none' or a ParetoSuccessiveHalving.")
-        return ParetoSuccessiveHalving(scoring.directions, max_epochs=classifier.max_epochs,
-                                       warmup_fraction=classifier.warmup_fraction)
 
     def _open_study(self, objective, data: FitData, splits, scoring) -> None:
         """Create or resume the study; a stored one must have been made by the same search."""
@@ -744,21 +745,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         names one, else with its first objective that reads predictions.
         """
         self._check_refit("score")
-        scorer = self._score_scorer()
+        scorer = self._resolve_scoring().scorer_for_score(self.refit)
         kwargs = scorer_kwargs(scorer, sensitive_features)
         if sensitive_features is None and requires_sensitive_features(scorer):
             raise ValueError(f"scoring={self.scoring!r} needs `sensitive_features`; pass score(X, y, sensitive_features=...).")
         return scorer(self.best_estimator_, X, y, **kwargs)
-
-    def _score_scorer(self):
-        scoring = self._resolve_scoring()
-        if not scoring.multi:
-            return scoring.scorers[0]
-        if isinstance(self.refit, str) and self.refit in scoring.names:
-            chosen = dict(zip(scoring.names, scoring.scorers))[self.refit]
-            if chosen in scoring.prediction_scorers:
-                return chosen
-        return scoring.prediction_scorers[0]
 
     def fairness_report(self, X, y, *, sensitive_features, threshold=0.5, n_boot=None,
                         ci_quantiles=(0.025, 0.975), random_state=None):
@@ -780,7 +771,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         it works unchanged inside ``cross_validate`` with routing on.
         """
         router = MetadataRouter(owner=self).add_self_request(self)
-        scorer = self._score_scorer()
+        scorer = self._resolve_scoring().scorer_for_score(self.refit)
         if hasattr(scorer, "get_metadata_routing"):
             router.add(scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score"))
         if self.cv is not None and not isinstance(self.cv, numbers.Integral) and hasattr(self.cv, "get_metadata_routing"):
