@@ -152,7 +152,7 @@ def _to_nchw(data, *, in_chans: int) -> torch.Tensor:
     if channels == 4:
         tensor = tensor[:, :3]  # alpha carries no diagnostic content
         channels = 3
-    # Grey images stay one channel until the batch (ModelInput repeats them): a third of
+    # Grey images stay one channel until the batch (ImageModel repeats them): a third of
     # the memory of replicating them here.
     if channels != in_chans and channels != 1 and not (channels == 3 and in_chans == 1):
         raise ValueError(

@@ -91,6 +91,11 @@ class TrialCost:
         """
         return float(getattr(estimator, self.attribute))
 
+    def from_trainer(self, trainer) -> float:
+        """The cost of a trial being trained (a ``skfairtune._trainer.Trainer``, which
+        names the value as the scoring does, without the fitted attribute's ``_``)."""
+        return float(getattr(trainer, self.name))
+
     def from_trial(self, trial) -> float:
         """The cost stored in a trial's user attributes (NaN when absent).
 

@@ -321,7 +321,7 @@ class Objective:
                 TrialRecord.write(trial, epoch_split_overall_auc=epoch_overall,
                                   epoch_split_scores=epoch_scores, n_epochs=epoch)
                 # Pruning after the last epoch would save nothing and discard a trained trial.
-                if self._judge(trial, value, epoch) and epoch < self.max_epochs:
+                if self._judge(trial, value, epoch, may_prune=epoch < self.max_epochs):
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value}")
         return value, epoch_scores, sets, folds[0].trainer.classes
 
@@ -333,25 +333,25 @@ class Objective:
         values, first = [], None
         for scorer in self.objectives.values():
             if isinstance(scorer, TrialCost):
-                values.append(float(getattr(folds[0].trainer, scorer.attribute.rstrip("_"))))
+                values.append(scorer.from_trainer(folds[0].trainer))
                 continue
             value, fold_scores, sets = self._epoch_scores(folds, probas, scorer)
             values.append(value)
             first = first or (fold_scores, sets)
         return tuple(values), *(first or ([], []))
 
-    def _judge(self, trial, value, epoch: int) -> bool:
-        """Report ``value`` after ``epoch``; True when the trial should stop."""
+    def _judge(self, trial, value, epoch: int, *, may_prune: bool) -> bool:
+        """Report ``value`` after ``epoch``; True when the trial should stop (asked only if ``may_prune``)."""
         if not self.objectives:
             trial.report(value, epoch)
-            return trial.should_prune()
+            return may_prune and trial.should_prune()
         if self.pareto_pruner is None:
             from ._pareto_pruning import record_epoch_values
 
             record_epoch_values(trial, value, epoch)  # the learning curves, for the results
             return False
         self.pareto_pruner.report(trial, value, epoch)
-        return self.pareto_pruner.should_prune(trial, epoch)
+        return may_prune and self.pareto_pruner.should_prune(trial, epoch)
 
     def evaluate(self, params: dict, splits) -> float:
         """Train ``params`` to the end on other ``splits`` and return the objective.

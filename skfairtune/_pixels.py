@@ -8,7 +8,7 @@ that of the decoded pixels and no whole-stack float copy is ever made:
   stretched to the full 16-bit range so that it reads as ``value / 65535``;
 - ``float32``: float input, which must already be intensities in [0, 1].
 
-The division happens per batch in :meth:`skfairtune._training.ModelInput.prepare_images`
+The division happens per batch in :meth:`skfairtune._training.ImageModel.prepare_images`
 through :func:`to_unit_float`.
 """
 

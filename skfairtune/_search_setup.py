@@ -117,10 +117,11 @@ def searched_space(search):
     return search.space
 
 
-def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring) -> FitData:
+def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring, *, seed) -> FitData:
     """Labels, groups and sizes, checked and encoded before anything is built.
 
-    ``scoring`` is the search's resolved :class:`skfairtune._multiobjective.Scoring`.
+    ``scoring`` is the search's resolved :class:`skfairtune._multiobjective.Scoring`,
+    ``seed`` its ``random_state`` as an int or None.
     """
     from ._checks import check_not_tabular, check_param_distributions, check_scoring_classes, \
         check_several_groups
@@ -160,7 +161,6 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
             check_several_groups(name, group_labels, n_samples)
     if groups is not None and len(groups) != n_samples:
         raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
-    seed = None if search.random_state is None else int(search.random_state)
     return FitData(X=X, y=y, classes=classes, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
                    sensitive_features=sensitive_features, groups=groups, seed=seed,
                    step=step, prefix=f"{step}__" if step else "")

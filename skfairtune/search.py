@@ -469,7 +469,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._validate_params()
         scoring = self._resolve_scoring()
         self.scorer_ = scoring.scorer_attribute()
-        data = check_fit_data(self, X, y, sensitive_features, groups, fit_params, scoring)
+        data = check_fit_data(self, X, y, sensitive_features, groups, fit_params, scoring,
+                              seed=self._seed())
         self.classes_ = data.classes
         classifier = self._trial_classifier(data)
         template = self._build_template(classifier, data)
