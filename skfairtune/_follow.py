@@ -55,7 +55,7 @@ def trial_summary(trial: FrozenTrial) -> str:
     ...     user_attrs={"n_epochs": 4, "fit_time": 2.5, "params": {"mask": "110010", "lr": 3e-4}})
     >>> trial.number = 7
     >>> trial_summary(trial)
-    'trial 7 complete: 0.8123 | 4 epochs | 2.5 s | mask 110010 (3/6 bits) | lr 3.0e-04'
+    'trial 7 complete: 0.8123 | 4 epochs | 2.5 s | mask 110010 (3/6 units trained) | lr 3.0e-04'
     """
     attrs = trial.user_attrs
     values = trial.values or []
@@ -66,12 +66,11 @@ def trial_summary(trial: FrozenTrial) -> str:
         parts.append(f"{attrs['fit_time']:.1f} s")
     params = attrs.get("params") or {}
     mask = params.get("mask")
-    if isinstance(mask, str):
+    if isinstance(mask, str) and set(mask) <= {"0", "1", "2"}:
         label = f" {attrs['baseline']}" if attrs.get("baseline") else ""
-        # A baseline's mask is its preset name; its bits are the sampled ones.
-        bits = mask if set(mask) <= {"0", "1"} else "".join(
-            str(v) for k, v in trial.params.items() if k.startswith("mask__"))
-        parts.append(f"mask{label} {bits} ({bits.count('1')}/{len(bits)} bits)")
+        parts.append(f"mask{label} {mask} ({len(mask) - mask.count('0')}/{len(mask)} units trained)")
+    elif isinstance(mask, str):
+        parts.append(f"preset {mask}")  # a preset trains parameters outside the bit space: no bits to show
     lr = params.get("lr", trial.params.get("lr"))
     if lr is not None:
         parts.append(f"lr {lr:.1e}")

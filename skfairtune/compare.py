@@ -6,6 +6,11 @@ inner validation split and objective as the search (the paper's protocol), the
 search runs as configured, and every method is refit and scored once on the
 outer held-out part. The differences in worst-group AUC to FairTune come with
 paired bootstrap intervals, so a reader sees which differences are noise.
+
+Two more rows keep the comparison from flattering FairTune: FairTune
+restricted to the masks it searched (its study also holds the baselines, so
+it may simply re-pick one), and the baseline a practitioner would pick
+without FairTune, chosen per outer fold on inner validation only.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
-from ._selection import stratified_bootstrap_indices
+from ._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
 from ._splits import group_codes, label_group_strata, make_splits
 from ._baselines import baseline_lrs
 from ._search_setup import classifier_step_of, searched_space
@@ -35,17 +40,20 @@ from .metrics import (
 )
 from .search import BASELINES, FairTuneSearchCV
 
-__all__ = ["compare_methods", "COMPARISON_COLUMNS"]
+__all__ = ["compare_methods", "COMPARISON_COLUMNS", "FAIRTUNE", "FAIRTUNE_SEARCHED", "VALIDATION_SELECTED"]
 
 logger = logging.getLogger("skfairtune")
 
 FAIRTUNE = "FairTune"
+FAIRTUNE_SEARCHED = "FairTune (searched)"
+VALIDATION_SELECTED = "validation-selected baseline"
+SEARCHED = "searched"  # `chosen` of a fold whose predictions come from a searched (non-preset) mask
 
 COMPARISON_COLUMNS = (
     "overall_auc", "min_group_auc", "auc_gap", "equalized_odds_difference",
     "demographic_parity_difference", "n_trainable_params", "fit_time_s", "validation_score",
-    "lr", "mask", "min_group_auc_diff", "min_group_auc_diff_ci_low", "min_group_auc_diff_ci_high",
-    "within_noise",
+    "lr", "mask", "chosen", "min_group_auc_diff", "min_group_auc_diff_ci_low", "min_group_auc_diff_ci_high",
+    "ci_contains_zero",
 )
 """Columns of the DataFrame that :func:`compare_methods` returns."""
 
@@ -87,35 +95,61 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     """
     import optuna
 
-    from .masks import MaskSpace
-    from ._study import make_pruner, make_sampler
+    from ._baselines import BASELINE_PARAM, preset_distribution
+    from ._study import make_pruner, make_sampler, rung_system_attrs
 
     if searched_space(search) is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
     _, template = classifier_step_of(search.estimator)
-    refit = next(iter(fitted.values())).best_estimator_
-    classifier = refit[-1] if hasattr(refit, "steps") else refit
-    space = MaskSpace.from_model(searched_space(search), classifier.model_)
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(search.sampler, seed),
-                                pruner=make_pruner(search.pruner, template.max_epochs, template.warmup_fraction))
-    bit_distribution = optuna.distributions.CategoricalDistribution((0, 1))
-    for name in search.baselines:
-        for source in fitted[name].study_.trials:
-            if source.state != optuna.trial.TrialState.COMPLETE:
-                continue
-            params = dict(zip(space.sample_names(), space.resolve(name).bits))
-            distributions = dict.fromkeys(params, bit_distribution)
-            if "lr" in source.params:
-                params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
-            record = TrialRecord.of(source)
-            record.baseline, record.baseline_lr = name, params.get("lr")
-            record.copied_from = {"study": fitted[name].study_.study_name, "trial": source.number}
-            record.params = {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}
-            attrs = record.as_user_attrs()
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=distributions, value=source.value, user_attrs=attrs,
-                intermediate_values=dict(source.intermediate_values)))
+    copies = [(name, source) for name in search.baselines for source in fitted[name].study_.trials
+              if source.state == optuna.trial.TrialState.COMPLETE]
+    pruner = make_pruner(search.pruner, template.max_epochs, template.warmup_fraction)
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=make_sampler(search.sampler, seed, n_baseline_trials=len(copies),
+                                                     n_startup_trials=search.n_startup_trials))
+    presets = preset_distribution(search.baselines)
+    for name, source in copies:
+        # Stored as the search stores its own preset trials: under the preset's name, not bits,
+        # with the rung records successive halving needs to count them as competitors.
+        params, distributions = {BASELINE_PARAM: name}, {BASELINE_PARAM: presets}
+        if "lr" in source.params:
+            params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
+        record = TrialRecord.of(source)
+        record.baseline, record.baseline_lr = name, params.get("lr")
+        record.copied_from = {"study": fitted[name].study_.study_name, "trial": source.number}
+        record.params = {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, value=source.value, user_attrs=record.as_user_attrs(),
+            intermediate_values=dict(source.intermediate_values),
+            system_attrs=rung_system_attrs(pruner, source.intermediate_values, template.max_epochs)))
     return clone(search).set_params(study=study)
+
+
+def _best_searched_row(fitted: FairTuneSearchCV) -> int | None:
+    """Row of the best complete trial of a searched mask (not a baseline), by validation; None if none."""
+    results = fitted.cv_results_
+    scores = np.asarray(results["mean_test_score"], dtype=float)
+    rows = [i for i in range(len(scores)) if results["state"][i] == "complete" and np.isfinite(scores[i])
+            and results["baseline"][i] is None]
+    return min(rows, key=lambda i: (-scores[i], i)) if rows else None
+
+
+def _refit_row(fitted: FairTuneSearchCV, row: int, X, y):
+    """The search's estimator refit on ``X`` with the parameters of ``row``, as the search's own refit does."""
+    step, _ = classifier_step_of(fitted.estimator)
+    prefix = f"{step}__" if step else ""
+    estimator = clone(fitted.estimator)
+    if searched_space(fitted) is not None:
+        estimator.set_params(**{prefix + "mask_space": searched_space(fitted)})
+    params = fitted.cv_results_["params"][row]
+    estimator.set_params(**{prefix + k: v for k, v in params.items() if k != "random_state"})
+    if fitted.random_state is not None:
+        estimator.set_params(**{prefix + "random_state": fitted.random_state})
+    return estimator.fit(X, y)
+
+
+def _positive_proba(estimator, X, positive) -> np.ndarray:
+    return estimator.predict_proba(X)[:, list(estimator.classes_).index(positive)]
 
 
 def _n_trainable(estimator) -> float:
@@ -154,11 +188,19 @@ def compare_methods(
     For every outer split, each method is fitted on the outer training part
     only: a baseline (a mask preset, trained as the public FairTune code
     defines it) has its learning rate chosen among the search's baseline grid
-    (``baseline_lrs``, by default three rates over ``lr_range``) on the search's
+    (``baseline_lrs``, by default one rate per decade of ``lr_range``) on the search's
     inner validation protocol and objective, then is refit on the whole outer
     training part; FairTune is ``search`` itself. All methods are then scored
     on the outer held-out part. With several outer folds every image is held
     out once and the metrics are computed on the pooled held-out predictions.
+
+    Two rows guard against a flattering comparison. ``"FairTune (searched)"``
+    is FairTune restricted to the masks it searched: the best complete trial
+    of FairTune's search whose ``cv_results_["baseline"]`` is None (by
+    validation score), refit on the outer training part. ``"validation-selected
+    baseline"`` is what one would do without FairTune: in each outer fold,
+    the baseline with the best inner validation score, and that method's
+    held-out predictions in that fold.
 
     Parameters
     ----------
@@ -172,7 +214,9 @@ def compare_methods(
     sensitive_features : array-like, Series or DataFrame
         Group membership of every image.
     groups : array-like, default=None
-        Patient or lesion ids: no id straddles an outer or inner split.
+        Patient or lesion ids: no id straddles an outer or inner split, and
+        the bootstrap of the intervals resamples whole ids (a cluster
+        bootstrap; within label x group cells when every id lies in one).
     methods : tuple of str, default=("full", "linear", "attention", "layernorm")
         Baseline presets (see :data:`skfairtune.masks.PRESETS`).
     cv : None, int or iterable of (train, test), default=None
@@ -185,7 +229,8 @@ def compare_methods(
         thresholded metrics (EOddsD, DPD).
     n_boot : int, default=1000
         Paired bootstrap resamples of the held-out images (within label x
-        group cells) for the intervals of the worst-group AUC differences.
+        group cells; of whole ``groups`` when given) for the intervals of the
+        worst-group AUC differences.
     random_state : int, default=None
         Seeds the outer split and the bootstrap.
     return_searches : bool, default=False
@@ -195,16 +240,25 @@ def compare_methods(
     Returns
     -------
     table : pandas.DataFrame
-        One row per method (the baselines, then ``"FairTune"``), columns
+        One row per method: the baselines, ``"validation-selected
+        baseline"`` (when there are baselines), ``"FairTune (searched)"``,
+        then ``"FairTune"``; columns
         :data:`COMPARISON_COLUMNS`: held-out ``overall_auc``,
         ``min_group_auc``, ``auc_gap``, ``equalized_odds_difference``,
         ``demographic_parity_difference``; ``n_trainable_params``,
-        ``fit_time_s`` (tuning and refit, summed over outer folds),
-        ``validation_score`` (the inner objective of the chosen setting, mean
-        over outer folds), the chosen ``lr`` and ``mask`` (last outer fold);
+        ``fit_time_s`` (tuning and refit, summed over outer folds; the
+        validation-selected baseline counts every baseline's, FairTune
+        (searched) FairTune's plus its own refit), ``validation_score`` (the
+        inner objective of the chosen setting, mean over outer folds), the
+        chosen ``lr`` and ``mask`` (last outer fold); ``chosen``, per outer
+        fold (comma-joined), what produced the row's predictions: a
+        baseline's name, or ``"searched"`` for a searched mask (so the
+        ``"FairTune"`` row shows when FairTune re-picked a preset);
         ``min_group_auc_diff`` (the method minus FairTune) with its 95%
-        paired-bootstrap interval, and ``within_noise`` (the interval
-        contains 0).
+        paired-bootstrap interval, and ``ci_contains_zero`` (the interval
+        contains 0). ``"FairTune (searched)"`` is NaN (with a logged
+        warning) when some outer fold's search completed no searched mask.
+
     searches : dict of str to list of FairTuneSearchCV
         Only with ``return_searches=True``.
 
@@ -213,7 +267,16 @@ def compare_methods(
     When ``search.baselines`` names exactly the compared ``methods``, FairTune's
     study starts from the baselines' tuning trials (the same training on the
     same folds, copied instead of run twice), so FairTune's choice includes
-    every tuned baseline at no extra cost.
+    every tuned baseline at no extra cost. When FairTune re-picks a preset,
+    its difference to that baseline is exactly 0: the comparison is then
+    between choosing rules, which the ``"FairTune (searched)"`` row (the
+    searched masks alone) and the ``"validation-selected baseline"`` row (the
+    same choice without the searched masks) make explicit.
+
+    The column ``within_noise`` of earlier versions is now
+    ``ci_contains_zero``: the interval is a paired bootstrap over held-out
+    images (or patients), not a statement about every source of noise (the
+    outer split and the training seeds are not resampled).
 
     Examples
     --------
@@ -229,7 +292,9 @@ def compare_methods(
     ...                         sensitive_features=data.sensitive_features,
     ...                         methods=("linear",), n_boot=50, random_state=0)
     >>> list(table.index)
-    ['linear', 'FairTune']
+    ['linear', 'validation-selected baseline', 'FairTune (searched)', 'FairTune']
+    >>> table.loc["validation-selected baseline", "chosen"]
+    'linear'
     >>> float(table.loc["FairTune", "min_group_auc_diff"])
     0.0
     """
@@ -253,13 +318,24 @@ def compare_methods(
     outer = make_splits(cv, y_codes=y_codes, g_codes=g_codes, groups=groups_array, validation_fraction=test_size,
                         random_state=random_state, fraction_name="test_size")
     searches = _method_searches(search, methods)
+    positive = classes[1]
 
     held_out = []
     fitted_searches: dict[str, list] = {}
-    scores = {name: [] for name in searches}
-    rows = {name: {"fit_time_s": 0.0, "validation_score": []} for name in searches}
+    names = [*methods, *([VALIDATION_SELECTED] if methods else []), FAIRTUNE_SEARCHED, FAIRTUNE]
+    scores: dict[str, list] = {name: [] for name in names}
+    rows = {name: {"fit_time_s": 0.0, "validation_score": [], "chosen": []} for name in names}
+
+    def record(name, proba, validation, params, estimator, chosen):
+        scores[name].append(proba)
+        rows[name]["validation_score"].append(validation)
+        rows[name]["chosen"].append(chosen)
+        rows[name].update(lr=params.get("lr", np.nan), mask=params.get("mask", chosen),
+                          n_trainable_params=_n_trainable(estimator))
+
     for train, test in outer:
         held_out.append(test)
+        X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
         s_train = _safe_indexing(sensitive_features, train)
         g_train = None if groups_array is None else groups_array[train]
         fold_fits = {}
@@ -267,28 +343,50 @@ def compare_methods(
             started = time.perf_counter()
             if name == FAIRTUNE:
                 method_search = _start_from_baselines(method_search, fold_fits, search.random_state)
-            fitted = clone(method_search).fit(_safe_indexing(X, train), y[train], sensitive_features=s_train,
-                                              groups=g_train)
+            fitted = clone(method_search).fit(X_train, y[train], sensitive_features=s_train, groups=g_train)
             fold_fits[name] = fitted
             fitted_searches.setdefault(name, []).append(fitted)
             rows[name]["fit_time_s"] += time.perf_counter() - started
             logger.info("compare_methods: %s tuned and refit in %.0f s (validation %.3f, lr %.2g, mask %s)",
                         name, time.perf_counter() - started, fitted.best_score_,
                         fitted.best_params_.get("lr", float("nan")), fitted.best_params_.get("mask", name))
-            column = list(fitted.classes_).index(classes[1])
-            scores[name].append(fitted.predict_proba(_safe_indexing(X, test))[:, column])
-            rows[name]["validation_score"].append(fitted.best_score_)
-            rows[name]["lr"] = fitted.best_params_.get("lr", np.nan)
-            rows[name]["mask"] = fitted.best_params_.get("mask", name)
-            rows[name]["n_trainable_params"] = _n_trainable(fitted.best_estimator_)
+            kept = fitted.cv_results_["baseline"][fitted.best_index_] if name == FAIRTUNE else name
+            record(name, _positive_proba(fitted, X_test, positive), fitted.best_score_, fitted.best_params_,
+                   fitted.best_estimator_, kept if isinstance(kept, str) else SEARCHED)
+
+        if methods:  # without FairTune, one tunes the baselines and keeps the best on validation
+            pick = max(methods, key=lambda m: np.nan_to_num(fold_fits[m].best_score_, nan=-np.inf))
+            record(VALIDATION_SELECTED, scores[pick][-1], fold_fits[pick].best_score_,
+                   fold_fits[pick].best_params_, fold_fits[pick].best_estimator_, pick)
+
+        fairtune = fold_fits[FAIRTUNE]
+        row = _best_searched_row(fairtune)
+        started = time.perf_counter()
+        if row is None:
+            logger.warning("compare_methods: FairTune's search completed no trial of a searched (non-preset) "
+                           "mask in this outer fold; the %r row is NaN.", FAIRTUNE_SEARCHED)
+            scores[FAIRTUNE_SEARCHED].append(None)
+            continue
+        if row == fairtune.best_index_:  # FairTune already chose it: the same refit, not trained twice
+            estimator, proba = fairtune.best_estimator_, scores[FAIRTUNE][-1]
+        else:
+            estimator = _refit_row(fairtune, row, X_train, y[train])
+            proba = _positive_proba(estimator, X_test, positive)
+        rows[FAIRTUNE_SEARCHED]["fit_time_s"] += time.perf_counter() - started  # its own refit only, so far
+        record(FAIRTUNE_SEARCHED, proba, float(fairtune.cv_results_["mean_test_score"][row]),
+               fairtune.cv_results_["params"][row], estimator, SEARCHED)
 
     test_index = np.concatenate(held_out)
     y_test = y[test_index]
     s_test = _safe_indexing(sensitive_features, test_index)
-    pos_label = classes[1].item() if isinstance(classes[1], np.generic) else classes[1]
+    pos_label = positive.item() if isinstance(positive, np.generic) else positive
     strata = label_group_strata(y_codes[test_index], g_codes[test_index])
-    resamples = stratified_bootstrap_indices(strata, n_boot, 0 if random_state is None else random_state)
-    pooled = {name: np.concatenate(values) for name, values in scores.items()}
+    seed = 0 if random_state is None else random_state
+    # Images of one patient are not independent: with groups, whole patients are resampled.
+    resamples = (stratified_bootstrap_indices(strata, n_boot, seed) if groups_array is None else
+                 cluster_bootstrap_indices(groups_array[test_index], n_boot, seed, strata=strata))
+    pooled = {name: None if any(v is None for v in values) else np.concatenate(values)
+              for name, values in scores.items()}
 
     def boot_min_group_auc(score):
         with warnings.catch_warnings():
@@ -296,19 +394,29 @@ def compare_methods(
             return np.array([min_group_auc(y_test[r], score[r], sensitive_features=_safe_indexing(s_test, r),
                                            pos_label=pos_label) for r in resamples])
 
+    # Each needs what it chooses from: every tuned baseline; FairTune's whole search.
+    if methods:
+        rows[VALIDATION_SELECTED]["fit_time_s"] = sum(rows[m]["fit_time_s"] for m in methods)
+    rows[FAIRTUNE_SEARCHED]["fit_time_s"] += rows[FAIRTUNE]["fit_time_s"]
     reference = boot_min_group_auc(pooled[FAIRTUNE])
     reference_value = min_group_auc(y_test, pooled[FAIRTUNE], sensitive_features=s_test, pos_label=pos_label)
     table = []
     for name, score in pooled.items():
-        y_pred = np.where(score >= threshold, classes[1], classes[0])
-        row = _held_out_metrics(y_test, score, y_pred, s_test, pos_label)
-        row.update(n_trainable_params=rows[name]["n_trainable_params"], fit_time_s=rows[name]["fit_time_s"],
-                   validation_score=float(np.mean(rows[name]["validation_score"])), lr=rows[name]["lr"],
-                   mask=rows[name]["mask"])
-        diff = (reference if name == FAIRTUNE else boot_min_group_auc(score)) - reference
-        row["min_group_auc_diff"] = row["min_group_auc"] - reference_value
-        row["min_group_auc_diff_ci_low"], row["min_group_auc_diff_ci_high"] = np.percentile(diff, [2.5, 97.5])
-        row["within_noise"] = bool(row["min_group_auc_diff_ci_low"] <= 0 <= row["min_group_auc_diff_ci_high"])
+        row = dict.fromkeys(COMPARISON_COLUMNS, np.nan)
+        row["fit_time_s"] = rows[name]["fit_time_s"]
+        if score is not None:
+            row["chosen"] = ",".join(rows[name]["chosen"])
+            y_pred = np.where(score >= threshold, classes[1], classes[0])
+            row.update(_held_out_metrics(y_test, score, y_pred, s_test, pos_label))
+            row.update(n_trainable_params=rows[name]["n_trainable_params"], lr=rows[name]["lr"],
+                       mask=rows[name]["mask"], validation_score=float(np.mean(rows[name]["validation_score"])))
+            diff = (reference if name == FAIRTUNE else boot_min_group_auc(score)) - reference
+            row["min_group_auc_diff"] = row["min_group_auc"] - reference_value
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN only if no resample had both classes
+                low, high = np.nanpercentile(diff, [2.5, 97.5])
+            row["min_group_auc_diff_ci_low"], row["min_group_auc_diff_ci_high"] = low, high
+            row["ci_contains_zero"] = bool(low <= 0 <= high) if np.isfinite([low, high]).all() else np.nan
         table.append(pd.Series(row, name=name))
     frame = pd.DataFrame(table)[list(COMPARISON_COLUMNS)]
     return (frame, fitted_searches) if return_searches else frame

@@ -373,7 +373,7 @@ class _Row:
     min_group_auc_diff: float = math.nan
     diff_ci_low: float = math.nan
     diff_ci_high: float = math.nan
-    within_noise: bool = True
+    ci_contains_zero: bool = True
 
 
 def _format_table(rows: list[_Row], depth_units: int, scoring_label: str, fairtune_is: str | None) -> str:
@@ -404,8 +404,8 @@ def _noise_verdict(rows: list[_Row]) -> str:
     for row in rows:
         if row.method == _FAIRTUNE:
             continue
-        if row.within_noise:
-            said.append(f"{row.method}: within noise")
+        if row.ci_contains_zero:
+            said.append(f"{row.method}: interval contains 0")
         else:
             better = "FairTune better" if row.min_group_auc_diff < 0 else "the baseline better"
             said.append(f"{row.method}: {better} (interval excludes 0)")
@@ -541,7 +541,8 @@ def run(args) -> int:
             dpd=float(result["demographic_parity_difference"]), trainable_params=int(result["n_trainable_params"]),
             time_s=float(result["fit_time_s"]), min_group_auc_diff=float(result["min_group_auc_diff"]),
             diff_ci_low=float(result["min_group_auc_diff_ci_low"]),
-            diff_ci_high=float(result["min_group_auc_diff_ci_high"]), within_noise=bool(result["within_noise"])))
+            diff_ci_high=float(result["min_group_auc_diff_ci_high"]),
+            ci_contains_zero=bool(result["ci_contains_zero"])))
     # Per-group AUC while training, for ERM and FairTune's choice (two more fits, with the curves recorded).
     curves = {}
     fairtune_title = f"FairTune (kept {_BASELINES[chosen]})" if isinstance(chosen, str) else "FairTune mask"

@@ -195,9 +195,10 @@ CASES = [
      lambda c: _fit(c, search(c, param_distributions={"lr": FloatDistribution(1e-4, 1e-2)})), ValueError,
      r"param_distributions\['lr'\].*lr_range=None"),
     # ---- samplers, pruners, studies, storages
-    ("sampler string", lambda c: _fit(c, search(c, sampler="tpe")), TypeError, r"`sampler` must be None or an optuna"),
+    ("sampler unknown name", lambda c: _fit(c, search(c, sampler="cmaes")), TypeError,
+     r"`sampler` must be None, one of \('tpe', 'independent_tpe', 'random'\) or an optuna sampler; got 'cmaes'"),
     ("sampler is a pruner", lambda c: _fit(c, search(c, sampler=optuna.pruners.NopPruner())), TypeError,
-     r"`sampler` must be None or an optuna"),
+     r"`sampler` must be None, one of .* or an optuna sampler"),
     ("pruner unknown", lambda c: _fit(c, search(c, pruner="median")), ValueError, r"`pruner` must be one of"),
     ("study minimize", lambda c: _fit(c, search(c, storage=None, study_name=None,
                                                  study=optuna.create_study(direction="minimize"))),

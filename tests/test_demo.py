@@ -69,7 +69,8 @@ def test_quick_demo_runs_as_a_command(tmp_path):
     baselines = table.iloc[:4]
     assert (baselines["diff_ci_low"] <= baselines["min_group_auc_diff"]).all()
     assert (baselines["min_group_auc_diff"] <= baselines["diff_ci_high"]).all()
-    assert (baselines["within_noise"] == ((baselines["diff_ci_low"] <= 0) & (baselines["diff_ci_high"] >= 0))).all()
+    assert (baselines["ci_contains_zero"] == ((baselines["diff_ci_low"] <= 0)
+                                              & (baselines["diff_ci_high"] >= 0))).all()
 
 
 @pytest.mark.parametrize("argv, message", [

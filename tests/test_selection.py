@@ -167,22 +167,57 @@ def _results(scores, std, params, states=None):
             "state": np.array(states or ["complete"] * n, dtype=object)}
 
 
-@pytest.mark.parametrize(("selection", "results", "reeval", "expected"), [
+ANTI = [0.83, 0.77, 0.83, 0.77]  # moves against the best trial's replicates below
+BEST_STEADY = [0.81, 0.83, 0.81, 0.83]  # sd 0.012
+BEST_NOISY = [0.78, 0.86, 0.78, 0.86]  # sd 0.046
+
+
+@pytest.mark.parametrize(("selection", "results", "extra", "expected"), [
     # best: the highest score; earliest on ties; pruned/failed rows never count.
-    ("best", _results([0.7, 0.9, 0.8], [0.01] * 3, [1, 2, 3]), None, 1),
-    ("best", _results([0.9, 0.9, 0.8], [0.01] * 3, [3, 2, 1]), None, 0),
-    ("best", _results([0.7, 0.95, 0.8], [0.01] * 3, [1, 2, 3], ["complete", "pruned", "complete"]), None, 2),
-    # one_se: the sparsest trial within one standard error of the best.
-    ("one_se", _results([0.80, 0.82, 0.79], [0.02, 0.03, 0.02], [900, 1000, 100]), None, 2),
-    ("one_se", _results([0.80, 0.82, 0.78], [0.02, 0.03, 0.02], [900, 1000, 100]), None, 0),
-    ("one_se", _results([0.80, 0.82, 0.70], [0.02, 0.00, 0.02], [900, 1000, 100]), None, 1),
-    ("one_se", _results([0.81, 0.82, 0.81], [0.0, 0.05, 0.0], [100, 1000, 100]), None, 0),  # tie: higher, earlier
-    # reeval: the best mean over all evaluations of the re-evaluated rows.
-    ("reeval", _results([0.9, 0.85, 0.8], [0.01] * 3, [1, 2, 3]), {0: [0.9, 0.7, 0.72], 1: [0.85, 0.84, 0.86]}, 1),
-    ("reeval", _results([0.9, 0.85, 0.8], [0.01] * 3, [1, 2, 3]), {0: [0.9, 0.9, 0.9], 1: [0.85, 0.84, 0.86]}, 0),
+    ("best", _results([0.7, 0.9, 0.8], [0.01] * 3, [1, 2, 3]), {}, 1),
+    ("best", _results([0.9, 0.9, 0.8], [0.01] * 3, [3, 2, 1]), {}, 0),
+    ("best", _results([0.7, 0.95, 0.8], [0.01] * 3, [1, 2, 3], ["complete", "pruned", "complete"]), {}, 2),
+    # one_se: the sparsest trial with score_best - score_i <= sd(b_best - b_i) over paired replicates.
+    # Row 0 trails by 0.02; the best's own sd (0.012) would exclude it, the sd of the paired difference
+    # (0.046: its replicates move against the best's) admits it.
+    ("one_se", _results([0.80, 0.82], [0.03, 0.012], [100, 1000]),
+     {"bootstrap_scores": [ANTI, BEST_STEADY]}, 0),
+    # Row 0 trails by 0.02 on every resample: the difference is certain (sd 0), though the best's own
+    # sd (0.046) would have admitted it.
+    ("one_se", _results([0.80, 0.82], [0.046, 0.046], [100, 1000]),
+     {"bootstrap_scores": [list(np.subtract(BEST_NOISY, 0.02)), BEST_NOISY]}, 1),
+    # Pruned rows never count, however sparse; the best is always within its own standard error.
+    ("one_se", _results([0.80, 0.82, 0.81], [0.05] * 3, [100, 1000, 1], ["complete", "complete", "pruned"]),
+     {"bootstrap_scores": [list(np.subtract(BEST_NOISY, 0.02)), BEST_NOISY, []]}, 1),
+    # Tie on sparsity: the higher score, then the earlier row.
+    ("one_se", _results([0.81, 0.82, 0.81, 0.82], [0.05] * 4, [100, 1000, 100, 1000]),
+     {"bootstrap_scores": [ANTI, BEST_STEADY, ANTI, BEST_STEADY]}, 0),
+    # reeval: the best mean of the FRESH evaluations (the first, the search's own score, is left out).
+    # With it, row 0 would win (mean 0.85 > 0.83); its fresh scores say it was lucky.
+    ("reeval", _results([0.95, 0.85, 0.8], [0.01] * 3, [1, 2, 3]),
+     {"reeval_scores": {0: [0.95, 0.80, 0.80], 1: [0.85, 0.82, 0.82]}}, 1),
+    ("reeval", _results([0.9, 0.85, 0.8], [0.01] * 3, [1, 2, 3]),
+     {"reeval_scores": {0: [0.9, 0.9, 0.9], 1: [0.85, 0.84, 0.86]}}, 0),
+    # Equal fresh means: the higher search score; a row whose re-evaluations all failed loses.
+    ("reeval", _results([0.9, 0.85, 0.8], [0.01] * 3, [1, 2, 3]),
+     {"reeval_scores": {1: [0.85, 0.8, 0.8], 0: [0.9, 0.8, 0.8], 2: [0.8, np.nan, np.nan]}}, 0),
+    ("reeval", _results([0.9, 0.85], [0.01] * 2, [1, 2]),
+     {"reeval_scores": {0: [0.9, np.nan, np.nan], 1: [0.85, 0.5, np.nan]}}, 1),
 ])
-def test_selection_rules_pick_what_they_claim(selection, results, reeval, expected):
-    assert select_trial(results, selection, reeval_scores=reeval) == expected
+def test_selection_rules_pick_what_they_claim(selection, results, extra, expected):
+    assert select_trial(results, selection, **extra) == expected
+
+
+@pytest.mark.parametrize(("replicates", "message"), [
+    (None, r"selection='one_se' needs the paired bootstrap replicates; set n_bootstrap >= 2 or choose "
+           r"selection='best'\."),
+    ([[], []], r"needs the paired bootstrap replicates; a complete trial has 0: set n_bootstrap >= 2"),
+    ([[0.8, 0.7, 0.9], [0.8, 0.7]], r"the complete trials hold \[2, 3\] replicates"),
+])
+def test_one_se_without_paired_replicates_says_so(replicates, message):
+    # A rule that cannot apply fails; it never quietly becomes another rule.
+    with pytest.raises(ValueError, match=message):
+        select_trial(_results([0.8, 0.82], [0.01] * 2, [1, 2]), "one_se", bootstrap_scores=replicates)
 
 
 def test_top_trials_order_and_errors():
@@ -194,44 +229,63 @@ def test_top_trials_order_and_errors():
         select_trial(results, "median")
 
 
-def test_one_se_search_chooses_within_one_standard_error(data):
+def test_one_se_search_uses_the_paired_difference_standard_error(data):
     search = small_search(n_trials=6, pruner="none", selection="one_se", n_bootstrap=50)
     search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
     results = search.cv_results_
     best = top_trials(results, 1)[0]
-    chosen = search.best_index_
-    assert results["mean_test_score"][chosen] >= results["mean_test_score"][best] - results["std_test_score"][best]
+    replicates = np.array([t.user_attrs["bootstrap_scores"] for t in search.study_.trials])
+    scores = results["mean_test_score"]
     complete = np.flatnonzero(results["state"] == "complete")
     within = [i for i in complete
-              if results["mean_test_score"][i] >= results["mean_test_score"][best] - results["std_test_score"][best]]
+              if scores[best] - scores[i] <= np.std(replicates[best] - replicates[i], ddof=1)]
+    chosen = search.best_index_
+    assert chosen in within
     assert results["n_trainable_params"][chosen] == min(results["n_trainable_params"][within])
     assert search.best_params_ == results["params"][chosen]
+    assert search.best_score_source_ == "search" and search.best_score_ == scores[chosen]
 
 
-def test_reeval_search_retrains_the_top_trials_on_fresh_splits(data):
+def test_reeval_search_chooses_by_fresh_scores(data):
     search = small_search(n_trials=4, pruner="none", selection="reeval", reeval_top_k=2, reeval_repeats=2,
                           baselines=None, n_bootstrap=0, max_epochs=2)
     search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
     assert sorted(search.reeval_scores_) == sorted(top_trials(search.cv_results_, 2))
     for row, values in search.reeval_scores_.items():
         assert len(values) == 3
-        assert values[0] == search.cv_results_["mean_test_score"][row]
+        assert values[0] == search.cv_results_["mean_test_score"][row]  # the search's own score first
         assert all(math.isfinite(v) for v in values[1:])
         assert values[1:] != [values[0]] * 2  # fresh splits give other scores
-    means = {row: np.mean(v) for row, v in search.reeval_scores_.items()}
-    assert search.best_index_ == max(means, key=means.get)
-    assert search.best_score_ == search.cv_results_["mean_test_score"][search.best_index_]
+    fresh = {row: np.mean(v[1:]) for row, v in search.reeval_scores_.items()}
+    assert search.best_index_ == max(fresh, key=fresh.get)
+    assert search.best_score_source_ == "reeval"
+    assert search.best_score_ == pytest.approx(fresh[search.best_index_])
+
+
+def test_reeval_on_fixed_splits_warns_that_only_the_seed_changes(data):
+    n = len(data.target)
+    fixed = [(np.arange(0, n, 2), np.arange(1, n, 2))]
+    search = small_search(n_trials=2, pruner="none", selection="reeval", reeval_top_k=1, reeval_repeats=1,
+                          baselines=None, n_bootstrap=0, max_epochs=1, cv=fixed)
+    with pytest.warns(UserWarning, match=r"cv=an iterable of fixed splits gives the same splits for every seed, "
+                                         r"so only the training seed changes") as record:
+        search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert sum("only the training seed changes" in str(w.message) for w in record) == 1
+    assert len(search.reeval_scores_[search.best_index_]) == 2
 
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"selection": "median"}, r"`selection` must be one of \('best', 'one_se', 'reeval'\); got 'median'"),
     ({"fold_scoring": "max"}, r"`fold_scoring` must be one of \('pooled', 'mean'\); got 'max'"),
     ({"n_bootstrap": -1}, r"`n_bootstrap` must be an int >= 0; got -1"),
+    ({"selection": "one_se", "n_bootstrap": 0},
+     r"selection='one_se' needs the paired bootstrap replicates; got n_bootstrap=0: set n_bootstrap >= 2 "
+     r"or choose selection='best'\."),
     ({"reeval_top_k": 0}, r"`reeval_top_k` must be an int >= 1; got 0"),
     ({"reeval_repeats": 1.5}, r"`reeval_repeats` must be an int >= 1; got 1.5"),
     ({"baseline_lrs": "grid"}, r"`baseline_lrs` must be 'auto', a sequence of learning rates or None"),
     ({"baselines": ("full", "sparse")}, r"`baselines` contains 'sparse'"),
-    ({"baseline_lrs": (1e-4, 3e-3)}, r"`baseline_lrs` holds 0.003, outside lr_range=\(1e-05, 0.001\)"),
+    ({"baseline_lrs": (1e-4, 3e-2)}, r"`baseline_lrs` holds 0.03, outside lr_range=\(1e-05, 0.01\)"),
 ])
 def test_bad_selection_parameters_fail_before_training(data, params, message):
     search = small_search(n_trials=2, **params)

@@ -125,7 +125,7 @@ def stored(tmp_path_factory):
 @pytest.mark.parametrize("change, match", [
     (dict(scoring="overall_auc"), r"scoring: stored 'min_group_auc', now 'overall_auc'"),
     (dict(mask_space="attn"), r"space: stored 'ln-attn-mlp', now 'attn'"),
-    (dict(lr_range=(1e-4, 1e-2)), r"lr_range: stored \[1e-05, 0.001\], now \[0.0001, 0.01\]"),
+    (dict(lr_range=(1e-4, 1e-1)), r"lr_range: stored \[1e-05, 0.01\], now \[0.0001, 0.1\]"),
     (dict(estimator__max_epochs=3), r"max_epochs: stored 2, now 3"),
     # The same space name, but the model has another depth: its mask bits differ.
     (dict(estimator__model_kwargs=dict(TINY_VIT, embed_dim=16, depth=2)), r"bits: stored \[.*\], now \["),
