@@ -1,29 +1,42 @@
-"""Does a mask searched for fairness stay fair on patients it has not seen?
+"""Does a searched mask beat the best baseline on patients it has not seen? Outer cross-validation.
 
-A Table-1-style reproduction of FairTune on HAM10000 (malignant vs benign; age
-<= 60 / > 60, or sex), with a ViT pre-trained on the shared UTKFace faces (the
-speed benchmark's backbone). For every seed and attribute:
+FairTune against the paper's baselines on HAM10000 (malignant vs benign; age
+<= 60 / > 60, and sex), with a ViT pre-trained on the shared UTKFace faces at
+this benchmark's own input size (16 px, patch 4: 16 tokens, no resampled
+position embedding).
 
-1. split the images into a search part (80 %) and a held-out test part (20 %),
-   stratified on label x group;
-2. tune each baseline's learning rate (ERM, linear readout, LayerNorm and
-   attention tuning, with the public FairTune code's definitions) on the
-   search's own inner validation split and objective, then refit it on the
-   whole search part (``skfairtune.compare_methods`` does the same);
-3. run ``FairTuneSearchCV`` (its defaults: TPE, successive halving from the
-   end of the warm-up, the tuned baselines in its study) and choose a trial by
-   each selection rule: ``best`` (the paper), ``one_se`` and ``reeval``;
-4. refit every choice on the search part and score it on the test part.
+Protocol (``docs/science.md``):
 
-Printed per (attribute, seed): held-out overall / worst-group AUC / gap of
-every method and rule, the chosen trial's validation-to-test drop, and the
-Spearman correlation between validation and test worst-group AUC over all
-complete trials of the search. Test scores are used for this diagnosis only:
-nothing is chosen on them. Develop on seeds 0-2, report on seeds 3-5.
+* **Outer folds.** Repeated stratified 5-fold cross-validation on label x age x
+  sex (rows missing either attribute dropped), so the test parts of one repeat
+  are disjoint. Repeat 0 is **development** (every choice is made there);
+  repeats 1 and 2 are **report** folds (10 per attribute), never used to choose.
+* **One run = one (phase, variant, attribute, repeat, fold)**, one process. Inside
+  the outer training part, one inner split (80/20, stratified the same way) is
+  the search's validation. One ``FairTuneSearchCV`` holds every method: the four
+  baselines (ERM, linear readout, attention and LayerNorm tuning, public-code
+  definitions) at four learning rates each (``prune_baselines=False``: every
+  baseline is trained to the end), then 44 new masks. Each complete trial's
+  model is scored on the outer test part (recorded on the trial, never read by
+  the search).
+* **Methods, all chosen on validation only:** each baseline at its best
+  learning rate; the validation-selected baseline (best of those four);
+  FairTune (the search's choice, baselines included, as the paper does); and
+  FairTune restricted to its searched, non-preset masks. All models are those
+  the trials trained on the inner training part (no refit), so every
+  comparison is paired on the same training data and test images.
+* The study lives in a journal file next to the results, so an interrupted
+  run resumes where it stopped; a finished run appends one JSON line to
+  ``benchmarks/results/science/runs.jsonl``. ``report`` rebuilds every table
+  from whatever runs exist, saying how many.
 
-    python benchmarks/bench_science.py                     # the documented configuration (hours on 2 cores)
-    python benchmarks/bench_science.py --image-size 16 --epochs 6 --trials 16   # what fits a short session
-    python benchmarks/bench_science.py --smoke             # synthetic data, tiny ViT, seconds (the tests run it)
+Development variants share their baseline trials (copied into the second
+variant's study with their rung records, not retrained).
+
+    python benchmarks/bench_science.py run --phase dev --variant tpe --attribute age --fold 0
+    python benchmarks/bench_science.py run --phase report --attribute sex --repeat 1 --fold 3
+    python benchmarks/bench_science.py report            # tables from benchmarks/results/science/
+    python benchmarks/bench_science.py run --smoke --out DIR   # synthetic data, tiny ViT, seconds
 """
 
 from __future__ import annotations
@@ -41,222 +54,390 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from _common import CACHE_DIR, MODEL, SHARED_DATA, BenchConfig, ham_available, pretrain_backbone  # noqa: E402
+from _common import CACHE_DIR, MODEL, SHARED_DATA, BenchConfig, pretrain_backbone, set_threads  # noqa: E402
 
-METHODS = ("full", "linear", "attention", "layernorm")
-RULES = ("best", "one_se", "reeval")
-_TEST_DIAGNOSIS: dict = {}  # (study name, trial number) -> test worst-group AUC of that trial's model
+RESULTS = Path(__file__).resolve().parent / "results" / "science"
+ATTRIBUTES = ("age", "sex")
+PRESETS = ("full", "linear", "attention", "layernorm")
+N_FOLDS = 5
+#: Development variants: the sampler compared, every trial trained to the end (pruning is replayed).
+VARIANTS = {
+    "tpe": dict(sampler="tpe", pruner="none"),
+    "independent_tpe": dict(sampler="independent_tpe", pruner="none"),
+    # Report runs use the library's defaults as they stand when the run starts (recorded per run).
+    "default": dict(sampler=None, pruner=None),
+}
+METRICS = ("overall_auc", "min_group_auc", "auc_gap", "equalized_odds_difference", "demographic_parity_difference")
 
 
-def _install_diagnosis(X_test, y_test, s_test):
-    """Score every complete trial's model on the test part, for the rank correlation only."""
+# --------------------------------------------------------------------------- data and folds
+def load_data(smoke: bool):
+    """(uint8 images, labels, {attribute: groups}) with every row having both attributes."""
+    if smoke:
+        from skfairtune.datasets import make_biased_images
+
+        data = make_biased_images(480, image_size=16, random_state=0)
+        rng = np.random.default_rng(1)
+        groups = {"age": data.sensitive_features["group"].astype(str).to_numpy(),
+                  "sex": np.where(rng.random(480) < 0.5, "female", "male")}
+        return data.images, np.asarray(data.target), groups
+    from skfairtune.datasets import load_ham10000
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # rows missing age or sex are dropped, as documented
+        data = load_ham10000(SHARED_DATA / "ham10000", image_size=16, sensitive=list(ATTRIBUTES))
+    groups = {a: data.sensitive_features[a].astype(str).to_numpy() for a in ATTRIBUTES}
+    return data.images, np.asarray(data.target), groups
+
+
+def _strata(y, groups, index=None):
+    index = np.arange(len(y)) if index is None else index
+    parts = [y[index].astype(str)] + [groups[a][index] for a in ATTRIBUTES]
+    return np.array(["|".join(p) for p in zip(*parts)])
+
+
+def outer_fold(y, groups, repeat: int, fold: int):
+    """(train, test) of outer fold ``fold`` of repeat ``repeat`` (test parts disjoint within a repeat)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=1000 + repeat).split(y, _strata(y, groups))
+    return list(folds)[fold]
+
+
+def inner_split(y, groups, train, seed: int):
+    """One 80/20 validation split of the outer training part, stratified on label x age x sex."""
+    from sklearn.model_selection import train_test_split
+
+    inner_train, inner_valid = train_test_split(np.arange(len(train)), test_size=0.2, random_state=seed,
+                                                stratify=_strata(y, groups, train))
+    return np.sort(inner_train), np.sort(inner_valid)
+
+
+# --------------------------------------------------------------------------- the search
+def backbone(args) -> Path:
+    if args.smoke:
+        cfg = BenchConfig.smoke_config(image_size=16, depth=4)
+    else:
+        cfg = BenchConfig(image_size=16, patch_size=4, pretrain_samples=10_000, pretrain_epochs=12)
+    path, seconds = pretrain_backbone(cfg, CACHE_DIR, log=lambda m: print(m, flush=True))
+    return path, cfg
+
+
+def _classifier(args, checkpoint, cfg, seed):
+    from skfairtune import FairTuneClassifier
+
+    return FairTuneClassifier(MODEL, pretrained=False, checkpoint_path=str(checkpoint),
+                              model_kwargs=cfg.model_kwargs, max_epochs=args.epochs, batch_size=64,
+                              class_weight="balanced", device="cpu", random_state=seed)
+
+
+def _record_test_scores(X_test, y_test, groups_test):
+    """Score every complete trial's model on the outer test part, for both attributes.
+
+    Written on the trial as ``bench_test``; nothing in the search reads it.
+    """
     from skfairtune._objective import Objective
-    from skfairtune.metrics import min_group_auc
+    from skfairtune.compare import _held_out_metrics
 
     original = Objective._run_epochs
 
     def run_epochs(self, folds, trial=None):
-        out = original(self, folds, trial)
+        out = original(self, folds, trial)  # raises TrialPruned for a pruned trial: nothing recorded
         if trial is not None:
-            proba = np.mean([f.trainer.predict_proba(f.trainer.model_inputs(X_test))[:, 1] for f in folds], axis=0)
+            trainer = folds[0].trainer
+            proba = trainer.predict_proba(trainer.model_inputs(X_test))[:, 1]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _TEST_DIAGNOSIS[(trial.study.study_name, trial.number)] = min_group_auc(
-                    y_test, proba, sensitive_features=s_test, on_undefined="drop")
+                scores = {a: _held_out_metrics(y_test, proba, (proba >= 0.5).astype(int), groups_test[a], 1)
+                          for a in ATTRIBUTES}
+            trial.set_user_attr("bench_test", scores)
         return out
 
     Objective._run_epochs = run_epochs
     return lambda: setattr(Objective, "_run_epochs", original)
 
 
-def _load(args, attribute: str):
-    """Images (uint8), labels and groups for one attribute."""
-    if args.smoke:
-        from skfairtune.datasets import make_biased_images
-
-        data = make_biased_images(400, image_size=16, random_state=0)
-        return data.images, np.asarray(data.target), data.sensitive_features["group"].astype(str).to_numpy()
-    from skfairtune.datasets import load_ham10000
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # rows without the attribute are dropped, as documented
-        data = load_ham10000(SHARED_DATA / "ham10000", image_size=args.image_size, sensitive=[attribute])
-    return data.images, np.asarray(data.target), data.sensitive_features[attribute].astype(str).to_numpy()
+def _study_name(phase, variant, attribute, repeat, fold):
+    return f"{phase}-{variant}-{attribute}-r{repeat}-f{fold}"
 
 
-def _split(y, groups, seed: int, test_size: float = 0.2):
-    from sklearn.model_selection import train_test_split
+def _copy_baselines(source_storage, source_name, storage, target_name, sampler, pruner, epochs):
+    """A new study holding the complete baseline trials of ``source_name`` (with rung records)."""
+    import optuna
 
-    strata = np.char.add(y.astype(str), groups.astype(str))
-    return train_test_split(np.arange(len(y)), test_size=test_size, stratify=strata, random_state=seed)
+    from skfairtune._study import rung_system_attrs
 
-
-def _template(args, checkpoint, seed):
-    from skfairtune import FairTuneClassifier
-
-    if args.smoke:
-        kwargs = dict(img_size=16, patch_size=4, embed_dim=16, depth=4, num_heads=2)
-        return FairTuneClassifier(MODEL, pretrained=False, model_kwargs=kwargs, max_epochs=args.epochs,
-                                  batch_size=64, class_weight="balanced", device="cpu", random_state=seed)
-    kwargs = dict(BenchConfig().model_kwargs, img_size=args.image_size)
-    return FairTuneClassifier(MODEL, pretrained=False, checkpoint_path=checkpoint, model_kwargs=kwargs,
-                              max_epochs=args.epochs, batch_size=64, class_weight="balanced", device="cpu",
-                              random_state=seed)
-
-
-def _metrics(clf, X, y, s):
-    from skfairtune.compare import _held_out_metrics
-
-    score = clf.predict_proba(X)[:, 1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _held_out_metrics(y, score, clf.predict(X), s, pos_label=1)
+    source = optuna.load_study(study_name=source_name, storage=source_storage)
+    baselines = [t for t in source.trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"]
+    target = optuna.create_study(study_name=target_name, storage=storage, sampler=sampler, pruner=pruner,
+                                 direction="maximize")
+    for trial in baselines:
+        attrs = dict(trial.user_attrs, copied_from={"study": source_name, "trial": trial.number})
+        target.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions=trial.distributions, value=trial.value, user_attrs=attrs,
+            intermediate_values=trial.intermediate_values,
+            system_attrs=rung_system_attrs(pruner, trial.intermediate_values, epochs)))
+    return target, len(baselines)
 
 
-def run_one(args, checkpoint, attribute, seed, data) -> dict:
-    from sklearn.base import clone
+def run(args) -> dict:
+    import optuna
 
     from skfairtune import FairTuneSearchCV
-    from skfairtune._selection import select_trial, top_trials
-    from skfairtune.compare import _method_searches, _start_from_baselines
+    from skfairtune._study import make_pruner, make_sampler
 
-    X, y, groups = data
-    search_idx, test_idx = _split(y, groups, seed)
-    X_s, y_s, g_s = X[search_idx], y[search_idx], groups[search_idx]
-    X_t, y_t, g_t = X[test_idx], y[test_idx], groups[test_idx]
-    restore = _install_diagnosis(X_t, y_t, g_t)
-    template = _template(args, checkpoint, seed)
-    search = FairTuneSearchCV(template, n_trials=args.trials, cv=args.cv, selection="reeval", refit=False,
-                              n_bootstrap=args.n_bootstrap, random_state=seed,
-                              baseline_lrs=(1e-3,) if args.smoke else "auto")
-    rows, timings = {}, {}
+    set_threads(args.threads)
+    X, y, groups = load_data(args.smoke)
+    train, test = outer_fold(y, groups, args.repeat, args.fold)
+    seed = 100 * args.repeat + args.fold
+    inner = inner_split(y, groups, train, seed)
+    checkpoint, cfg = backbone(args)
+    clf = _classifier(args, checkpoint, cfg, seed)
+    variant = dict(VARIANTS[args.variant])
+    if variant["pruner"] is None:
+        import inspect
+
+        variant["pruner"] = inspect.signature(FairTuneSearchCV).parameters["pruner"].default
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(out / f"{_study_name(args.phase, args.variant, args.attribute, args.repeat, args.fold)}.journal")))
+    name = _study_name(args.phase, args.variant, args.attribute, args.repeat, args.fold)
+    n_baselines = len(PRESETS) * len(args.baseline_lrs)
+    search = FairTuneSearchCV(
+        clf, n_trials=n_baselines + args.new_masks, cv=[inner], scoring="min_group_auc",
+        baseline_lrs=tuple(args.baseline_lrs), lr_range=(min(args.baseline_lrs), max(args.baseline_lrs)),
+        prune_baselines=False, sampler=variant["sampler"], pruner=variant["pruner"], refit=False,
+        n_bootstrap=args.n_bootstrap, random_state=seed, progress_bar=False, verbose=1)
+    first = next(iter(VARIANTS))
+    if args.phase == "dev" and args.variant != first and name not in optuna.get_all_study_names(storage):
+        # The baselines do not depend on the sampler: copy the first variant's instead of retraining.
+        source_storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+            str(out / f"{_study_name('dev', first, args.attribute, args.repeat, args.fold)}.journal")))
+        pruner = make_pruner(variant["pruner"], args.epochs, clf.warmup_fraction)
+        sampler = make_sampler(variant["sampler"], seed, n_baseline_trials=n_baselines)
+        source_name = _study_name("dev", first, args.attribute, args.repeat, args.fold)
+        _copied, n_copied = _copy_baselines(source_storage, source_name, storage, name, sampler, pruner, args.epochs)
+        if n_copied < n_baselines:
+            raise SystemExit(f"the first variant's study has {n_copied} of {n_baselines} complete baselines: "
+                             f"run --variant {first} for this fold first.")
+    if name in optuna.get_all_study_names(storage) and args.phase == "dev" and args.variant != first:
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=make_sampler(variant["sampler"], seed, n_baseline_trials=n_baselines),
+                                  pruner=make_pruner(variant["pruner"], args.epochs, clf.warmup_fraction))
+        search.set_params(study=study)
+    else:
+        search.set_params(storage=storage, study_name=name)
+    restore = _record_test_scores(X[test], y[test], {a: g[test] for a, g in groups.items()})
+    started = time.perf_counter()
     try:
-        fitted = {}
-        for name, method_search in _method_searches(search, METHODS).items():
-            if name not in METHODS:
-                continue
-            tic = time.perf_counter()
-            fitted[name] = clone(method_search).set_params(refit=True).fit(X_s, y_s, sensitive_features=g_s)
-            timings[name] = time.perf_counter() - tic
-            print(f"  {attribute} seed {seed}: {name} tuned and refit in {timings[name]:.0f} s", flush=True)
-            best = fitted[name]
-            rows[name] = {**_metrics(best.best_estimator_, X_t, y_t, g_t), "val": best.best_score_,
-                          "lr": best.best_params_.get("lr"), "mask": name}
-        tic = time.perf_counter()
-        fairtune = clone(_start_from_baselines(search, fitted, seed)).fit(X_s, y_s, sensitive_features=g_s)
-        timings["search"] = time.perf_counter() - tic
-        print(f"  {attribute} seed {seed}: search and re-evaluation in {timings['search']:.0f} s", flush=True)
-        results = fairtune.cv_results_
-        choices = {"best": top_trials(results, 1)[0], "one_se": select_trial(results, "one_se"),
-                   "reeval": fairtune.best_index_}
-        refits = {}
-        for rule, row in choices.items():
-            params = dict(results["params"][row])
-            key = json.dumps(params, sort_keys=True, default=str)
-            if key not in refits:
-                tic = time.perf_counter()
-                clf = clone(template).set_params(mask_space=fairtune.mask_space_, **params).fit(X_s, y_s)
-                refits[key] = (_metrics(clf, X_t, y_t, g_t), clf.n_trainable_params_, time.perf_counter() - tic)
-            metrics, n_params, _ = refits[key]
-            rows[f"FairTune/{rule}"] = {**metrics, "val": float(results["mean_test_score"][row]),
-                                        "lr": params.get("lr"), "mask": params.get("mask"),
-                                        "n_trainable_params": int(n_params),
-                                        "baseline": results["baseline"][row]}
-        timings["refits"] = sum(t for _, _, t in refits.values())
-        pairs = []
-        for trial in fairtune.study_.trials:
-            if trial.state.name != "COMPLETE":
-                continue
-            source = trial.user_attrs.get("copied_from")
-            key = (source["study"], source["trial"]) if source else (fairtune.study_.study_name, trial.number)
-            if key in _TEST_DIAGNOSIS:
-                pairs.append((trial.value, _TEST_DIAGNOSIS[key]))
+        search.fit(X[train], y[train], sensitive_features=groups[args.attribute][train])
     finally:
         restore()
-    from scipy.stats import spearmanr
-
-    rank = float(spearmanr(*zip(*pairs)).statistic) if len(pairs) > 2 else float("nan")
-    for row in rows.values():
-        row["drop"] = row["val"] - row["min_group_auc"]
-    return {"attribute": attribute, "seed": seed, "n_search": len(search_idx), "n_test": len(test_idx),
-            "rows": rows, "rank_correlation": rank, "n_ranked_trials": len(pairs),
-            "reeval_scores": {int(k): v for k, v in getattr(fairtune, "reeval_scores_", {}).items()},
-            "n_pruned": int((results["state"] == "pruned").sum()), "timings_s": timings}
-
-
-def _print_run(result):
-    print(f"\n## {result['attribute']}, seed {result['seed']} (search {result['n_search']}, test {result['n_test']}; "
-          f"{result['n_pruned']} pruned; val/test Spearman over {result['n_ranked_trials']} complete trials: "
-          f"{result['rank_correlation']:.2f})")
-    print(f"{'method':<18}{'lr':>9}{'val':>8}{'test AUC':>10}{'min-grp':>9}{'gap':>7}{'drop':>7}  mask")
-    for name, row in result["rows"].items():
-        lr = f"{row['lr']:.1e}" if row.get("lr") is not None else "-"
-        print(f"{name:<18}{lr:>9}{row['val']:>8.3f}{row['overall_auc']:>10.3f}{row['min_group_auc']:>9.3f}"
-              f"{row['auc_gap']:>7.3f}{row['drop']:>7.3f}  {row['mask']}")
-    print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result["timings_s"].items()), flush=True)
+    result = summarise(search.study_, attribute=args.attribute, epochs=args.epochs)
+    result.update(phase=args.phase, variant=args.variant, attribute=args.attribute, repeat=args.repeat,
+                  fold=args.fold, seed=seed, n_train=int(len(inner[0])), n_valid=int(len(inner[1])),
+                  n_test=int(len(test)), sampler=repr(search.study_.sampler.__class__.__name__),
+                  pruner=variant["pruner"], wall_s=time.perf_counter() - started, smoke=args.smoke)
+    with open(out / "runs.jsonl", "a") as fh:
+        fh.write(json.dumps(result, default=float) + "\n")
+    return result
 
 
-def summarize(results) -> str:
-    """Mean +- sd over seeds, per attribute and method."""
-    lines = []
-    for attribute in sorted({r["attribute"] for r in results}):
-        runs = [r for r in results if r["attribute"] == attribute]
-        seeds = [r["seed"] for r in runs]
-        lines.append(f"\n### {attribute} (seeds {seeds}; mean +- sd over seeds)")
-        lines.append("| method | test AUC | test min-group AUC | gap | val -> test drop |")
-        lines.append("|---|---|---|---|---|")
-        for name in runs[0]["rows"]:
-            cells = []
-            for key in ("overall_auc", "min_group_auc", "auc_gap", "drop"):
-                values = np.array([r["rows"][name][key] for r in runs])
-                cells.append(f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        ranks = np.array([r["rank_correlation"] for r in runs])
-        lines.append(f"\nval/test Spearman (worst-group AUC, complete trials): {ranks.mean():.2f} +- "
-                     f"{ranks.std(ddof=1) if len(ranks) > 1 else 0:.2f}")
-    return "\n".join(lines)
+# --------------------------------------------------------------------------- summaries
+def _complete(study):
+    return [t for t in study.trials if t.state.name == "COMPLETE" and "bench_test" in t.user_attrs]
+
+
+def _pick(trials):
+    """The best validation score, earliest on ties (the search's ``selection="best"``)."""
+    return max(trials, key=lambda t: (t.value, -t.number)) if trials else None
+
+
+def _row(trial, attribute):
+    if trial is None:
+        return None
+    return {"trial": trial.number, "val": trial.value, "baseline": trial.user_attrs.get("baseline"),
+            "lr": trial.params.get("lr"), "mask": (trial.user_attrs.get("params") or {}).get("mask"),
+            "n_trainable_params": trial.user_attrs.get("n_trainable_params"),
+            **trial.user_attrs["bench_test"][attribute]}
+
+
+def replay_pruning(trials, rule_first_rung, epochs, reduction_factor=4):
+    """(trials still complete, epochs trained) had successive halving judged these unpruned trials.
+
+    Optuna's rule, replayed in trial order on the recorded validation curves;
+    baselines compete at every rung but are never pruned (prune_baselines=False).
+    The sampler's proposals are those of the unpruned run: how TPE would have
+    reacted to pruned trials is not replayed.
+    """
+    rungs = {}
+    survivors, spent = [], 0
+    for trial in sorted(trials, key=lambda t: t.number):
+        curve = trial.intermediate_values
+        alive, rung, trained = True, 0, epochs
+        step = rule_first_rung
+        while rule_first_rung and step < epochs:
+            value = curve[step]
+            competing = rungs.setdefault(rung, [])
+            competing.append(value)
+            index = max(len(competing) // reduction_factor - 1, 0)
+            if value < sorted(competing, reverse=True)[index] and not trial.user_attrs.get("baseline"):
+                alive, trained = False, step
+                break
+            rung += 1
+            step = rule_first_rung * reduction_factor ** rung
+        spent += trained
+        if alive:
+            survivors.append(trial)
+    return survivors, spent
+
+
+def summarise(study, *, attribute, epochs) -> dict:
+    import math
+
+    trials = _complete(study)
+    base = {p: _pick([t for t in trials if t.user_attrs.get("baseline") == p]) for p in PRESETS}
+    chosen_baseline = _pick([t for t in base.values() if t is not None])
+    searched = [t for t in trials if not t.user_attrs.get("baseline")]
+    methods = {p: _row(t, attribute) for p, t in base.items()}
+    methods["val_selected_baseline"] = _row(chosen_baseline, attribute)
+    methods["fairtune"] = _row(_pick(trials), attribute)
+    methods["fairtune_searched"] = _row(_pick(searched), attribute)
+    rules = {"none": 0, "successive_halving": math.ceil(epochs / 3), "late_successive_halving": math.ceil(epochs / 2)}
+    pruning = {}
+    for rule, first_rung in rules.items():
+        survivors, spent = replay_pruning(trials, first_rung, epochs)
+        pruning[rule] = {"epochs": spent, "fairtune": _row(_pick(survivors), attribute),
+                         "fairtune_searched": _row(_pick([t for t in survivors if not t.user_attrs.get("baseline")]),
+                                                   attribute)}
+    full_curves = {str(t.params.get("lr")): [s[0] for s in t.user_attrs.get("epoch_split_scores", [])]
+                   for t in trials if t.user_attrs.get("baseline") == "full"}
+    return {"methods": methods, "pruning_replay": pruning, "full_val_curves": full_curves,
+            "n_complete": len(trials), "n_searched": len(searched),
+            "cpu_s": float(sum(t.user_attrs.get("fit_time", 0.0) for t in trials))}
+
+
+# --------------------------------------------------------------------------- tables
+def _t_interval(diffs, target=0.02):
+    """(mean, 95% t-interval low, high, power to detect +target) of paired differences over folds."""
+    from scipy import stats
+
+    diffs = np.asarray([d for d in diffs if d is not None and np.isfinite(d)], dtype=float)
+    n = len(diffs)
+    if n < 2:
+        return (float(diffs.mean()) if n else float("nan"), float("nan"), float("nan"), float("nan"), n)
+    mean, sd = float(diffs.mean()), float(diffs.std(ddof=1))
+    half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
+    # Power of the two-sided paired t-test at level 0.05 against a true mean difference of +target.
+    critical = stats.t.ppf(0.975, n - 1)
+    noncentrality = target / (sd / np.sqrt(n)) if sd > 0 else np.inf
+    power = float(1 - stats.nct.cdf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality))
+    return mean, mean - half, mean + half, power, n
+
+
+def _load_runs(folder: Path):
+    runs = []
+    path = folder / "runs.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                runs.append(json.loads(line))
+    latest = {}
+    for run_ in runs:  # a run repeated (resumed, re-summarised) counts once: its last line
+        latest[(run_["phase"], run_["variant"], run_["attribute"], run_["repeat"], run_["fold"])] = run_
+    return list(latest.values())
+
+
+COMPARISONS = (
+    ("FairTune - ERM", "fairtune", "full"),
+    ("FairTune - linear readout", "fairtune", "linear"),
+    ("FairTune - attention tuning", "fairtune", "attention"),
+    ("FairTune - LayerNorm tuning", "fairtune", "layernorm"),
+    ("FairTune - validation-selected baseline", "fairtune", "val_selected_baseline"),
+    ("FairTune searched-only - validation-selected baseline", "fairtune_searched", "val_selected_baseline"),
+)
+
+
+def report(folder: Path, *, out=print) -> dict:
+    """Markdown tables of every phase, variant and attribute found in ``folder``."""
+    runs = _load_runs(folder)
+    tables = {}
+    keys = sorted({(r["phase"], r["variant"], r["attribute"]) for r in runs})
+    for phase, variant, attribute in keys:
+        group = sorted((r for r in runs if (r["phase"], r["variant"], r["attribute"]) == (phase, variant, attribute)),
+                       key=lambda r: (r["repeat"], r["fold"]))
+        out(f"\n### {phase} / {variant} / {attribute}: {len(group)} outer folds "
+            "(" + ", ".join(f"r{r['repeat']}f{r['fold']}" for r in group) + ")\n")
+        out("| method | " + " | ".join(METRICS) + " | chosen |")
+        out("|---|" + "---|" * (len(METRICS) + 1))
+        for method in (*PRESETS, "val_selected_baseline", "fairtune", "fairtune_searched"):
+            rows = [r["methods"].get(method) for r in group]
+            rows = [row for row in rows if row]
+            if not rows:
+                continue
+            means = [np.mean([row[m] for row in rows if row[m] is not None and np.isfinite(row[m])]) for m in METRICS]
+            chosen = ", ".join(sorted({str(row.get("baseline") or "searched") for row in rows}))
+            out(f"| {method} | " + " | ".join(f"{v:.3f}" for v in means) + f" | {chosen} |")
+        out("\nPaired differences of held-out worst-group AUC over folds (mean, 95 % t-interval, power for +0.02):\n")
+        out("| comparison | mean | 95 % CI | folds | power (+0.02) |")
+        out("|---|---|---|---|---|")
+        entry = {}
+        for label, a, b in COMPARISONS:
+            diffs = [(r["methods"][a] or {}).get("min_group_auc", np.nan) - (r["methods"][b] or {}).get("min_group_auc", np.nan)
+                     if r["methods"].get(a) and r["methods"].get(b) else None for r in group]
+            mean, low, high, power, n = _t_interval(diffs)
+            entry[label] = dict(mean=mean, low=low, high=high, power=power, n=n)
+            out(f"| {label} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | {n} | {power:.2f} |")
+        if phase == "dev":
+            out("\nPruning rules replayed on the unpruned trials (mean over folds):\n")
+            out("| rule | epochs trained | FairTune worst-group AUC | searched-only worst-group AUC |")
+            out("|---|---|---|---|")
+            for rule in ("successive_halving", "late_successive_halving", "none"):
+                rows = [r["pruning_replay"][rule] for r in group]
+                ft = [x["fairtune"]["min_group_auc"] for x in rows if x["fairtune"]]
+                fs = [x["fairtune_searched"]["min_group_auc"] for x in rows if x["fairtune_searched"]]
+                out(f"| {rule} | {np.mean([x['epochs'] for x in rows]):.0f} | {np.mean(ft):.3f} | {np.mean(fs):.3f} |")
+        tables[(phase, variant, attribute)] = entry
+    if not runs:
+        out("no finished runs yet")
+    return tables
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="synthetic data, tiny ViT: seconds")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--cv", type=int, default=None, help="inner folds (default: one split, the search's default)")
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--phase", choices=("dev", "report"), default="dev")
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default=None,
+                        help="dev: the sampler compared (default: tpe); report: always 'default'")
+    parser.add_argument("--attribute", choices=ATTRIBUTES, default="age")
+    parser.add_argument("--repeat", type=int, default=None, help="dev: 0 (always); report: 1 or 2")
+    parser.add_argument("--fold", type=int, default=0, choices=range(N_FOLDS))
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--new-masks", type=int, default=44)
+    parser.add_argument("--baseline-lrs", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3, 1e-2])
     parser.add_argument("--n-bootstrap", type=int, default=200)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5], help="report seeds 3-5; develop on 0-2")
-    parser.add_argument("--attributes", nargs="+", default=["age", "sex"], choices=["age", "sex"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None, help="write every run as JSON lines here")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--smoke", action="store_true", help="synthetic data, a tiny ViT, 2 epochs, a few trials")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.epochs, args.trials, args.seeds, args.attributes = min(args.epochs, 2), min(args.trials, 6), [0], ["group"]
-    elif not ham_available():
-        print(f"Skipping: HAM10000 is not at {SHARED_DATA / 'ham10000'}.")
+    if args.command == "report":
+        report(Path(args.out))
         return 0
-    import optuna
-    import torch
-
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    checkpoint = None
-    if not args.smoke:
-        checkpoint, _ = pretrain_backbone(BenchConfig(), CACHE_DIR)
-    print(f"# bench_science: {vars(args)}; backbone {checkpoint or 'random (smoke)'}", flush=True)
-    results = []
-    for attribute in args.attributes:
-        data = _load(args, attribute)
-        for seed in args.seeds:
-            result = run_one(args, str(checkpoint) if checkpoint else None, attribute, seed, data)
-            results.append(result)
-            _print_run(result)
-            if args.out:
-                with open(args.out, "a") as handle:
-                    handle.write(json.dumps(result, default=float) + "\n")
-    print(summarize(results))
-    return 0
+    if args.variant is None:
+        args.variant = "tpe" if args.phase == "dev" else "default"
+    if args.repeat is None:
+        args.repeat = 0 if args.phase == "dev" else 1
+    if (args.phase == "dev") != (args.repeat == 0) or (args.phase == "report") != (args.variant == "default"):
+        parser.error("development runs use repeat 0 and a dev variant; report runs use repeats >= 1 and "
+                     "--variant default")
+    if args.smoke:
+        args.epochs, args.new_masks, args.baseline_lrs, args.n_bootstrap = 2, 3, [1e-3, 1e-2], 20
+    print(f"bench_science: {vars(args)}", flush=True)
+    result = run(args)
+    report(Path(args.out))
+    return 0 if result["n_complete"] else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

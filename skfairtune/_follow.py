@@ -66,12 +66,11 @@ def trial_summary(trial: FrozenTrial) -> str:
         parts.append(f"{attrs['fit_time']:.1f} s")
     params = attrs.get("params") or {}
     mask = params.get("mask")
-    if isinstance(mask, str):
+    if isinstance(mask, str) and set(mask) <= {"0", "1", "2"}:
         label = f" {attrs['baseline']}" if attrs.get("baseline") else ""
-        # A baseline's mask is its preset name; its bits are the sampled ones.
-        bits = mask if set(mask) <= {"0", "1"} else "".join(
-            str(v) for k, v in trial.params.items() if k.startswith("mask__"))
-        parts.append(f"mask{label} {bits} ({bits.count('1')}/{len(bits)} bits)")
+        parts.append(f"mask{label} {mask} ({len(mask) - mask.count('0')}/{len(mask)} units trained)")
+    elif isinstance(mask, str):
+        parts.append(f"preset {mask}")  # a preset trains parameters outside the bit space: no bits to show
     lr = params.get("lr", trial.params.get("lr"))
     if lr is not None:
         parts.append(f"lr {lr:.1e}")

@@ -17,6 +17,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
+from ._baselines import BASELINE_PARAM
 from ._params import validate_params
 from ._predictions import FrozenPredictions
 from ._prefix import ActivationCache, max_bytes_from_mb
@@ -76,10 +77,17 @@ class SearchSpace:
     lr_range: tuple[float, float] | None
     extra: dict = field(default_factory=dict)
     lora_ranks: tuple[int, ...] | None = None  # units may also be LoRA-adapted, at one of these ranks
+    # The preset baselines' own choice (see skfairtune._baselines): None when no preset is enqueued.
+    presets: optuna.distributions.CategoricalDistribution | None = None
 
-    def suggest(self, trial: optuna.Trial) -> dict:
+    def suggest(self, trial: optuna.Trial, *, preset: str | None = None) -> dict:
+        """Estimator parameters for ``trial``; ``preset`` names the baseline an enqueued trial trains."""
         params = {}
-        if self.mask_space is not None and self.lora_ranks:
+        if preset is not None and self.presets is not None and preset in self.presets.choices:
+            # A preset trains parameters outside the bit space (ERM: the embeddings too), so the
+            # study records its name, not bits it does not stand for.
+            params["mask"] = trial.suggest_categorical(BASELINE_PARAM, self.presets.choices)
+        elif self.mask_space is not None and self.lora_ranks:
             from ._lora import suggest_states
 
             states, rank = suggest_states(trial, self.mask_space, ranks=self.lora_ranks)
@@ -105,7 +113,9 @@ class SearchSpace:
         """Estimator parameters of a trial; None when sampling was cut short (Ctrl-C)."""
         try:
             params = {}
-            if self.mask_space is not None and self.lora_ranks:
+            if BASELINE_PARAM in trial_params:
+                params["mask"] = trial_params[BASELINE_PARAM]
+            elif self.mask_space is not None and self.lora_ranks:
                 from ._lora import states_from_params
 
                 states, rank = states_from_params(trial_params, self.mask_space)
@@ -172,7 +182,7 @@ class Objective:
     def __init__(self, *, estimator, step, space, X, X_original, y, sensitive_features,
                  splits, scorer, error_score, max_epochs, verbose=0, fold_scoring="mean",
                  g_codes=None, n_bootstrap=0, bootstrap_seed=0, templates=None, objectives=None,
-                 pareto_pruner=None):
+                 pareto_pruner=None, prune_baselines=True):
         self.estimator = estimator
         self.step = step
         self.space = space
@@ -194,6 +204,9 @@ class Objective:
         # pareto_pruner (None: no pruning) judges it, since Optuna's pruners judge one objective.
         self.objectives = objectives
         self.pareto_pruner = pareto_pruner
+        # False: baseline trials still report (and leave rung records, so they compete at every
+        # rung) but always train to the end, so each baseline is compared fully trained.
+        self.prune_baselines = prune_baselines
         self.classes = np.unique(y)
         self._activation_cache = None
 
@@ -304,6 +317,7 @@ class Objective:
         epoch_scores: list[list[float]] = []
         epoch_overall: list[list[float | None]] = []  # plot_pareto's x axis, whatever the scoring
         value, sets = float("nan"), []
+        prunable = trial is not None and (self.prune_baselines or TrialRecord.of(trial).baseline is None)
         for epoch in range(1, self.max_epochs + 1):
             for fold in folds:
                 fold.trainer.step(1, propagate_interrupt=True)
@@ -321,7 +335,7 @@ class Objective:
                 TrialRecord.write(trial, epoch_split_overall_auc=epoch_overall,
                                   epoch_split_scores=epoch_scores, n_epochs=epoch)
                 # Pruning after the last epoch would save nothing and discard a trained trial.
-                if self._judge(trial, value, epoch, may_prune=epoch < self.max_epochs):
+                if self._judge(trial, value, epoch, may_prune=epoch < self.max_epochs) and prunable:
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value}")
         return value, epoch_scores, sets, folds[0].trainer.classes
 
@@ -363,12 +377,8 @@ class Objective:
         return value
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = self.space.suggest(trial)
         baseline = TrialRecord.of(trial).baseline
-        if baseline is not None and "mask" in params:
-            # An enqueued baseline trains the preset as the reference code defines it
-            # (ERM trains the embeddings too), not only its bits.
-            params["mask"] = baseline
+        params = self.space.suggest(trial, preset=baseline)
         TrialRecord.write(trial, params=params, n_epochs=0)
         started = time.perf_counter()
         try:

@@ -23,9 +23,11 @@ __all__ = [
     "open_study",
     "copy_study",
     "PRUNERS",
+    "SAMPLERS",
+    "rung_system_attrs",
 ]
 
-PRUNERS = ("successive_halving", "hyperband", "none")
+PRUNERS = ("successive_halving", "late_successive_halving", "hyperband", "none")
 _ATTR = "skfairtune"
 
 
@@ -72,13 +74,46 @@ def _scrub(message: str, url: str) -> str:
     return redact_url(message)
 
 
-def make_sampler(sampler, seed: int | None):
-    if sampler is None:
-        # Optuna's TPE as in the paper, but seeded: the reference code sets no seed.
-        return optuna.samplers.TPESampler(seed=seed)
-    if not isinstance(sampler, optuna.samplers.BaseSampler):
-        raise TypeError(f"`sampler` must be None or an optuna sampler; got {sampler!r}.")
-    return sampler
+#: Samplers named by a string; the default is ``"tpe"``.
+SAMPLERS = ("tpe", "independent_tpe", "random")
+
+
+def make_sampler(sampler, seed: int | None, *, n_baseline_trials: int = 0, n_startup_trials: int = 10):
+    """The Optuna sampler for ``sampler`` (a name, None for ``"tpe"``, or an Optuna sampler).
+
+    Optuna's TPE counts every finished trial of the study toward its random
+    start-up, the enqueued or copied baselines included; so the named TPE
+    samplers start TPE only after ``n_baseline_trials + n_startup_trials``
+    trials, and the first ``n_startup_trials`` searched masks are random.
+
+    ``"tpe"`` is multivariate TPE with ``group=True`` (the baselines carry a
+    ``baseline`` choice instead of mask bits, so the space is conditional and
+    only grouping keeps the bits modelled jointly) and the constant liar for
+    parallel workers; ``"independent_tpe"`` models every bit and the learning
+    rate on its own (the paper's Optuna 3 default); ``"random"`` draws every
+    mask at random. Variants are named, not inherited from Optuna's version
+    default, so a search means the same thing on every Optuna release.
+
+    Examples
+    --------
+    >>> sampler = make_sampler(None, 0, n_baseline_trials=12)
+    >>> type(sampler).__name__, sampler._n_startup_trials, sampler._multivariate, sampler._group
+    ('TPESampler', 22, True, True)
+    """
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    startup = int(n_baseline_trials) + int(n_startup_trials)
+    if sampler in (None, "tpe"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                              group=True, constant_liar=True)
+    if sampler == "independent_tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=False,
+                                          constant_liar=True)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise TypeError(f"`sampler` must be None, one of {SAMPLERS} or an optuna sampler; got {sampler!r}.")
 
 
 def first_rung_epoch(max_epochs: int, warmup_fraction: float) -> int:
@@ -95,16 +130,24 @@ def first_rung_epoch(max_epochs: int, warmup_fraction: float) -> int:
 
 
 def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
-    """The Optuna pruner for ``pruner``; built-in pruners judge no earlier than the warm-up's end."""
+    """The Optuna pruner for ``pruner``; built-in pruners judge no earlier than the warm-up's end.
+
+    ``"successive_halving"``: the paper's reduction factor 4, first rung at the
+    end of the warm-up. ``"late_successive_halving"``: the same, first rung at
+    half of training (so trials are judged once the train-to-test gap has had
+    time to open). ``"none"``: no pruning; every trial is judged fully trained.
+    """
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
     min_resource = first_rung_epoch(max_epochs, warmup_fraction)
-    if pruner in ("successive_halving", "hyperband") and min_resource >= max_epochs:
+    if pruner == "late_successive_halving":
+        min_resource = max(min_resource, math.ceil(int(max_epochs) / 2))
+    if pruner in PRUNERS[:3] and min_resource >= max_epochs:
         # The warm-up fills the whole training: a rung would judge finished trials only.
         return optuna.pruners.NopPruner()
-    if pruner == "successive_halving":
+    if pruner in ("successive_halving", "late_successive_halving"):
         # The paper's settings (appendix A.5: reduction factor 4, no bootstrap), except that
-        # the first rung waits for the end of the warm-up instead of Optuna's "auto".
+        # the first rung waits for the end of the warm-up (or half of training) instead of "auto".
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=min_resource, reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
         )
@@ -116,6 +159,36 @@ def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
     raise ValueError(
         f"`pruner` must be one of {PRUNERS}, None or an optuna pruner; got {pruner!r}."
     )
+
+
+def rung_system_attrs(pruner, intermediate_values: dict, max_epochs: int) -> dict:
+    """The rung records successive halving would have written for a trial trained elsewhere.
+
+    A trial copied into a study (e.g. a baseline trained once and shared)
+    carries no ``completed_rung_k`` attributes, and Optuna's
+    ``SuccessiveHalvingPruner`` ranks a trial only against trials that have
+    them; without these records the copies are invisible competitors. The
+    pruner is asked only before the last epoch, so no rung at ``max_epochs``.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=4)
+    >>> rung_system_attrs(pruner, {1: 0.5, 2: 0.6, 8: 0.7, 9: 0.71}, max_epochs=9)
+    {'completed_rung_0': 0.6, 'completed_rung_1': 0.7}
+    """
+    if not isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
+        return {}
+    min_resource = pruner._min_resource
+    if min_resource is None:  # "auto": nothing to align with
+        return {}
+    attrs, rung = {}, 0
+    while True:
+        step = min_resource * pruner._reduction_factor ** (pruner._min_early_stopping_rate + rung)
+        if step >= max_epochs or step not in intermediate_values:
+            return attrs
+        attrs[f"completed_rung_{rung}"] = float(intermediate_values[step])
+        rung += 1
 
 
 def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90,

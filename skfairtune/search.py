@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 from numbers import Integral, Real
@@ -17,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
-from ._baselines import baseline_lrs, baseline_trials
+from ._baselines import baseline_lrs, baseline_trials, preset_distribution
 from ._credentials import forget_password, pickle_safe_storage, pickle_safe_study
 from ._degrade import run_trials_degrading
 from ._follow import ProgressBar, TrialLogger, log_to_stderr, optuna_verbosity, progress_enabled
@@ -36,7 +37,7 @@ from ._search_setup import (FitData, check_baseline_lrs, check_baselines, check_
 from ._selection import SELECTIONS, reevaluate_top, select_trial
 from ._signature import data_fingerprint, search_signature
 from ._splits import make_splits
-from ._study import make_pruner, make_sampler, open_study, redact_url
+from ._study import SAMPLERS, make_pruner, make_sampler, open_study, redact_url
 from ._template import ModelTemplate, TemplateStore
 from ._trainer import resolve_seed, to_model_tensor
 from ._trial_record import TrialRecord
@@ -46,6 +47,7 @@ __all__ = ["FairTuneSearchCV", "BASELINES"]
 
 #: The paper's baselines, each a special case of the mask (Table 1).
 BASELINES = ("full", "linear", "attention", "layernorm")
+logger = logging.getLogger("skfairtune")
 FOLD_SCORINGS = ("pooled", "mean")
 
 
@@ -69,9 +71,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         DeiT, BEiT, EVA, Swin), or a :class:`skfairtune.masks.MaskSpace` such as
         ``MaskSpace.from_patterns(model, {...})``; ``None`` keeps the
         estimator's own ``mask`` and searches the rest only.
-    lr_range : (float, float) or None, default=(1e-5, 1e-3)
-        Log-uniform range of the learning rate (the paper's); ``None`` keeps
-        the estimator's ``lr``.
+    lr_range : (float, float) or None, default=(1e-5, 1e-2)
+        Log-uniform range of the learning rate; ``None`` keeps the
+        estimator's ``lr``. Wider than the paper's (1e-5, 1e-3): sparse masks
+        and presets (attention, LayerNorm, linear readout) train best at
+        1e-3 to 1e-2 on small ViTs (see ``docs/science.md``).
     lora_ranks : sequence of int or None, default=None
         Make the space ternary: each attention or MLP unit is frozen, fully
         trained or LoRA-adapted (``pip install skfairtune[lora]``), and the
@@ -79,9 +83,19 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     param_distributions : dict of str to optuna distribution, default=None
         Extra estimator parameters to search, e.g.
         ``{"weight_decay": optuna.distributions.FloatDistribution(1e-3, 0.1, log=True)}``.
-    n_trials : int, default=20
-        Trials in the study, counting trials that earlier runs of the same
-        stored study finished (so a resumed search runs only what is missing).
+    n_trials : int, default=60
+        Trials in the study, **the baseline trials included**, counting trials
+        that earlier runs of the same stored study finished (so a resumed
+        search runs only what is missing). With the defaults: 16 baseline
+        trials (4 presets x 4 learning rates), then ``n_startup_trials``
+        random masks, then 34 masks proposed by TPE; the paper ran 60 trials
+        on HAM10000. ``fit`` logs this split, and warns when the budget leaves
+        no searched mask.
+    n_startup_trials : int, default=10
+        Random masks drawn after the baseline trials, before TPE takes over
+        (named samplers only; a sampler you pass is used as given). Optuna
+        counts the baselines toward its own start-up, which would otherwise
+        leave no random mask at all.
     scoring : str, callable, list or dict, default="min_group_auc"
         Validation objective, higher is better: a name from
         :func:`skfairtune.scorers.get_fairness_scorer_names`, a scikit-learn
@@ -137,23 +151,36 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         baselines are lr-tuned on the same objective, as in the paper.
         ``"auto"``: three rates log-spaced over ``lr_range`` (its ends and
         middle). ``None``: one trial per baseline with a sampled rate.
-    pruner : {"successive_halving", "hyperband", "none"} or optuna pruner, default="successive_halving"
+    pruner : {"successive_halving", "late_successive_halving", "hyperband", "none"} or optuna pruner, \
+default="successive_halving"
         Early stopping of trials; epochs are the resource. Successive halving
         uses the paper's reduction factor 4; its first rung (and Hyperband's
         minimum resource) is the first epoch after the learning-rate warm-up
         (``ceil(warmup_fraction * max_epochs)``), not Optuna's ``"auto"`` (epoch 1,
-        when every trial is still judged by its initialisation). With several
+        when every trial is still judged by its initialisation).
+        ``"late_successive_halving"`` puts the first rung at half of training;
+        ``"none"`` judges only fully trained trials. With several
         objectives, ``"successive_halving"`` stops a trial dominated by a
         share of those at its rung (:class:`skfairtune.ParetoSuccessiveHalving`).
-    sampler : optuna sampler, default=None
-        ``None``: ``TPESampler`` seeded from ``random_state`` (re-seeded per
+    prune_baselines : bool, default=True
+        Whether baseline trials may be pruned. ``False``: they still report
+        every epoch and compete at every rung, but always train to the end,
+        so every baseline is compared fully trained (as the science
+        benchmark does).
+    sampler : {"tpe", "independent_tpe", "random"}, optuna sampler or None, default=None
+        ``None`` or ``"tpe"``: Optuna's multivariate TPE with ``group=True``
+        and the constant liar, its random start-up extended past the
+        baselines (``n_startup_trials``); ``"independent_tpe"``: one model
+        per parameter (the paper's Optuna 3 TPE); ``"random"``: random masks.
+        A named sampler is seeded from ``random_state`` (re-seeded per
         trial slot, so draws do not depend on which worker runs a trial). A
         sampler you pass is used as given: ``random_state`` never re-seeds it
         (seed it yourself, e.g. ``RandomSampler(seed=1)``; with ``n_jobs > 1``
         each worker process re-seeds its copy at random so that the workers
         do not all propose the same parameters). Any Optuna sampler works;
         the parameters are named ``mask__<unit>`` (see
-        ``MaskSpace.sample_names``) and ``lr``. A sampler that asks the study
+        ``MaskSpace.sample_names``) and ``lr``; a preset baseline trial has
+        no bits, only ``baseline`` (its preset's name) and ``lr``. A sampler that asks the study
         to stop (``GridSampler`` once its grid is exhausted) ends the search
         after the running trial, as in ``Study.optimize``.
     study : optuna.Study, default=None
@@ -286,6 +313,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
         "param_distributions": [dict, None],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "n_startup_trials": [Interval(Integral, 0, None, closed="left")],
+        "prune_baselines": ["boolean"],
         "scoring": [str, callable, list, tuple, dict],
         "cv": [Interval(Integral, 2, None, closed="left"), HasMethods(["split"]),
                Checked(check_split_iterable, "an iterable of (train, test) splits"), None],
@@ -298,7 +327,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "baselines": [Checked(check_baselines, "presets or bit strings"), None],
         "baseline_lrs": [Checked(check_baseline_lrs, "'auto', a sequence of learning rates or None")],
         "pruner": [Checked(lambda pruner: make_pruner(pruner, 2), "a pruner name or an optuna pruner"), None],
-        "sampler": [Checked(lambda sampler: make_sampler(sampler, None), "an optuna sampler"), None],
+        "sampler": [Checked(lambda sampler: make_sampler(sampler, None), f"one of {SAMPLERS} or an optuna sampler"),
+                    None],
         "study": [Checked(check_study, "an optuna.Study"), None],
         # A path, URL or storage object: checked where it is opened (skfairtune._study).
         "storage": "no_validation",
@@ -320,10 +350,11 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         estimator,
         *,
         mask_space="ln-attn-mlp",
-        lr_range=(1e-5, 1e-3),
+        lr_range=(1e-5, 1e-2),
         lora_ranks=None,
         param_distributions=None,
-        n_trials=20,
+        n_trials=60,
+        n_startup_trials=10,
         scoring="min_group_auc",
         cv=None,
         validation_fraction=0.2,
@@ -335,6 +366,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         baselines=BASELINES,
         baseline_lrs="auto",
         pruner="successive_halving",
+        prune_baselines=True,
         sampler=None,
         study=None,
         storage=None,
@@ -358,6 +390,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.lora_ranks = lora_ranks
         self.param_distributions = param_distributions
         self.n_trials = n_trials
+        self.n_startup_trials = n_startup_trials
         self.scoring = scoring
         self.cv = cv
         self.validation_fraction = validation_fraction
@@ -369,6 +402,7 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.baselines = baselines
         self.baseline_lrs = baseline_lrs
         self.pruner = pruner
+        self.prune_baselines = prune_baselines
         self.sampler = sampler
         self.study = study
         self.storage = storage
@@ -477,8 +511,9 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         search_idx, splits = search_splits(self, data, scoring)
         self.n_splits_ = len(splits)
         objective = self._make_objective(classifier, template, data, search_idx, splits, scoring)
-        self._open_study(objective, data, splits, scoring)
-        self._enqueue_baselines(objective.space, objective.space.mask_space)
+        queued = self._baseline_queue(objective.space)
+        self._open_study(objective, data, splits, scoring, n_baseline_trials=len(queued))
+        self._enqueue_baselines(queued)
         with optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
         self._collect_results(objective.space, scoring)
@@ -534,10 +569,12 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             estimator.set_params(**{data.prefix + "bit_depth": None})
         templates = TemplateStore()
         templates.add(template)
-        space = SearchSpace(template.mask_space if searched_space(self) is not None else None,
+        searched = searched_space(self) is not None
+        space = SearchSpace(template.mask_space if searched else None,
                             tuple(self.lr_range) if self.lr_range is not None else None,
                             dict(self.param_distributions or {}),
-                            tuple(self.lora_ranks) if self.lora_ranks else None)
+                            tuple(self.lora_ranks) if self.lora_ranks else None,
+                            presets=preset_distribution(self.baselines) if searched else None)
         return Objective(
             estimator=estimator, step=data.step, space=space,
             # Without subsample no copy: a memory-mapped cache stays on disk.
@@ -553,9 +590,10 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             bootstrap_seed=0 if data.seed is None else data.seed, templates=templates,
             objectives=dict(zip(scoring.names, scoring.scorers)) if scoring.multi else None,
             pareto_pruner=pareto_pruner(self.pruner, scoring, classifier),
+            prune_baselines=self.prune_baselines,
         )
 
-    def _open_study(self, objective, data: FitData, splits, scoring) -> None:
+    def _open_study(self, objective, data: FitData, splits, scoring, *, n_baseline_trials: int = 0) -> None:
         """Create or resume the study; a stored one must have been made by the same search."""
         space = objective.space
         classifier = self._classifier_step()[1]
@@ -568,7 +606,8 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         with optuna_verbosity(self.verbose):
             self.study_ = open_study(
                 study=self.study, storage=self.storage, study_name=self.study_name,
-                sampler=make_sampler(self.sampler, data.seed),
+                sampler=make_sampler(self.sampler, data.seed, n_baseline_trials=n_baseline_trials,
+                                     n_startup_trials=self.n_startup_trials),
                 # Optuna's pruners judge one objective; several are judged by the objective's own.
                 pruner=(optuna.pruners.NopPruner() if scoring.multi else
                         make_pruner(self.pruner, classifier.max_epochs, classifier.warmup_fraction)),
@@ -576,15 +615,29 @@ class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 directions=scoring.directions,
             )
 
-    def _enqueue_baselines(self, space: SearchSpace, mask_space) -> None:
-        if not self.baselines or mask_space is None or self.study_.trials:
-            return  # a resumed study already holds its baselines
-        queued = baseline_trials(self.baselines, space, mask_space,
+    def _baseline_queue(self, space: SearchSpace) -> list[tuple[dict, dict]]:
+        """The baseline trials this search starts with, at most ``n_trials`` of them."""
+        if not self.baselines or space.mask_space is None:
+            return []
+        queued = baseline_trials(self.baselines, space, space.mask_space,
                                  baseline_lrs(self.baseline_lrs, space.lr_range), space_name=searched_space(self))
-        if len(queued) > self.n_trials:
-            warnings.warn(f"n_trials={self.n_trials} is smaller than the {len(queued)} baseline trials; "
-                          f"only the first {self.n_trials} run.", UserWarning, stacklevel=3)
-        for params, user_attrs in queued[:self.n_trials]:
+        return queued[:self.n_trials]
+
+    def _enqueue_baselines(self, queued) -> None:
+        """Enqueue the baselines (not again into a resumed study) and say how ``n_trials`` is spent."""
+        n_new = self.n_trials - len(queued)
+        named = self.sampler is None or isinstance(self.sampler, str)
+        n_random = n_new if self.sampler == "random" else min(n_new, self.n_startup_trials) if named else 0
+        logger.info("n_trials=%d: %d baseline trials, %d random start-up masks, %d %s masks", self.n_trials,
+                    len(queued), n_random, n_new - n_random, "TPE-guided" if named else "sampler-proposed")
+        if queued and n_new <= 0:
+            warnings.warn(
+                f"n_trials={self.n_trials} leaves no searched mask: the baseline trials (presets x "
+                f"baseline_lrs) use the whole budget. Set n_trials above {len(queued)}, or pass fewer "
+                "`baselines` or `baseline_lrs`.", UserWarning, stacklevel=3)
+        if self.study_.trials:
+            return  # a resumed study already holds its baselines
+        for params, user_attrs in queued:
             self.study_.enqueue_trial(params, user_attrs=user_attrs, skip_if_exists=True)
 
     def _optimize(self, objective) -> bool:

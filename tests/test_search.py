@@ -48,16 +48,16 @@ def test_results_layout_and_baselines(data):
                 "rank_test_score", "state", "n_epochs", "mean_fit_time"):
         assert len(results[key]) == 8, key
     # The paper's baselines run first, under their preset names, each at the middle of the
-    # learning-rate grid first ("auto": lr_range's ends and middle).
+    # learning-rate grid first ("auto": one rate per decade of lr_range), then the higher neighbour.
     assert list(results["baseline"][:8]) == ["full", "linear", "attention", "layernorm"] * 2
     assert list(results["param_mask"][:4]) == ["full", "linear", "attention", "layernorm"]
-    assert list(results["param_lr"][:8]) == pytest.approx([1e-4] * 4 + [1e-3] * 4)
+    assert list(results["param_lr"][:8]) == pytest.approx([1e-3] * 4 + [1e-2] * 4)
     # ERM trains every parameter; the all-ones bits ("every block unit") do not train the embeddings.
     assert results["n_trainable_params"][0] == search.study_.trials[0].user_attrs["n_trainable_params"]
     assert results["n_trainable_params"][0] > results["n_trainable_params"][2] > results["n_trainable_params"][1]
     assert set(search.best_params_) == {"mask", "lr"}
     assert search.best_mask_ == search.mask_space_.resolve(search.best_params_["mask"])
-    assert 1e-5 <= search.best_params_["lr"] <= 1e-3
+    assert 1e-5 <= search.best_params_["lr"] <= 1e-2
     assert results["rank_test_score"][search.best_index_] == 1
     assert search.best_score_ == results["mean_test_score"][search.best_index_]
     assert isinstance(search.study_, optuna.Study)
@@ -320,3 +320,63 @@ def test_space_is_the_deprecated_name_of_mask_space(data):
     assert search.mask_space_.name == "attn"
     with pytest.raises(ValueError, match="both `mask_space='block'` and its deprecated name `space='attn'`"):
         fit_search(data, n_trials=1, space="attn", mask_space="block")
+
+
+def test_default_search_draws_random_masks_after_the_baselines(data, caplog):
+    """The issue-22 contract: 24 trials on a 12-block space = 16 baselines, then random masks."""
+    import logging
+
+    estimator = small_classifier(model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16, depth=12, num_heads=2),
+                                 max_epochs=1)
+    with caplog.at_level(logging.INFO, logger="skfairtune"):
+        search = fit_search(data, n_trials=24, estimator=estimator)
+    assert "n_trials=24: 16 baseline trials, 8 random start-up masks, 0 TPE-guided masks" in caplog.text
+    results = search.cv_results_
+    presets = ["full", "linear", "attention", "layernorm"]
+    # Every preset's trials sit under its name, in cv_results_ and in the study (no bit labels).
+    for name in presets:
+        rows = [i for i, b in enumerate(results["baseline"]) if b == name]
+        assert len(rows) == 4 and all(results["params"][i]["mask"] == name for i in rows)
+    for trial in search.study_.trials[:16]:
+        assert set(trial.params) == {"baseline", "lr"}
+    # The new masks are random: no near-copy of any preset's bits (36 bits each).
+    preset_bits = [search.mask_space_.resolve(name).to_string() for name in presets]
+    new = [p["mask"] for p, b in zip(results["params"], results["baseline"]) if b is None]
+    assert len(new) == 8 and len(set(new)) == 8
+    for mask in new:
+        assert len(mask) == 36
+        assert min(sum(a != b for a, b in zip(mask, bits)) for bits in preset_bits) >= 6, mask
+
+
+def test_budget_without_searched_masks_warns(data):
+    with pytest.warns(UserWarning, match=r"n_trials=4 leaves no searched mask.*Set n_trials above 4"):
+        fit_search(data, n_trials=4, baseline_lrs=(1e-3,))
+
+
+def test_unprunable_baselines_train_to_the_end_and_still_compete(data):
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)
+    search = fit_search(data, n_trials=8, pruner=pruner, prune_baselines=False, baseline_lrs=(1e-5,),
+                        estimator=small_classifier(max_epochs=3))
+    for trial in search.study_.trials:
+        if trial.user_attrs.get("baseline"):
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert "completed_rung_0" in trial.system_attrs  # a competitor at the first rung
+    assert search.cv_results_["n_epochs"][:4].tolist() == [3] * 4
+
+
+@pytest.mark.parametrize("name", ["tpe", "independent_tpe", "random"])
+def test_named_samplers(data, name):
+    search = fit_search(data, n_trials=6, sampler=name, baselines=("linear",), baseline_lrs=(1e-3,))
+    assert len(search.cv_results_["params"]) == 6
+    sampler = search.study_.sampler
+    if name == "random":
+        assert isinstance(sampler, optuna.samplers.RandomSampler)
+    else:
+        assert sampler._n_startup_trials == 1 + 10 and sampler._multivariate == (name == "tpe")
+
+
+def test_late_successive_halving_first_rung_at_half_of_training():
+    from skfairtune._study import make_pruner
+
+    assert make_pruner("late_successive_halving", 15, 1 / 3)._min_resource == 8
+    assert make_pruner("successive_halving", 15, 1 / 3)._min_resource == 5

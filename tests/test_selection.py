@@ -231,7 +231,7 @@ def test_reeval_search_retrains_the_top_trials_on_fresh_splits(data):
     ({"reeval_repeats": 1.5}, r"`reeval_repeats` must be an int >= 1; got 1.5"),
     ({"baseline_lrs": "grid"}, r"`baseline_lrs` must be 'auto', a sequence of learning rates or None"),
     ({"baselines": ("full", "sparse")}, r"`baselines` contains 'sparse'"),
-    ({"baseline_lrs": (1e-4, 3e-3)}, r"`baseline_lrs` holds 0.003, outside lr_range=\(1e-05, 0.001\)"),
+    ({"baseline_lrs": (1e-4, 3e-2)}, r"`baseline_lrs` holds 0.03, outside lr_range=\(1e-05, 0.01\)"),
 ])
 def test_bad_selection_parameters_fail_before_training(data, params, message):
     search = small_search(n_trials=2, **params)
