@@ -234,7 +234,7 @@ def pretrain_backbone(cfg: BenchConfig, cache_dir: Path, *, log=print) -> tuple[
     started = time.perf_counter()
     if use_faces:
         import pandas as pd
-        from skfairtune._imageio import decode_images
+        from skfairtune._images._decode import decode_images
 
         labels = pd.read_csv(SHARED_DATA / "utkface64" / "labels.csv")
         labels = labels.sample(n=min(cfg.pretrain_samples, len(labels)), random_state=0)

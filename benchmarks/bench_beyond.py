@@ -104,7 +104,7 @@ def _search(cfg, checkpoint, seed, work, images, kind: str) -> dict:
     import optuna
 
     from skfairtune import FairTuneSearchCV
-    from skfairtune._pareto import hypervolume_history
+    from skfairtune.search._pareto import hypervolume_history
 
     multi = kind.startswith("mo_")
     params = dict(n_trials=cfg.n_trials, lr_range=cfg.lr_range, cv=work.cv(),
@@ -187,7 +187,7 @@ def run_seed(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, searc
     ``save(result)`` (if given) is called after each step, so a long run that
     is stopped keeps what it finished.
     """
-    from skfairtune._imageio import decode_images
+    from skfairtune._images._decode import decode_images
 
     set_threads(cfg.resolved_threads())
     started = time.perf_counter()

@@ -9,7 +9,7 @@ scores and prunes on), three ways:
   mask, frozen-prefix cache, ``torch.optim.AdamW``, the library's warm-up +
   cosine schedule and batch order): the floor the library's one-trial path
   runs at (docs/benchmarks.md: per-epoch time 1.00-1.11x a minimal loop);
-- ``engine K=1``: ``skfairtune._fused.FusedTrainer`` with one member per trial;
+- ``engine K=1``: ``_fused.FusedTrainer (benchmarks/_fused.py)`` with one member per trial;
 - ``fused``: ``choose_group_size`` probes K (its time is counted), then the
   trials train in groups of K.
 
@@ -59,7 +59,7 @@ def plain_trial(template, bits, lr, seed, X, y, X_val, cfg, epochs):
     import torch
 
     from skfairtune.backbone import ViTSuffix, forward_prefix
-    from skfairtune._fused import _prefix_length
+    from _fused import _prefix_length
 
     model = copy.deepcopy(template)
     names = {n for n, _ in model.named_parameters() if trainable(n, bits)}
@@ -95,7 +95,7 @@ def plain_trial(template, bits, lr, seed, X, y, X_val, cfg, epochs):
 
 def engine_trials(template, groups, X, y, X_val, cfg, epochs, seed):
     """Train ``groups`` (lists of (bits, lr)) one group at a time; final val probabilities in order."""
-    from skfairtune._fused import FusedTrainer
+    from _fused import FusedTrainer
 
     probas = []
     for group in groups:
@@ -114,7 +114,7 @@ def run(cfg: BenchConfig, *, candidates, n_val: int, log=print) -> dict:
     import timm
     import torch
 
-    from skfairtune._fused import choose_group_size
+    from _fused import choose_group_size
     from skfairtune.datasets import make_biased_images
 
     torch.set_num_threads(cfg.resolved_threads())

@@ -138,9 +138,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from skfairtune import FairTuneClassifier, FairTuneSearchCV
-    from skfairtune._template import ModelTemplate
-    from skfairtune._filecache import ImageCache
-    from skfairtune._imageio import decode_images
+    from skfairtune._training._template import ModelTemplate
+    from skfairtune._images._filecache import ImageCache
+    from skfairtune._images._decode import decode_images
 
     report = {"config": vars(args) | {"workdir": str(args.workdir), "json": None}, "stages": {}}
     stages = report["stages"]

@@ -136,7 +136,7 @@ def _record_test_scores(X_test, y_test, groups_test):
 
     Written on the trial as ``bench_test``; nothing in the search reads it.
     """
-    from skfairtune._objective import Objective
+    from skfairtune.search._objective import Objective
     from skfairtune.compare import _held_out_metrics
 
     original = Objective._run_epochs
@@ -165,7 +165,7 @@ def _copy_baselines(source_storage, source_name, storage, target_name, sampler, 
     """A new study holding the complete baseline trials of ``source_name`` (with rung records)."""
     import optuna
 
-    from skfairtune._study import rung_system_attrs
+    from skfairtune.distributed._study import rung_system_attrs
 
     source = optuna.load_study(study_name=source_name, storage=source_storage)
     baselines = [t for t in source.trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"]
@@ -184,7 +184,7 @@ def run(args) -> dict:
     import optuna
 
     from skfairtune import FairTuneSearchCV
-    from skfairtune._study import make_pruner, make_sampler
+    from skfairtune.distributed._study import make_pruner, make_sampler
 
     set_threads(args.threads)
     X, y, groups = load_data(args.smoke)

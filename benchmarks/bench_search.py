@@ -245,8 +245,8 @@ def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
     import numpy as np
 
     from _common import balanced_class_weights
-    from skfairtune._imageio import decode_images
-    from skfairtune._trainer import Trainer
+    from skfairtune._images._decode import decode_images
+    from skfairtune._training._trainer import Trainer
 
     index = work.train[:cfg.floor_samples]
     images = decode_images(list(work.paths[index]), size=cfg.image_size)

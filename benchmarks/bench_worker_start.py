@@ -1,10 +1,10 @@
 """Starting N local worker processes: the package's own pool against joblib's loky executor.
 
 Both sides start ``N`` fresh processes, each of which imports what a search
-worker imports before its first trial (``skfairtune._trial_loop``: Optuna and
+worker imports before its first trial (``skfairtune.distributed._loop``: Optuna and
 NumPy) and answers with its pid; the clock stops when all ``N`` have answered.
 Hand-written: ``subprocess.Popen`` of ``python -m`` with the package's worker
-environment, as :mod:`skfairtune._worker_pool` does. Loky: a fresh
+environment, as :mod:`skfairtune.distributed._pool` does. Loky: a fresh
 ``get_reusable_executor(max_workers=N)`` with ``N`` tasks. The ratio printed is
 loky / hand-written (above 1: loky starts slower).
 
@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-_READY = "import os, skfairtune._trial_loop; print(os.getpid())"
+_READY = "import os, skfairtune.distributed._loop; print(os.getpid())"
 
 
 def _ready_task(_):
-    import skfairtune._trial_loop  # noqa: F401 - what a worker imports before its first trial
+    import skfairtune.distributed._loop  # noqa: F401 - what a worker imports before its first trial
 
     time.sleep(0.2)  # hold the worker so that each task lands on its own process
     return os.getpid()
@@ -49,7 +49,7 @@ def _die_or_sleep(index):
 
 def start_hand_written(n: int) -> float:
     sys.path.insert(0, str(REPO))
-    from skfairtune._worker_pool import _child_environment
+    from skfairtune.distributed._pool import _child_environment
 
     env = _child_environment(threads=1)
     started = time.perf_counter()

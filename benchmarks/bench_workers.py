@@ -26,7 +26,7 @@ def run(n_jobs: int, *, n_trials: int, epochs: int, n_samples: int, width: int, 
     import torch
 
     from skfairtune import FairTuneClassifier, FairTuneSearchCV
-    from skfairtune._parallel import counted_trials
+    from skfairtune.distributed._run import counted_trials
     from skfairtune.datasets import make_biased_images
 
     data = make_biased_images(n_samples, image_size=32, random_state=0)

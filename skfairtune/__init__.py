@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import _legacy
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,6 +42,10 @@ __all__ = [
     "__version__",
 ]
 
+# Pickles made before the subpackage layout name the old flat module paths
+# (``skfairtune._mask_space.MaskSpace``): they resolve to the new modules on import.
+_legacy.install()
+
 # Public name -> the submodule defining it.
 _LAZY = {
     "BASELINES": "search",
@@ -48,7 +54,7 @@ _LAZY = {
     "Mask": "masks",
     "MaskSpace": "masks",
     "PRESETS": "masks",
-    "ParetoSuccessiveHalving": "_pareto_pruning",
+    "ParetoSuccessiveHalving": "search",
     "auc_gap": "metrics",
     "compare_methods": "compare",
     "demographic_parity_difference": "metrics",
@@ -69,7 +75,7 @@ _SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "dataset
                "metrics", "plotting", "reports", "scorers", "search", "worker")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str):  # noqa: D103 - PEP 562
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value  # later lookups skip this function

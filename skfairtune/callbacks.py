@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 from skorch.callbacks import Callback
 
-from ._inputs import images_to_tensor
-from .backbone import model_input_config
-from .metrics import group_auc
+from ._images._convert import images_to_tensor
+from .backbone._load import model_input_config
+from .metrics._group import group_auc
 
 __all__ = ["GroupAUCScoring"]
 
@@ -112,7 +112,7 @@ class GroupAUCScoring(Callback):
         return self.inputs_
 
     def on_epoch_end(self, net, **kwargs):
-        from ._training import TensorDataset
+        from ._training._net import TensorDataset
 
         inputs = self._inputs(net)
         # While FairTuneClassifier trains from cached frozen activations the module

@@ -11,15 +11,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import check_not_tabular
-from ._filecache import resolve_image_cache
-from ._inputs import tabular_width
-from ._lora import merge_lora
-from ._params import Checked, OneOf, validate_params
-from ._pixels import check_bit_depth
-from ._preprocess import check_transform
-from ._trainer import Trainer, predict_proba, to_model_tensor
-from .masks import MaskSpace
+from ._utils._checks import check_not_tabular
+from ._images._filecache import resolve_image_cache
+from ._images._convert import tabular_width
+from .masks._lora import merge_lora
+from ._utils._params import Checked, OneOf, validate_params
+from ._images._pixels import check_bit_depth
+from ._images._geometry import check_transform
+from ._training._trainer import Trainer, predict_proba, to_model_tensor
+from .masks._mask import MaskSpace
 
 __all__ = ["FairTuneClassifier"]
 
@@ -139,7 +139,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Parameters that were trained (head included).
     n_params_ : int
         All parameters of the model (LoRA adapters not counted).
-    unit_states_ : skfairtune._lora.UnitStates or None
+    unit_states_ : skfairtune.masks._lora.UnitStates or None
         The frozen / full / LoRA state of every unit when ``mask`` has LoRA units.
     n_lora_params_ : int
         Trained LoRA adapter parameters (part of ``n_trainable_params_``; 0 without LoRA).
@@ -282,7 +282,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, tensor, list of PIL images or list of file paths
-            Training images; see ``skfairtune._inputs.images_to_tensor``.
+            Training images; see ``skfairtune._images._convert.images_to_tensor``.
         y : array-like of shape (n_samples,)
             Labels; any two or more distinct values, strings included.
         **fit_params : dict

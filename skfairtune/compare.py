@@ -25,20 +25,20 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
-from ._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
-from ._splits import group_codes, label_group_strata, make_splits
-from ._baselines import baseline_lrs
-from ._search_setup import classifier_step_of, searched_space
-from ._trainer import encode_targets
-from ._trial_record import TrialRecord
-from .metrics import (
+from .search._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
+from .search._splits import group_codes, label_group_strata, make_splits
+from .search._baselines import baseline_lrs
+from .search._setup import classifier_step_of, searched_space
+from ._training._trainer import encode_targets
+from .search._trial_record import TrialRecord
+from .metrics._group import (
     auc_gap,
     demographic_parity_difference,
     equalized_odds_difference,
     min_group_auc,
     overall_auc,
 )
-from .search import BASELINES, FairTuneSearchCV
+from .search._search import BASELINES, FairTuneSearchCV
 
 __all__ = ["compare_methods", "COMPARISON_COLUMNS", "FAIRTUNE", "FAIRTUNE_SEARCHED", "VALIDATION_SELECTED"]
 
@@ -95,8 +95,8 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     """
     import optuna
 
-    from ._baselines import BASELINE_PARAM, preset_distribution
-    from ._study import make_pruner, make_sampler, rung_system_attrs
+    from .search._baselines import BASELINE_PARAM, preset_distribution
+    from .distributed._study import make_pruner, make_sampler, rung_system_attrs
 
     if searched_space(search) is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
@@ -304,7 +304,7 @@ def compare_methods(
         raise ValueError(f"`test_size` must be in (0, 1); got {test_size!r}.")
     if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 10):
         raise ValueError(f"`n_boot` must be an int >= 10; got {n_boot!r}.")
-    from .masks import PRESETS
+    from .masks._mask import PRESETS
 
     unknown = [m for m in methods if m not in PRESETS]
     if unknown:

@@ -260,7 +260,7 @@ def pretrain_backbone(path, *, model_kwargs=None, n_samples: int = 8000, epochs:
     from safetensors.torch import save_file
 
     from .classifier import FairTuneClassifier
-    from .datasets import make_pretraining_images
+    from .datasets._api import make_pretraining_images
 
     model_kwargs = dict(DEMO_MODEL_KWARGS if model_kwargs is None else model_kwargs)
     size = model_kwargs.get("img_size", 16)
@@ -313,7 +313,7 @@ def _strata(y, sensitive) -> np.ndarray:
 
 def _load_data(args, config: _Config, sensitive, root):
     """Images, labels, sensitive features (DataFrame), sample groups (or None) and a description."""
-    from .datasets import load_ham10000, make_biased_images
+    from .datasets._api import load_ham10000, make_biased_images
 
     if args.data == "synthetic":
         # A 10% minority: rare enough that models fit it on the training set but generalise
@@ -346,7 +346,7 @@ def _search(template, config: _Config, seed: int):
     """The FairTune search the demo compares, with the library's defaults but a short budget."""
     import optuna
 
-    from .search import BASELINES, FairTuneSearchCV
+    from .search._search import BASELINES, FairTuneSearchCV
 
     n_baseline_trials = len(BASELINES) * len(config.lr_grid)
     # TPE's 10 random start-up trials would spend most of a short budget at random.
@@ -416,7 +416,7 @@ def _save_figures(out: Path, search, curves: dict) -> list[str]:
     """Draw every figure into ``out``; return the file names written."""
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_group_auc_curves, plot_mask_selection, plot_pareto, plot_search_convergence
+    from .plotting._search import plot_group_auc_curves, plot_mask_selection, plot_pareto, plot_search_convergence
 
     written = []
 

@@ -18,9 +18,9 @@ import warnings
 import numpy as np
 from fairlearn.metrics import MetricFrame, count
 
-from ._group_inputs import resolve_pos_label, single_class_groups, validate_group_inputs
-from ._rank_auc import rank_group_auc
-from .metrics import UndefinedGroupWarning
+from .metrics._group_inputs import resolve_pos_label, single_class_groups, validate_group_inputs
+from .metrics._rank_auc import rank_group_auc
+from .metrics._group import UndefinedGroupWarning
 
 __all__ = ["fairness_report", "fairness_report_from_scores", "format_by_group"]
 

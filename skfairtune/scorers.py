@@ -29,7 +29,7 @@ from sklearn.metrics import get_scorer_names, make_scorer
 from sklearn.metrics._scorer import _cached_call, _Scorer
 from sklearn.utils.metadata_routing import _raise_for_params
 
-from .metrics import (
+from .metrics._group import (
     auc_gap,
     demographic_parity_difference,
     equalized_odds_difference,

@@ -8,7 +8,7 @@ Every worker loads the data the spec names, opens (or creates) the study
 ``storage.study_name`` in ``storage.url`` and runs trials until the study as a
 whole holds ``search.n_trials`` of them; then it reports the shared best. With
 ``--refit-out``, exactly one worker of the study (the first to claim the refit
-in the storage, see :func:`skfairtune._cluster.claim_refit`) refits the best on
+in the storage, see :func:`skfairtune.distributed._cluster.claim_refit`) refits the best on
 all the data and pickles the model; or run ``skfairtune refit --spec ... --out
 model.pkl`` once after the workers. Every worker logs one line per trial, with
 timestamps, to stdout.
@@ -46,7 +46,7 @@ left out of the file and given as ``--storage`` or in the environment variable
 
 **Preemption.** On SIGTERM (Slurm or Kubernetes preempting the job) the worker
 fails its running trial, re-queues it with the same parameters and exits with
-code 143 (:data:`skfairtune._preemption.PREEMPTED_EXIT_CODE`); run the same
+code 143 (:data:`skfairtune.distributed._preemption.PREEMPTED_EXIT_CODE`); run the same
 command again to resume. The clean-up needs a grace period of a few seconds
 between SIGTERM and SIGKILL (under a second for the storage writes, up to
 10 s more with ``--n-jobs`` > 1 while local worker processes stop): 30 s, the
@@ -149,7 +149,7 @@ def _check_keys(section: str, given: dict, allowed) -> None:
 
 
 def _load_data(data: dict):
-    from . import datasets
+    from .datasets import _api as datasets
 
     data = dict(data)
     source = data.pop("source", None)
@@ -209,9 +209,9 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     >>> search.n_trials, search.study_name, X.shape[0], sorted(fit_params)
     (4, 'demo', 40, ['groups', 'sensitive_features'])
     """
-    from ._study import make_storage, redact_url
+    from .distributed._study import make_storage, redact_url
     from .classifier import FairTuneClassifier
-    from .search import FairTuneSearchCV
+    from .search._search import FairTuneSearchCV
 
     spec = {section: dict(spec.get(section) or {}) for section in _SECTIONS}
     settings = spec["storage"]
@@ -236,8 +236,8 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
             search_params[key] = tuple(search_params[key])
     import optuna
 
-    from ._cluster import network_filesystem, optuna_object
-    from ._study import PRUNERS
+    from .distributed._cluster import network_filesystem, optuna_object
+    from .distributed._study import PRUNERS
 
     try:
         if search_params.get("sampler") is not None:
@@ -299,7 +299,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _say(message: str) -> None:
-    from ._follow import logger
+    from .distributed._follow import logger
 
     logger.info("%s", message)
 
@@ -313,7 +313,7 @@ def _log_with_timestamps(command: str):
     """
     import logging
 
-    from ._follow import logger
+    from .distributed._follow import logger
 
     if getattr(logger, "_skfairtune_cli", False):
         yield
@@ -343,9 +343,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_worker(args: argparse.Namespace) -> int:
     """The worker's body; :func:`run` wraps it in the command's logging."""
-    from ._parallel import OWNER_ATTR, counted_trials
-    from ._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
-    from ._study import redact_url
+    from .distributed._run import OWNER_ATTR, counted_trials
+    from .distributed._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
+    from .distributed._study import redact_url
 
     try:
         spec = load_spec(args.spec)
@@ -386,7 +386,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _refit_once(search, X, y, out, *, complete: bool) -> int:
-    from ._cluster import claim_refit, refit_claim, release_refit
+    from .distributed._cluster import claim_refit, refit_claim, release_refit
 
     if not complete:
         _say("the study is not complete (timeout or interruption); no refit. Run the workers again, "
@@ -407,7 +407,7 @@ def _refit_once(search, X, y, out, *, complete: bool) -> int:
 
 def _write_model(estimator, out) -> int:
     """Pickle the refit model whole or not at all; 1 (with the fix) when the disk refuses it."""
-    from ._degrade import save_atomically
+    from .distributed._degrade import save_atomically
 
     try:
         # The estimator only: the search holds the storage URL. A full disk never leaves a
@@ -441,8 +441,8 @@ def _run_refit(args: argparse.Namespace) -> int:
     """The refit command's body; :func:`run_refit` wraps it in the command's logging."""
     import optuna
 
-    from ._parallel import counted_trials
-    from ._study import make_storage, redact_url
+    from .distributed._run import counted_trials
+    from .distributed._study import make_storage, redact_url
 
     try:
         search, X, y, fit_params = build_search(load_spec(args.spec), storage=args.storage,

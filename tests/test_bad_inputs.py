@@ -21,10 +21,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold
 
 from skfairtune import FairTuneClassifier, FairTuneSearchCV, fairness_report, get_fairness_scorer
-from skfairtune._objective import Objective
-from skfairtune._predictions import FrozenPredictions
-from skfairtune._template import ModelTemplate
-from skfairtune._trainer import Trainer
+from skfairtune.search._objective import Objective
+from skfairtune.search._predictions import FrozenPredictions
+from skfairtune._training._template import ModelTemplate
+from skfairtune._training._trainer import Trainer
 from skfairtune.masks import MaskSpace
 from skfairtune.metrics import min_group_auc
 
@@ -247,7 +247,7 @@ def _snapshot(path: Path):
     Not the file's bytes: opening a journal study appends a (rejected) "create"
     record, Optuna's way of loading an existing study.
     """
-    from skfairtune._study import make_storage
+    from skfairtune.distributed._study import make_storage
 
     study = optuna.load_study(study_name="s", storage=make_storage(str(path)))
     trials = [(t.number, t.state, t.params, t.values, t.user_attrs, t.system_attrs, t.intermediate_values)

@@ -187,3 +187,22 @@ def test_paper_scale_full_mode_exits_clearly_without_the_data(tmp_path):
     proc = subprocess.run([sys.executable, str(PAPER), "--data", str(tmp_path / "absent")],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "--smoke" in proc.stderr
+
+
+def test_bench_fused_smoke_prints_ratio_and_agrees_with_plain_loop(capsys):
+    """The fused multi-trial engine left the package (it loses on this CPU); its benchmark still runs."""
+    import importlib.util
+
+    path = REPO / "benchmarks" / "bench_fused.py"
+    spec = importlib.util.spec_from_file_location("bench_fused", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke"])
+    out = capsys.readouterr().out
+    for line in ("plain: ", "engine_k1: ", "fused: ", "probe (s per trial-batch)",
+                 "RATIO fused / best one-at-a-time:", "by wall time"):
+        assert line in out
+    assert result["k"] in result["timings"] and set(result["timings"]) == {1, 2}
+    baseline = max(result["per_hour"]["plain"], result["per_hour"]["engine_k1"])
+    assert result["ratio"] == pytest.approx(result["per_hour"]["fused"] / baseline)
+    assert result["max_diff"] < 1e-4  # fused trials end where the plain loop's do

@@ -7,7 +7,7 @@ import sklearn
 import timm
 import torch
 
-from skfairtune._template import ModelTemplate
+from skfairtune._training._template import ModelTemplate
 from PIL import Image
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
@@ -173,7 +173,7 @@ def test_learning_rate_follows_warmup_then_cosine(random_images):
 
 
 def test_diverging_loss_raises_named_error(random_images):
-    from skfairtune._training import NonFiniteLossError
+    from skfairtune._training._net import NonFiniteLossError
 
     X, y = random_images
     # Pixels must be valid now (floats outside [0, 1] are refused up front), so the

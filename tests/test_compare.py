@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from skfairtune import FairTuneSearchCV, compare_methods, min_group_auc
-from skfairtune._selection import cluster_bootstrap_indices
+from skfairtune.search._selection import cluster_bootstrap_indices
 from skfairtune.compare import COMPARISON_COLUMNS, FAIRTUNE_SEARCHED, VALIDATION_SELECTED
 
 from .conftest import tiny_classifier

@@ -11,9 +11,9 @@ from sklearn.base import clone
 
 from skfairtune import FairTuneSearchCV
 from skfairtune import _credentials
-from skfairtune._credentials import expand_storage_url
+from skfairtune.distributed._credentials import expand_storage_url
 from skfairtune.classifier import FairTuneClassifier
-from skfairtune._trainer import Trainer
+from skfairtune._training._trainer import Trainer
 
 from .conftest import TINY_VIT
 

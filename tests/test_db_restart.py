@@ -21,11 +21,11 @@ import pytest
 from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._parallel import counted_trials
-from skfairtune._reconnect import StorageRetryWarning, StorageUnavailableError
-from skfairtune._study import make_storage
+from skfairtune.distributed._run import counted_trials
+from skfairtune.distributed._reconnect import StorageRetryWarning, StorageUnavailableError
+from skfairtune.distributed._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
-from skfairtune._trainer import Trainer
+from skfairtune._training._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -172,7 +172,7 @@ def test_database_down_past_the_bound_stops_the_search_then_resume_completes(clu
 
 
 def test_retry_timeout_reaches_the_storage_from_a_worker_spec(tmp_path):
-    from skfairtune._reconnect import ReconnectingRDBStorage
+    from skfairtune.distributed._reconnect import ReconnectingRDBStorage
     from skfairtune.worker import build_search
 
     spec = {"data": {"source": "synthetic", "n_samples": 20, "random_state": 0},

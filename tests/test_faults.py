@@ -19,11 +19,11 @@ import pytest
 from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._journal import TornJournalWarning
-from skfairtune._parallel import counted_trials
-from skfairtune._study import make_storage
+from skfairtune.distributed._journal import TornJournalWarning
+from skfairtune.distributed._run import counted_trials
+from skfairtune.distributed._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
-from skfairtune._trainer import Trainer
+from skfairtune._training._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -82,7 +82,7 @@ def test_a_torn_journal_breaks_the_next_append_unless_repaired(tmp_path, repair)
     """Why the repair exists: Optuna glues the next record onto the partial one."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from skfairtune._journal import repair_journal
+    from skfairtune.distributed._journal import repair_journal
 
     path = tmp_path / "s.log"
     study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(path))), study_name="s")
@@ -110,7 +110,7 @@ def _script(tmp_path, body: str) -> Path:
         import torch
         torch.set_num_threads(1)
         from skfairtune.classifier import FairTuneClassifier
-        from skfairtune._trainer import Trainer
+        from skfairtune._training._trainer import Trainer
         from tests.test_faults import _fit, make_data, make_search
     """) + textwrap.dedent(body))
     return script
@@ -121,7 +121,7 @@ def _script(tmp_path, body: str) -> Path:
 def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path, kind):
     import uuid
 
-    from skfairtune._preemption import PREEMPTED_EXIT_CODE
+    from skfairtune.distributed._preemption import PREEMPTED_EXIT_CODE
 
     if kind == "postgres":
         if not os.environ.get("SKFAIRTUNE_TEST_POSTGRES_URL"):
@@ -168,7 +168,7 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_tria
 
 
 def test_sigterm_guard_leaves_an_application_handler_alone():
-    from skfairtune._preemption import preemption_guard
+    from skfairtune.distributed._preemption import preemption_guard
 
     def mine(signum, frame):
         pass
@@ -190,9 +190,9 @@ def test_sigterm_to_the_parent_of_worker_processes_requeues_every_running_trial(
         import sys
         sys.path[:0] = [{str(REPO)!r}]
         import optuna
-        from skfairtune._parallel import run_trials
-        from skfairtune._preemption import preemption_guard
-        from skfairtune._study import make_storage
+        from skfairtune.distributed._run import run_trials
+        from skfairtune.distributed._preemption import preemption_guard
+        from skfairtune.distributed._study import make_storage
         from tests.test_parallel import Sleepy
         study = optuna.create_study(storage=make_storage({str(path)!r}), study_name="s", direction="maximize")
         with preemption_guard(lambda: "stopped"):
@@ -228,8 +228,8 @@ def _disk_full(*args, **kwargs):
 
 
 def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tmp_path):
-    import skfairtune._worker_pool as worker_pool
-    from skfairtune._degrade import DegradedWarning
+    import skfairtune.distributed._pool as worker_pool
+    from skfairtune.distributed._degrade import DegradedWarning
 
     monkeypatch.setattr(worker_pool.np, "save", _disk_full)  # the image file shared with workers
     path = tmp_path / "study.log"
@@ -242,7 +242,7 @@ def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tm
 
 
 def test_frozen_cache_that_does_not_fit_in_memory_is_turned_off(monkeypatch):
-    from skfairtune._degrade import DegradedWarning
+    from skfairtune.distributed._degrade import DegradedWarning
 
     data = make_data()
     monkeypatch.setattr(Trainer, "_run_prefix",
@@ -258,7 +258,7 @@ def test_refit_that_cannot_be_saved_fails_cleanly_and_a_rerun_only_refits(monkey
     import argparse
     import json
 
-    import skfairtune._degrade as degrade
+    import skfairtune.distributed._degrade as degrade
     from skfairtune import worker
 
     spec = {"data": {"source": "synthetic", "n_samples": 96, "image_size": 16, "random_state": 0},

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._filecache import ImageCache, resolve_image_cache
-from skfairtune._preprocess import Geometry
+from skfairtune._images._filecache import ImageCache, resolve_image_cache
+from skfairtune._images._geometry import Geometry
 
 from .conftest import tiny_classifier
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._follow import log_to_stderr, trial_summary
+from skfairtune.distributed._follow import log_to_stderr, trial_summary
 
 from .conftest import tiny_classifier
 

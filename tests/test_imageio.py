@@ -1,4 +1,4 @@
-"""Tests of skfairtune._imageio.decode_images."""
+"""Tests of skfairtune._images._decode.decode_images."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skfairtune._imageio import decode_images
+from skfairtune._images._decode import decode_images
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HAM_IMAGES = DATA / "ham10000" / "HAM10000_images"

@@ -1,4 +1,4 @@
-"""Tests for skfairtune._lora: ternary unit states (frozen / full / LoRA) on a tiny timm ViT."""
+"""Tests for skfairtune.masks._lora: ternary unit states (frozen / full / LoRA) on a tiny timm ViT."""
 
 import sys
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from skfairtune.backbone import ViTSuffix, forward_prefix, supports_prefix_cache
 from skfairtune.masks import MaskSpace, apply_mask, frozen_prefix_length
-from skfairtune._lora import (
+from skfairtune.masks._lora import (
     UnitStates,
     apply_units,
     count_trainable,

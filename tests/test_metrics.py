@@ -19,7 +19,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 import skfairtune.metrics as fm
-from skfairtune._group_inputs import validate_group_inputs
+from skfairtune.metrics._group_inputs import validate_group_inputs
 from skfairtune.metrics import (
     UndefinedGroupWarning,
     auc_gap,

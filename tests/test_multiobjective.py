@@ -10,16 +10,16 @@ import numpy as np
 import optuna
 import pytest
 
-from skfairtune._multiobjective import TrialCost, resolve_refit, resolve_scorings, utopia_index
-from skfairtune._pareto import (
+from skfairtune.search._multiobjective import TrialCost, resolve_refit, resolve_scorings, utopia_index
+from skfairtune.search._pareto import (
     check_directions,
     hypervolume,
     hypervolume_history,
     non_dominated_sort,
     pareto_front_frame,
 )
-from skfairtune._pareto_pruning import EPOCH_VALUES_ATTR, RUNGS_ATTR, ParetoSuccessiveHalving, pareto_prune_decision
-from skfairtune._trial_record import TrialRecord
+from skfairtune.search._pruners import EPOCH_VALUES_ATTR, RUNGS_ATTR, ParetoSuccessiveHalving, pareto_prune_decision
+from skfairtune.search._trial_record import TrialRecord
 from skfairtune.scorers import get_fairness_scorer_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -215,7 +215,7 @@ def test_pruner_shares_vectors_through_the_storage(tmp_path):
 
 
 def test_pruner_rungs_follow_the_single_objective_pruner():
-    from skfairtune._study import first_rung_epoch
+    from skfairtune.distributed._study import first_rung_epoch
 
     pruner = ParetoSuccessiveHalving(MAXMAX, max_epochs=30, warmup_fraction=1 / 3)
     assert pruner.rungs == (first_rung_epoch(30, 1 / 3),) == (10,)
@@ -502,7 +502,7 @@ def test_plot_pareto_front_marks_front_baselines_and_refit():
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from skfairtune._pareto_plots import plot_pareto_front
+    from skfairtune.plotting._pareto import plot_pareto_front
 
     search = _fitted()
     ax = plot_pareto_front(search, x="min_group_auc", y="n_trainable_params")
@@ -523,7 +523,7 @@ def test_plot_hypervolume_history_compares_searches():
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from skfairtune._pareto_plots import plot_hypervolume_history
+    from skfairtune.plotting._pareto import plot_hypervolume_history
 
     a, b = _fitted(seed=0), _fitted(seed=1)
     ax = plot_hypervolume_history({"tpe": a, "random": b})
@@ -547,7 +547,7 @@ def test_plot_bad_inputs(call, message):
     import matplotlib
 
     matplotlib.use("Agg")
-    from skfairtune._pareto_plots import plot_hypervolume_history, plot_pareto_front
+    from skfairtune.plotting._pareto import plot_hypervolume_history, plot_pareto_front
 
     with pytest.raises(ValueError, match=message):
         call({"front": plot_pareto_front, "hv": plot_hypervolume_history})
@@ -611,7 +611,7 @@ def test_utopia_refit_and_pareto_pruning_in_the_search(mo_data):
     ({"pruner": "hyperband"}, r"pruner='hyperband' prunes one objective"),
 ])
 def test_bad_multi_objective_settings_fail_before_training(mo_data, params, message, monkeypatch):
-    from skfairtune._trainer import Trainer
+    from skfairtune._training._trainer import Trainer
 
     monkeypatch.setattr(Trainer, "step", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises((ValueError, TypeError), match=message):

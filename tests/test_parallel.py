@@ -22,7 +22,7 @@ import pytest
 from optuna.trial import TrialState
 from sklearn.base import BaseEstimator
 
-from skfairtune._parallel import (
+from skfairtune.distributed._run import (
     OWNER_ATTR,
     SURPLUS_ATTR,
     counted_trials,
@@ -30,7 +30,7 @@ from skfairtune._parallel import (
     run_trials,
     worker_devices,
 )
-from skfairtune._worker_pool import assign_device, available_cpus
+from skfairtune.distributed._pool import assign_device, available_cpus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -155,7 +155,7 @@ def test_resolve_n_jobs_rejects(n_jobs):
 
 def test_search_rejects_bad_n_jobs_before_training(monkeypatch):
     from skfairtune import FairTuneSearchCV
-    from skfairtune._template import ModelTemplate
+    from skfairtune._training._template import ModelTemplate
 
     from .conftest import tiny_classifier
 
@@ -189,7 +189,7 @@ def test_assign_device_reaches_the_classifier_step():
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from skfairtune._objective import Objective
+    from skfairtune.search._objective import Objective
 
     from .conftest import tiny_classifier
 

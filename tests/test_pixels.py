@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from skfairtune._imageio import decode_images
-from skfairtune._inputs import images_to_tensor
-from skfairtune._preprocess import Geometry
+from skfairtune._images._decode import decode_images
+from skfairtune._images._convert import images_to_tensor
+from skfairtune._images._geometry import Geometry
 
 from .conftest import tiny_classifier
 
@@ -169,7 +169,7 @@ def test_dicom_files_predict_like_the_8bit_images(grey_images, grey_model, tmp_p
 
 def test_dicom_window_clips_outside_the_window(tmp_path):
     pytest.importorskip("pydicom")
-    from skfairtune._dicom import read_dicom
+    from skfairtune._images._dicom import read_dicom
 
     stored = np.array([[0, 75, 100, 125, 400]], dtype=np.uint16)
     path = write_dicom(tmp_path / "w.dcm", stored, WindowCenter=100, WindowWidth=51)
@@ -182,7 +182,7 @@ def test_dicom_voi_lut_sequence_is_applied(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset
 
-    from skfairtune._dicom import read_dicom
+    from skfairtune._images._dicom import read_dicom
 
     item = Dataset()
     item.LUTDescriptor = [4, 0, 8]  # 4 entries, first input value 0, 8-bit output
@@ -194,7 +194,7 @@ def test_dicom_voi_lut_sequence_is_applied(tmp_path):
 
 def test_multiframe_dicom_is_refused(tmp_path):
     pytest.importorskip("pydicom")
-    from skfairtune._dicom import read_dicom
+    from skfairtune._images._dicom import read_dicom
 
     path = write_dicom(tmp_path / "mf.dcm", np.zeros((2 * 4, 4), np.uint16), NumberOfFrames=2, Rows=4)
     with pytest.raises(ValueError, match="2 frames"):

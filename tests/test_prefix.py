@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skfairtune._prefix import ActivationCache
-from skfairtune._template import TemplateStore
-from skfairtune._trainer import Trainer, predict_proba, resolve_seed, to_model_tensor
+from skfairtune.backbone._vit_split import ActivationCache
+from skfairtune._training._template import TemplateStore
+from skfairtune._training._trainer import Trainer, predict_proba, resolve_seed, to_model_tensor
 from skfairtune.datasets import make_biased_images
 
 from .conftest import tiny_classifier

@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._signature import data_fingerprint, scorer_name
+from skfairtune.search._signature import data_fingerprint, scorer_name
 
 from .conftest import tiny_classifier
 

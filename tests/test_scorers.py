@@ -29,7 +29,7 @@ from skfairtune.metrics import (
     overall_auc,
     worst_group_accuracy,
 )
-from skfairtune._predictions import FrozenPredictions
+from skfairtune.search._predictions import FrozenPredictions
 from skfairtune.scorers import (
     get_fairness_scorer,
     get_fairness_scorer_names,

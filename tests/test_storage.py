@@ -17,10 +17,10 @@ import pytest
 from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
-from skfairtune._parallel import OWNER_ATTR, counted_trials, recover_dead_trials
-from skfairtune._study import make_storage, redact_url
+from skfairtune.distributed._run import OWNER_ATTR, counted_trials, recover_dead_trials
+from skfairtune.distributed._study import make_storage, redact_url
 from skfairtune.classifier import FairTuneClassifier
-from skfairtune._trainer import Trainer
+from skfairtune._training._trainer import Trainer
 
 from .conftest import TINY_VIT
 
@@ -189,7 +189,7 @@ def _dead_pid():
     ("no owner record, just created", False),
 ])
 def test_journal_trials_of_dead_workers_are_failed_and_retried_once(tmp_path, case, retried):
-    from skfairtune._liveness import owner_record
+    from skfairtune.distributed._liveness import owner_record
 
     study = optuna.create_study(storage=make_storage(str(tmp_path / "s.log")), study_name="s")
     sleeper = subprocess.Popen(["sleep", "60"])
@@ -218,7 +218,7 @@ def test_journal_trials_of_dead_workers_are_failed_and_retried_once(tmp_path, ca
 
 
 def test_unclaimed_running_trial_is_dead_after_the_grace_period(tmp_path, monkeypatch):
-    import skfairtune._liveness as liveness
+    import skfairtune.distributed._liveness as liveness
 
     study = optuna.create_study(storage=make_storage(str(tmp_path / "s.log")), study_name="s")
     trial = _running_trial(study, None)
@@ -241,7 +241,7 @@ def test_search_killed_mid_trial_resumes_to_the_uninterrupted_result(tmp_path):
         import torch
         torch.set_num_threads(1)
         from skfairtune.classifier import FairTuneClassifier
-        from skfairtune._trainer import Trainer
+        from skfairtune._training._trainer import Trainer
         from tests.test_storage import _fit, make_data, make_search
         train, calls = Trainer.step, []
         def train_then_die(self, *args, **kwargs):

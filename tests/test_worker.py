@@ -185,7 +185,7 @@ def postgres_url():
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=10):
             pass
     except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
-        from skfairtune._study import redact_url
+        from skfairtune.distributed._study import redact_url
 
         pytest.skip(f"PostgreSQL at {redact_url(url)} cannot be reached: {redact_url(exc)}")
     return url
@@ -201,7 +201,7 @@ def _postgres_spec(tmp_path, *, max_epochs=2):
 def _load(url, name):
     import optuna
 
-    from skfairtune._study import make_storage
+    from skfairtune.distributed._study import make_storage
 
     return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=1, grace_period=4))
 
@@ -210,7 +210,7 @@ def _load(url, name):
 def test_three_postgres_workers_run_each_trial_exactly_once(tmp_path, postgres_url):
     from optuna.trial import TrialState
 
-    from skfairtune._parallel import OWNER_ATTR, SURPLUS_ATTR, counted_trials
+    from skfairtune.distributed._run import OWNER_ATTR, SURPLUS_ATTR, counted_trials
 
     spec, name = _postgres_spec(tmp_path)
     workers = [start_worker(spec, env={"SKFAIRTUNE_STORAGE": postgres_url}) for _ in range(3)]
@@ -239,7 +239,7 @@ def test_postgres_worker_killed_mid_trial_is_retried_by_the_others(tmp_path, pos
     import optuna
     from optuna.trial import TrialState
 
-    from skfairtune._parallel import OWNER_ATTR, counted_trials
+    from skfairtune.distributed._run import OWNER_ATTR, counted_trials
 
     spec, name = _postgres_spec(tmp_path, max_epochs=4)  # a wide window to catch a trial mid-run
     workers = [start_worker(spec, env={"SKFAIRTUNE_STORAGE": postgres_url}) for _ in range(3)]
@@ -323,7 +323,7 @@ def test_bad_sampler_or_pruner_specs_name_the_choices(tmp_path, key, value, matc
 
 
 def test_journal_on_a_network_file_system_is_refused_with_postgres_advice(tmp_path, monkeypatch):
-    import skfairtune._cluster as cluster
+    import skfairtune.distributed._cluster as cluster
 
     monkeypatch.setattr(cluster, "network_filesystem", lambda path: "nfs4")
     with pytest.raises(SpecError, match=r"nfs4 network file system.*stays RUNNING.*postgresql\+psycopg"):
@@ -331,7 +331,7 @@ def test_journal_on_a_network_file_system_is_refused_with_postgres_advice(tmp_pa
 
 
 def test_network_filesystem_reads_proc_mounts(tmp_path, monkeypatch):
-    from skfairtune._cluster import network_filesystem
+    from skfairtune.distributed._cluster import network_filesystem
 
     assert network_filesystem(tmp_path / "study.log") in (None, "nfs", "nfs4")  # whatever this host has
     mounts = "server:/export /shared nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n"
@@ -344,8 +344,8 @@ def test_network_filesystem_reads_proc_mounts(tmp_path, monkeypatch):
 def test_claim_refit_is_won_by_exactly_one_claimant(tmp_path, name):
     import optuna
 
-    from skfairtune._cluster import claim_refit, refit_claim
-    from skfairtune._study import make_storage
+    from skfairtune.distributed._cluster import claim_refit, refit_claim
+    from skfairtune.distributed._study import make_storage
 
     path = str(tmp_path / name)
     studies = [optuna.create_study(study_name="s", storage=make_storage(path), load_if_exists=True)
@@ -404,8 +404,8 @@ def test_refit_command_refuses_an_unfinished_study_then_refits_once(tmp_path):
 def test_claim_refit_on_postgres_is_won_once(postgres_url):
     import optuna
 
-    from skfairtune._cluster import claim_refit
-    from skfairtune._study import make_storage
+    from skfairtune.distributed._cluster import claim_refit
+    from skfairtune.distributed._study import make_storage
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     studies = [optuna.create_study(study_name=name, storage=make_storage(postgres_url), load_if_exists=True,

@@ -1,0 +1,270 @@
+"""skorch pieces that train a masked ViT: the net, the data loader and callbacks.
+
+Kept apart from the estimator so that the search can drive several nets epoch by
+epoch (k folds in lockstep) with exactly the code a plain ``fit`` uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
+from skorch.dataset import unpack_data
+
+from .._images._pixels import to_unit_float
+from ..backbone._vit_split import ViTSuffix
+
+__all__ = [
+    "MaskedViTNet",
+    "ImageModel",
+    "TensorBatchLoader",
+    "TensorDataset",
+    "WarmupCosineLR",
+    "EpochSeed",
+    "StopOnNonFiniteLoss",
+    "NonFiniteLossError",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Images (or cached activations) and integer labels held as whole tensors."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor | None = None):
+        self.X = X
+        self.y = y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return self.X[index], (self.y[index] if self.y is not None else torch.zeros(()))
+
+
+class TensorBatchLoader:
+    """Yield batches by slicing whole tensors.
+
+    A ``DataLoader`` calls ``__getitem__`` once per sample and collates; for small
+    images that per-sample Python work costs more than the forward pass of a tiny
+    ViT. Slicing with a random permutation gives the same batches distribution.
+    The permutation comes from torch's global generator, which ``EpochSeed``
+    reseeds each epoch so lockstep training of several nets stays repeatable.
+    """
+
+    def __init__(self, dataset, batch_size: int = 128, shuffle: bool = False, **_ignored):
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        n_samples = len(self.dataset)
+        X, y = self.dataset.X, self.dataset.y
+        if y is None:
+            y = torch.zeros(n_samples, dtype=torch.long)
+        if self.shuffle:
+            order = torch.randperm(n_samples)
+            for start in range(0, n_samples, self.batch_size):
+                index = order[start:start + self.batch_size]
+                yield X[index], y[index]
+        else:
+            for start in range(0, n_samples, self.batch_size):
+                yield X[start:start + self.batch_size], y[start:start + self.batch_size]
+
+
+class ImageModel(torch.nn.Module):
+    """The trained network: normalise (and optionally augment) images, then run the ViT.
+
+    Its input is images, except inside :meth:`inputs_after`, where it is the
+    residual stream after a frozen prefix (cached activations) and only the
+    suffix runs.
+
+    Parameters
+    ----------
+    vit : torch.nn.Module
+        The masked timm model, kept as ``suffix.vit``.
+    mean, std : sequence of float
+        The model's input normalisation.
+    augment : bool, default=False
+        Random horizontal flips in training.
+    train_transform : callable, default=None
+        timm's training transform (PIL in, normalised tensor out).
+    """
+
+    def __init__(self, vit: torch.nn.Module, mean, std, *, augment: bool = False, train_transform=None):
+        super().__init__()
+        self.suffix = ViTSuffix(vit, 0)
+        self.train_transform = train_transform
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.augment = augment
+
+    @contextlib.contextmanager
+    def inputs_after(self, frozen_prefix: int):
+        """Within the block the input is the output of the first ``frozen_prefix`` half-blocks.
+
+        ``frozen_prefix=0`` means images; the previous setting returns on exit,
+        so nested uses (a callback scoring images during cached training) compose.
+        """
+        previous = self.suffix.start
+        self.suffix.start = int(frozen_prefix)
+        try:
+            yield self
+        finally:
+            self.suffix.start = previous
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.float()
+        if images.dtype != self.mean.dtype:
+            images = images.to(self.mean.dtype)
+        return (images - self.mean) / self.std
+
+    def _match_channels(self, images: torch.Tensor) -> torch.Tensor:
+        in_chans = self.mean.shape[1]
+        if images.shape[1] != in_chans:
+            # Grey images are stored with one channel; a one-channel model averages colour.
+            images = images.expand(-1, in_chans, -1, -1) if images.shape[1] == 1 else \
+                images.mean(dim=1, keepdim=True)
+        return images
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """timm's training transform, image by image (its RandAugment ops work on 8-bit PIL)."""
+        from PIL import Image
+
+        unit = self._match_channels(to_unit_float(images.detach().cpu()))
+        pixels = unit.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        grey = pixels.shape[-1] == 1
+        out = [self.train_transform(Image.fromarray(p[..., 0] if grey else p)) for p in pixels]
+        return torch.stack(out).to(images.device)
+
+    def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        if self.train_transform is not None and self.training:
+            return self._augment(images)
+        images = self._match_channels(to_unit_float(images))
+        images = self.normalize(images)
+        if self.augment and self.training:
+            flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
+            images = torch.where(flip, images.flip(-1), images)
+        return images
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.suffix.start == 0:
+            x = self.prepare_images(x)
+        return self.suffix(x)
+
+
+class WarmupCosineLR(Callback):
+    """Linear warm-up then cosine decay to zero, stepped every batch (the paper's schedule).
+
+    Stateless with respect to ``partial_fit``: the step count lives here, so a
+    net trained one epoch at a time follows the same curve as one ``fit`` call.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int):
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def initialize(self):
+        self.step_ = 0
+        return self
+
+    def factor(self, step: int) -> float:
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_steps = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / decay_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        scale = self.factor(self.step_)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.step_ += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+
+class EpochSeed(Callback):
+    """Reseed torch's global generator at every epoch from (seed, epoch).
+
+    Shuffling, augmentation and dropout then depend only on the seed and the
+    epoch, not on what other nets trained in between (k-fold lockstep, trials).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_epoch_begin(self, net, **kwargs):
+        torch.manual_seed(self.seed * 100_003 + len(net.history))
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Fail fast with a named error when the loss diverges."""
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        loss = net.history[-1, "batches", -1].get("train_loss")
+        if training and loss is not None and not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss} at epoch {len(net.history)}; lower `lr` "
+                "(or enable class weighting / check the inputs for extreme values)."
+            )
+
+
+class MaskedViTNet(NeuralNetClassifier):
+    """NeuralNetClassifier that trains only parameters with ``requires_grad``.
+
+    Frozen parameters never enter the optimizer (so AdamW's weight decay cannot
+    move them), and on CUDA the forward runs under bf16 autocast when asked.
+    """
+
+    def __init__(self, *args, autocast_dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype
+
+    def _set_training(self, training=True):
+        # skorch sets the mode before every batch; nn.Module.train walks every submodule
+        # (hundreds in a ViT), which costs more than the step itself when only the head
+        # trains from cached activations. Switch only when the mode actually changes.
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
+
+    def evaluation_step(self, batch, training=False):
+        # Predictions never need autograd: inference mode skips its bookkeeping entirely.
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        with torch.inference_mode(not training), torch.set_grad_enabled(training):
+            self._set_training(training)
+            return self.infer(Xi)
+
+    def get_all_learnable_params(self):
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
+    def infer(self, x, **fit_params):
+        x = x.to(self.device, non_blocking=True)
+        if self.autocast_dtype is None:
+            return self.module_(x)
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type=device_type, dtype=self.autocast_dtype):
+            return self.module_(x).float()
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        return super().get_loss(y_pred, y_true.to(y_pred.device), *args, **kwargs)

@@ -1,0 +1,1 @@
+"""Running trials in processes and on machines sharing one Optuna study."""

@@ -1,0 +1,111 @@
+"""Keep database passwords out of everything a search leaves behind.
+
+A storage URL may carry a password (``postgresql+psycopg://ann:s3cret@db/search``).
+Reprs, logs and errors already redact it (:func:`skfairtune.distributed._study.redact_url`);
+this module covers what outlives the process:
+
+* **Pickles** of a search hold the redacted URL (``ann:***@db``) and an in-memory
+  copy of the study, never the password nor a database connection.
+* **Clones** (``sklearn.clone``, so every ``cross_validate`` fold) hold the
+  redacted URL too; this process remembers the password for it, so a clone fits
+  as its original would, while a pickle read in another process cannot.
+* A redacted URL that reaches ``fit`` where the password is unknown fails
+  before any training, asking for the URL again.
+* A URL may reference environment variables instead, ``${PGPASSWORD}``,
+  expanded only when the storage is opened: such a search carries no secret
+  anywhere, which is the form for job scripts and long searches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["expand_storage_url", "forget_password", "pickle_safe_storage", "REDACTED"]
+
+REDACTED = "***"
+# Redacted URL -> the full URL, for clones made in this process (never pickled).
+_KNOWN: dict[str, str] = {}
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_USERINFO_PASSWORD = re.compile(r"://[^:/@\s]*:([^\s/]*)@")
+
+
+def _password(url: str) -> str | None:
+    match = _USERINFO_PASSWORD.search(url)
+    if match:
+        return match.group(1)
+    match = re.search(r"(?i)\b(?:password|passwd|pwd)\s*=\s*([^&\s;'\"]+)", url)
+    return match.group(1) if match else None
+
+
+def forget_password(url):
+    """The URL as a search may keep it: redacted, with the password remembered here.
+
+    URLs without a literal password (files, ``${VAR}`` references) come back unchanged.
+
+    Examples
+    --------
+    >>> forget_password("postgresql://ann:s3cret@db/search")
+    'postgresql://ann:***@db/search'
+    >>> forget_password("postgresql://ann:${PGPASSWORD}@db/search")
+    'postgresql://ann:${PGPASSWORD}@db/search'
+    """
+    from ._study import redact_url
+
+    if not isinstance(url, str) or "://" not in url:
+        return url
+    password = _password(url)
+    if password is None or password == REDACTED or _ENV_REFERENCE.fullmatch(password):
+        return url
+    redacted = redact_url(url)
+    _KNOWN[redacted] = url
+    return redacted
+
+
+def expand_storage_url(url: str) -> str:
+    """The URL to connect with: ``${VAR}`` expanded, a redacted password restored or refused."""
+    from ._study import redact_url
+
+    def env(match):
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(
+                f"`storage={redact_url(url)!r}` references ${{{name}}}, which is not set in this "
+                f"environment; export {name} (e.g. in the job script) before running the search."
+            )
+        return os.environ[name]
+
+    if _password(url) == REDACTED:
+        if url not in _KNOWN:
+            raise ValueError(
+                f"`storage={url!r}` has its password redacted: a pickled or cloned search never keeps "
+                "it. To resume, give the URL again, e.g. search.set_params(storage='postgresql+psycopg://"
+                "user:password@host/db'), or keep the password out of the search for good with an "
+                "environment variable reference: storage='postgresql+psycopg://user:${PGPASSWORD}@host/db'."
+            )
+        url = _KNOWN[url]
+    return _ENV_REFERENCE.sub(env, url)
+
+
+def pickle_safe_storage(storage):
+    """What a pickled search keeps of ``storage``: no password, no connection."""
+    import optuna
+
+    from ._optuna_compat import storage_backend
+
+    backend = storage_backend(storage)
+    if isinstance(backend, optuna.storages.RDBStorage):
+        return forget_password(str(backend.url))
+    return forget_password(storage) if isinstance(storage, str) else storage
+
+
+def pickle_safe_study(study):
+    """An in-memory copy of a study kept in a database (whose storage holds the URL)."""
+    import optuna
+
+    from ._optuna_compat import storage_backend, study_storage
+    from ._study import copy_study
+
+    if not isinstance(storage_backend(study_storage(study)), optuna.storages.RDBStorage):
+        return study
+    return copy_study(study, None, sampler=study.sampler, pruner=study.pruner)

@@ -1,0 +1,190 @@
+"""What a search's fit starts from: its parameters' checks and the checked data.
+
+Each ``check_*`` function raises the message a user sees for a bad value
+(parameter, value, fix); :class:`skfairtune._utils._params.Checked` wraps them into
+``FairTuneSearchCV._parameter_constraints``. :class:`FitData` is the frozen
+record of the data that every step of ``FairTuneSearchCV.fit`` reads.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from sklearn.pipeline import Pipeline
+
+from ..classifier import FairTuneClassifier
+from ..masks._mask import PRESETS
+
+__all__ = ["FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+           "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
+
+
+def check_estimator(estimator) -> None:
+    classifier_step_of(estimator)
+
+
+def classifier_step_of(estimator):
+    """(step name or None, the FairTuneClassifier) of a search's ``estimator``."""
+    if isinstance(estimator, FairTuneClassifier):
+        return None, estimator
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], FairTuneClassifier):
+        return estimator.steps[-1][0], estimator.steps[-1][1]
+    raise TypeError(
+        "`estimator` must be a FairTuneClassifier or a Pipeline whose last step is one; "
+        f"got {type(estimator).__name__}."
+    )
+
+
+def check_lr_range(lr_range) -> None:
+    try:
+        low, high = (float(v) for v in lr_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"`lr_range` must be (low, high) or None; got {lr_range!r}.") from None
+    if not 0 < low < high:
+        raise ValueError(f"`lr_range` must satisfy 0 < low < high; got {lr_range!r}.")
+
+
+def check_split_iterable(cv) -> None:
+    if isinstance(cv, (str, bytes, numbers.Number)) or not hasattr(cv, "__iter__"):
+        raise TypeError(f"`cv` must be None, an int >= 2, a splitter or an iterable of splits; got {cv!r}.")
+
+
+def check_lora_ranks(lora_ranks) -> None:
+    if isinstance(lora_ranks, (str, bytes)) or not hasattr(lora_ranks, "__iter__") or not len(list(lora_ranks)) \
+            or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool) and r >= 1 for r in lora_ranks):
+        raise ValueError(f"`lora_ranks` must be None or a non-empty sequence of positive ints (e.g. (4, 8, 16)); "
+                         f"got {lora_ranks!r}.")
+
+
+def check_baselines(baselines) -> None:
+    for name in baselines:
+        if not isinstance(name, str) or not (name in PRESETS or (name and set(name) <= {"0", "1"})):
+            raise ValueError(f"`baselines` contains {name!r}; give presets among {PRESETS} or bit "
+                             "strings of the searched space.")
+
+
+def check_baseline_lrs(baseline_lrs) -> None:
+    if baseline_lrs is None or (isinstance(baseline_lrs, str) and baseline_lrs == "auto"):
+        return
+    if isinstance(baseline_lrs, str) or not hasattr(baseline_lrs, "__iter__"):
+        raise ValueError(f"`baseline_lrs` must be 'auto', a sequence of learning rates or None; "
+                         f"got {baseline_lrs!r}.")
+    for lr in baseline_lrs:
+        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and lr > 0):
+            raise ValueError(f"`baseline_lrs` must hold positive learning rates; got {lr!r}.")
+
+
+def check_error_score(error_score) -> None:
+    if not (isinstance(error_score, numbers.Real) or error_score == "raise"):
+        raise ValueError(f"`error_score` must be 'raise' or a number; got {error_score!r}.")
+
+
+def check_study(study) -> None:
+    if study is not None and not isinstance(study, optuna.Study):
+        raise TypeError(f"`study` must be an optuna.Study or None; got {type(study).__name__}.")
+
+
+def check_callbacks(callbacks) -> None:
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        raise TypeError("`callbacks` must be a list of callables `callback(study, frozen_trial)` or None; "
+                        f"got {callbacks!r}.")
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What every step of ``FairTuneSearchCV.fit`` reads: the checked data and its encodings."""
+
+    X: object
+    y: np.ndarray
+    classes: np.ndarray
+    y_codes: np.ndarray
+    g_codes: np.ndarray
+    group_labels: list
+    sensitive_features: object
+    groups: object
+    seed: int | None
+    step: str | None
+    prefix: str
+
+
+def searched_space(search):
+    """The mask space a search searches: ``mask_space``, or the deprecated ``space`` when given."""
+    if isinstance(search.space, str) and search.space == "deprecated":
+        return search.mask_space
+    return search.space
+
+
+def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring, *, seed) -> FitData:
+    """Labels, groups and sizes, checked and encoded before anything is built.
+
+    ``scoring`` is the search's resolved :class:`skfairtune.search._multiobjective.Scoring`,
+    ``seed`` its ``random_state`` as an int or None.
+    """
+    from .._utils._checks import check_not_tabular, check_param_distributions, check_scoring_classes, \
+        check_several_groups
+    from .._images._convert import check_images_given, count_images
+    from ._objective import requires_sensitive_features
+    from ._splits import group_codes
+    from .._training._trainer import encode_targets
+
+    step, classifier = classifier_step_of(search.estimator)
+    check_param_distributions(search.param_distributions, estimator_params=classifier.get_params(deep=False),
+                              estimator_name=type(classifier).__name__,
+                              searches_lr=search.lr_range is not None, searches_mask=searched_space(search) is not None)
+    if fit_params.get("sample_weight") is not None:
+        raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
+                         "`class_weight` to weight the classes.")
+    check_images_given(X)
+    if not step:  # a Pipeline's first steps may turn a matrix into images
+        check_not_tabular(X, allow_tabular=classifier.allow_tabular)
+    classes, y_codes = encode_targets(y, owner=type(search).__name__)
+    for name in scoring.names:
+        check_scoring_classes(name, classes)
+    y = np.asarray(y).ravel()
+    n_samples = len(y)
+    n_images = count_images(X)
+    if n_images != n_samples:
+        raise ValueError(f"X has {n_images} images but y has {n_samples} labels.")
+    if sensitive_features is None:
+        if any(requires_sensitive_features(scorer) for scorer in scoring.prediction_scorers):
+            raise ValueError(
+                f"scoring={search.scoring!r} needs group labels: pass "
+                "fit(X, y, sensitive_features=...) (one value or row per image)."
+            )
+        g_codes, group_labels = np.zeros(n_samples, dtype=np.int64), ["all"]
+    else:
+        g_codes, group_labels = group_codes(sensitive_features, n_samples)
+        for name in scoring.names:
+            check_several_groups(name, group_labels, n_samples)
+    if groups is not None and len(groups) != n_samples:
+        raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
+    return FitData(X=X, y=y, classes=classes, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
+                   sensitive_features=sensitive_features, groups=groups, seed=seed,
+                   step=step, prefix=f"{step}__" if step else "")
+
+
+#: Scorings whose validation folds must hold both classes in every group.
+GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
+
+
+def search_splits(search, data: FitData, scoring):
+    """(positions searched, validation splits of those positions), checked up front."""
+    from .._utils._checks import check_splits
+    from ._splits import check_validation_folds, make_splits, stratified_subsample
+
+    n_samples = len(data.y)
+    search_idx = (np.arange(n_samples) if search.subsample is None else
+                  stratified_subsample(search.subsample, y_codes=data.y_codes, g_codes=data.g_codes,
+                                       random_state=data.seed))
+    sub_groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
+    splits = make_splits(search.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                         groups=sub_groups, validation_fraction=search.validation_fraction, random_state=data.seed)
+    check_splits(splits, len(search_idx))
+    if set(scoring.names) & set(GROUP_AUC_SCORINGS) and data.sensitive_features is not None:
+        check_validation_folds(splits, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
+                               group_labels=data.group_labels, class_labels=data.classes.tolist(),
+                               pooled=search.fold_scoring == "pooled" and len(splits) > 1)
+    return search_idx, splits
