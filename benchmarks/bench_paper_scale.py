@@ -269,7 +269,7 @@ def simulated_epochs(n_trials: int, max_epochs: int, n_simulations: int) -> dict
     """
     import optuna
 
-    from skfairtune.distributed._study import make_pruner  # the search's own pruner settings, not a copy
+    from skfairtune.search._pruners import make_pruner  # the search's own pruner settings, not a copy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)

@@ -165,7 +165,7 @@ def _copy_baselines(source_storage, source_name, storage, target_name, sampler, 
     """A new study holding the complete baseline trials of ``source_name`` (with rung records)."""
     import optuna
 
-    from skfairtune.distributed._study import rung_system_attrs
+    from skfairtune.search._pruners import rung_system_attrs
 
     source = optuna.load_study(study_name=source_name, storage=source_storage)
     baselines = [t for t in source.trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"]
@@ -184,7 +184,7 @@ def run(args) -> dict:
     import optuna
 
     from skfairtune import FairTuneSearchCV
-    from skfairtune.distributed._study import make_pruner, make_sampler
+    from skfairtune.search._pruners import make_pruner, make_sampler
 
     set_threads(args.threads)
     X, y, groups = load_data(args.smoke)

@@ -71,8 +71,8 @@ _LAZY = {
 
 # Public submodules, reachable as attributes (``skfairtune.datasets``) as when the
 # package imported them eagerly.
-_SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "masks",
-               "metrics", "plotting", "reports", "scorers", "search", "worker")
+_SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "exceptions",
+               "masks", "metrics", "plotting", "reports", "scorers", "search", "worker")
 
 
 def __getattr__(name: str):  # noqa: D103 - PEP 562

@@ -15,8 +15,9 @@ import pandas as pd
 import torch
 from skorch.callbacks import Callback
 
-from ._images._convert import images_to_tensor
-from .backbone._load import model_input_config
+from ._images._convert import ImageConverter
+from ._training._net import TensorDataset
+from .backbone._introspect import model_input_config
 from .metrics._group import group_auc
 
 __all__ = ["GroupAUCScoring"]
@@ -99,11 +100,11 @@ class GroupAUCScoring(Callback):
 
     def _inputs(self, net) -> torch.Tensor:
         if self.inputs_ is None:
-            config = model_input_config(_timm_model(net.module_))
-            # The classifier's own preprocessing (crop, bit depth) when it sets one.
-            self.inputs_ = images_to_tensor(self.X, img_size=config["img_size"], in_chans=config["in_chans"],
-                                            geometry=getattr(net.module_, "geometry", None),
-                                            bit_depth=getattr(net.module_, "bit_depth", None))
+            # The classifier's own converter (crop, bit depth, cache) prepared its training images;
+            # another skorch net over a timm model gets a plain one (stretch, the dtype's range).
+            converter = getattr(net, "image_converter", None) or ImageConverter.for_model(
+                {}, model_input_config(_timm_model(net.module_)))
+            self.inputs_ = converter.convert(self.X).pixels
             if len(self.inputs_) != len(self.y_binary_):
                 raise ValueError(
                     f"GroupAUCScoring(name={self.name!r}): X has {len(self.inputs_)} images but "
@@ -112,8 +113,6 @@ class GroupAUCScoring(Callback):
         return self.inputs_
 
     def on_epoch_end(self, net, **kwargs):
-        from ._training._net import TensorDataset
-
         inputs = self._inputs(net)
         # While FairTuneClassifier trains from cached frozen activations the module
         # expects those; these are raw images, so run the whole model.
@@ -138,6 +137,5 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def _timm_model(module):
-    """The timm ViT inside a FairTuneClassifier module, or the module itself."""
-    suffix = getattr(module, "suffix", None)
-    return getattr(suffix, "vit", module)
+    """The timm ViT inside a FairTuneClassifier module (:attr:`ImageModel.vit`), or the module itself."""
+    return getattr(module, "vit", module)

@@ -11,15 +11,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._utils._checks import check_not_tabular
+from ._images._convert import ImageConverter
 from ._images._filecache import resolve_image_cache
-from ._images._convert import tabular_width
 from .masks._lora import merge_lora
 from ._utils._params import Checked, OneOf, validate_params
 from ._images._pixels import check_bit_depth
 from ._images._geometry import check_transform
-from ._training._trainer import Trainer, predict_proba, to_model_tensor
-from .masks._mask import MaskSpace
+from ._training._trainer import Trainer, predict_proba
+from .masks import MaskSpace
 
 __all__ = ["FairTuneClassifier"]
 
@@ -282,7 +281,7 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, tensor, list of PIL images or list of file paths
-            Training images; see ``skfairtune._images._convert.images_to_tensor``.
+            Training images; see ``skfairtune._images._convert.ImageConverter``.
         y : array-like of shape (n_samples,)
             Labels; any two or more distinct values, strings included.
         **fit_params : dict
@@ -306,14 +305,14 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
             setattr(self, name, value)
         if self.n_lora_params_:
             # Zero-cost inference: the adapters become part of the weights.
-            merge_lora(self.net_.module_.suffix.vit)
+            merge_lora(self.net_.module_.vit)
         return self
 
     @property
     def model_(self) -> torch.nn.Module:
         """The fine-tuned timm model (a plain ``torch.nn.Module``, input normalised images)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_.suffix.vit
+        return self.net_.module_.vit
 
     @property
     def history_(self):
@@ -323,14 +322,11 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _transform_input(self, X) -> torch.Tensor:
         check_is_fitted(self, "net_")
-        check_not_tabular(X, allow_tabular=self.allow_tabular)
-        expected, given = getattr(self, "n_features_in_", None), tabular_width(X)
-        if expected is not None and given is not None and given != expected:
-            raise ValueError(
-                f"X has {given} features, but FairTuneClassifier is expecting "
-                f"{expected} features as input."
-            )
-        return to_model_tensor(X, self.get_params(deep=False), self.input_config_, self.geometry_)
+        # Built from the current parameters (not the net's converter): a changed `image_cache`
+        # or `bit_depth` applies, and models pickled before the converter existed predict alike.
+        converter = ImageConverter.for_model(self.get_params(deep=False), self.input_config_, self.geometry_,
+                                             n_features=getattr(self, "n_features_in_", None))
+        return converter.convert(X).pixels
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns ordered as ``classes_``.

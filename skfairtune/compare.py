@@ -25,12 +25,8 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
-from .search._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
-from .search._splits import group_codes, label_group_strata, make_splits
-from .search._baselines import baseline_lrs
-from .search._setup import classifier_step_of, searched_space
 from ._training._trainer import encode_targets
-from .search._trial_record import TrialRecord
+from .masks import PRESETS
 from .metrics._group import (
     auc_gap,
     demographic_parity_difference,
@@ -38,7 +34,13 @@ from .metrics._group import (
     min_group_auc,
     overall_auc,
 )
+from .search._baselines import BASELINE_PARAM, baseline_lrs, preset_distribution
+from .search._pruners import make_pruner, make_sampler, rung_system_attrs
 from .search._search import BASELINES, FairTuneSearchCV
+from .search._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
+from .search._setup import classifier_step_of, searched_space
+from .search._splits import group_codes, label_group_strata, make_splits
+from .search._trial_record import TrialRecord
 
 __all__ = ["compare_methods", "COMPARISON_COLUMNS", "FAIRTUNE", "FAIRTUNE_SEARCHED", "VALIDATION_SELECTED"]
 
@@ -95,8 +97,6 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     """
     import optuna
 
-    from .search._baselines import BASELINE_PARAM, preset_distribution
-    from .distributed._study import make_pruner, make_sampler, rung_system_attrs
 
     if searched_space(search) is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
@@ -298,17 +298,7 @@ def compare_methods(
     >>> float(table.loc["FairTune", "min_group_auc_diff"])
     0.0
     """
-    if not isinstance(search, FairTuneSearchCV):
-        raise TypeError(f"`search` must be a FairTuneSearchCV; got {type(search).__name__}.")
-    if not 0 < test_size < 1:
-        raise ValueError(f"`test_size` must be in (0, 1); got {test_size!r}.")
-    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 10):
-        raise ValueError(f"`n_boot` must be an int >= 10; got {n_boot!r}.")
-    from .masks._mask import PRESETS
-
-    unknown = [m for m in methods if m not in PRESETS]
-    if unknown:
-        raise ValueError(f"`methods` contains {unknown}; choose among the presets {list(PRESETS)}.")
+    _check_arguments(search, test_size, n_boot, methods)
     classes, y_codes = encode_targets(y, owner="compare_methods")
     if len(classes) != 2:
         raise ValueError(f"compare_methods needs binary labels; y has {len(classes)} classes.")
@@ -318,75 +308,104 @@ def compare_methods(
     outer = make_splits(cv, y_codes=y_codes, g_codes=g_codes, groups=groups_array, validation_fraction=test_size,
                         random_state=random_state, fraction_name="test_size")
     searches = _method_searches(search, methods)
-    positive = classes[1]
-
+    collected = _Collected([*methods, *([VALIDATION_SELECTED] if methods else []), FAIRTUNE_SEARCHED, FAIRTUNE])
     held_out = []
-    fitted_searches: dict[str, list] = {}
-    names = [*methods, *([VALIDATION_SELECTED] if methods else []), FAIRTUNE_SEARCHED, FAIRTUNE]
-    scores: dict[str, list] = {name: [] for name in names}
-    rows = {name: {"fit_time_s": 0.0, "validation_score": [], "chosen": []} for name in names}
-
-    def record(name, proba, validation, params, estimator, chosen):
-        scores[name].append(proba)
-        rows[name]["validation_score"].append(validation)
-        rows[name]["chosen"].append(chosen)
-        rows[name].update(lr=params.get("lr", np.nan), mask=params.get("mask", chosen),
-                          n_trainable_params=_n_trainable(estimator))
-
     for train, test in outer:
         held_out.append(test)
-        X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
-        s_train = _safe_indexing(sensitive_features, train)
-        g_train = None if groups_array is None else groups_array[train]
-        fold_fits = {}
-        for name, method_search in searches.items():
-            started = time.perf_counter()
-            if name == FAIRTUNE:
-                method_search = _start_from_baselines(method_search, fold_fits, search.random_state)
-            fitted = clone(method_search).fit(X_train, y[train], sensitive_features=s_train, groups=g_train)
-            fold_fits[name] = fitted
-            fitted_searches.setdefault(name, []).append(fitted)
-            rows[name]["fit_time_s"] += time.perf_counter() - started
-            logger.info("compare_methods: %s tuned and refit in %.0f s (validation %.3f, lr %.2g, mask %s)",
-                        name, time.perf_counter() - started, fitted.best_score_,
-                        fitted.best_params_.get("lr", float("nan")), fitted.best_params_.get("mask", name))
-            kept = fitted.cv_results_["baseline"][fitted.best_index_] if name == FAIRTUNE else name
-            record(name, _positive_proba(fitted, X_test, positive), fitted.best_score_, fitted.best_params_,
-                   fitted.best_estimator_, kept if isinstance(kept, str) else SEARCHED)
-
-        if methods:  # without FairTune, one tunes the baselines and keeps the best on validation
-            pick = max(methods, key=lambda m: np.nan_to_num(fold_fits[m].best_score_, nan=-np.inf))
-            record(VALIDATION_SELECTED, scores[pick][-1], fold_fits[pick].best_score_,
-                   fold_fits[pick].best_params_, fold_fits[pick].best_estimator_, pick)
-
-        fairtune = fold_fits[FAIRTUNE]
-        row = _best_searched_row(fairtune)
-        started = time.perf_counter()
-        if row is None:
-            logger.warning("compare_methods: FairTune's search completed no trial of a searched (non-preset) "
-                           "mask in this outer fold; the %r row is NaN.", FAIRTUNE_SEARCHED)
-            scores[FAIRTUNE_SEARCHED].append(None)
-            continue
-        if row == fairtune.best_index_:  # FairTune already chose it: the same refit, not trained twice
-            estimator, proba = fairtune.best_estimator_, scores[FAIRTUNE][-1]
-        else:
-            estimator = _refit_row(fairtune, row, X_train, y[train])
-            proba = _positive_proba(estimator, X_test, positive)
-        rows[FAIRTUNE_SEARCHED]["fit_time_s"] += time.perf_counter() - started  # its own refit only, so far
-        record(FAIRTUNE_SEARCHED, proba, float(fairtune.cv_results_["mean_test_score"][row]),
-               fairtune.cv_results_["params"][row], estimator, SEARCHED)
-
+        _fit_outer_fold(collected, searches, search, methods, X, y, sensitive_features, groups_array, train, test,
+                        positive=classes[1])
     test_index = np.concatenate(held_out)
-    y_test = y[test_index]
-    s_test = _safe_indexing(sensitive_features, test_index)
-    pos_label = positive.item() if isinstance(positive, np.generic) else positive
     strata = label_group_strata(y_codes[test_index], g_codes[test_index])
     seed = 0 if random_state is None else random_state
     # Images of one patient are not independent: with groups, whole patients are resampled.
     resamples = (stratified_bootstrap_indices(strata, n_boot, seed) if groups_array is None else
                  cluster_bootstrap_indices(groups_array[test_index], n_boot, seed, strata=strata))
+    # Each needs what it chooses from: every tuned baseline; FairTune's whole search.
+    if methods:
+        collected.rows[VALIDATION_SELECTED]["fit_time_s"] = sum(collected.rows[m]["fit_time_s"] for m in methods)
+    collected.rows[FAIRTUNE_SEARCHED]["fit_time_s"] += collected.rows[FAIRTUNE]["fit_time_s"]
+    frame = _table(collected, y[test_index], _safe_indexing(sensitive_features, test_index), classes, threshold,
+                   resamples)
+    return (frame, collected.fitted) if return_searches else frame
+
+
+def _check_arguments(search, test_size, n_boot, methods) -> None:
+    if not isinstance(search, FairTuneSearchCV):
+        raise TypeError(f"`search` must be a FairTuneSearchCV; got {type(search).__name__}.")
+    if not 0 < test_size < 1:
+        raise ValueError(f"`test_size` must be in (0, 1); got {test_size!r}.")
+    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 10):
+        raise ValueError(f"`n_boot` must be an int >= 10; got {n_boot!r}.")
+    unknown = [m for m in methods if m not in PRESETS]
+    if unknown:
+        raise ValueError(f"`methods` contains {unknown}; choose among the presets {list(PRESETS)}.")
+
+
+class _Collected:
+    """Per method: held-out probabilities per outer fold, what was chosen, its costs, the fitted searches."""
+
+    def __init__(self, names):
+        self.scores: dict[str, list] = {name: [] for name in names}
+        self.rows = {name: {"fit_time_s": 0.0, "validation_score": [], "chosen": []} for name in names}
+        self.fitted: dict[str, list] = {}
+
+    def record(self, name, proba, validation, params, estimator, chosen):
+        self.scores[name].append(proba)
+        self.rows[name]["validation_score"].append(validation)
+        self.rows[name]["chosen"].append(chosen)
+        self.rows[name].update(lr=params.get("lr", np.nan), mask=params.get("mask", chosen),
+                               n_trainable_params=_n_trainable(estimator))
+
+
+def _fit_outer_fold(collected, searches, search, methods, X, y, sensitive_features, groups_array, train, test, *,
+                    positive) -> None:
+    """Tune and refit every method on the outer training part; keep their held-out probabilities."""
+    X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
+    s_train = _safe_indexing(sensitive_features, train)
+    g_train = None if groups_array is None else groups_array[train]
+    fold_fits = {}
+    for name, method_search in searches.items():
+        started = time.perf_counter()
+        if name == FAIRTUNE:
+            method_search = _start_from_baselines(method_search, fold_fits, search.random_state)
+        fitted = clone(method_search).fit(X_train, y[train], sensitive_features=s_train, groups=g_train)
+        fold_fits[name] = fitted
+        collected.fitted.setdefault(name, []).append(fitted)
+        collected.rows[name]["fit_time_s"] += time.perf_counter() - started
+        logger.info("compare_methods: %s tuned and refit in %.0f s (validation %.3f, lr %.2g, mask %s)",
+                    name, time.perf_counter() - started, fitted.best_score_,
+                    fitted.best_params_.get("lr", float("nan")), fitted.best_params_.get("mask", name))
+        kept = fitted.cv_results_["baseline"][fitted.best_index_] if name == FAIRTUNE else name
+        collected.record(name, _positive_proba(fitted, X_test, positive), fitted.best_score_, fitted.best_params_,
+                         fitted.best_estimator_, kept if isinstance(kept, str) else SEARCHED)
+    if methods:  # without FairTune, one tunes the baselines and keeps the best on validation
+        pick = max(methods, key=lambda m: np.nan_to_num(fold_fits[m].best_score_, nan=-np.inf))
+        collected.record(VALIDATION_SELECTED, collected.scores[pick][-1], fold_fits[pick].best_score_,
+                         fold_fits[pick].best_params_, fold_fits[pick].best_estimator_, pick)
+    fairtune = fold_fits[FAIRTUNE]
+    row = _best_searched_row(fairtune)
+    started = time.perf_counter()
+    if row is None:
+        logger.warning("compare_methods: FairTune's search completed no trial of a searched (non-preset) "
+                       "mask in this outer fold; the %r row is NaN.", FAIRTUNE_SEARCHED)
+        collected.scores[FAIRTUNE_SEARCHED].append(None)
+        return
+    if row == fairtune.best_index_:  # FairTune already chose it: the same refit, not trained twice
+        estimator, proba = fairtune.best_estimator_, collected.scores[FAIRTUNE][-1]
+    else:
+        estimator = _refit_row(fairtune, row, X_train, y[train])
+        proba = _positive_proba(estimator, X_test, positive)
+    collected.rows[FAIRTUNE_SEARCHED]["fit_time_s"] += time.perf_counter() - started  # its own refit only, so far
+    collected.record(FAIRTUNE_SEARCHED, proba, float(fairtune.cv_results_["mean_test_score"][row]),
+                     fairtune.cv_results_["params"][row], estimator, SEARCHED)
+
+
+def _table(collected, y_test, s_test, classes, threshold, resamples) -> pd.DataFrame:
+    """The comparison table on the pooled held-out predictions, with paired-bootstrap intervals."""
+    positive = classes[1]
+    pos_label = positive.item() if isinstance(positive, np.generic) else positive
     pooled = {name: None if any(v is None for v in values) else np.concatenate(values)
-              for name, values in scores.items()}
+              for name, values in collected.scores.items()}
 
     def boot_min_group_auc(score):
         with warnings.catch_warnings():
@@ -394,22 +413,19 @@ def compare_methods(
             return np.array([min_group_auc(y_test[r], score[r], sensitive_features=_safe_indexing(s_test, r),
                                            pos_label=pos_label) for r in resamples])
 
-    # Each needs what it chooses from: every tuned baseline; FairTune's whole search.
-    if methods:
-        rows[VALIDATION_SELECTED]["fit_time_s"] = sum(rows[m]["fit_time_s"] for m in methods)
-    rows[FAIRTUNE_SEARCHED]["fit_time_s"] += rows[FAIRTUNE]["fit_time_s"]
     reference = boot_min_group_auc(pooled[FAIRTUNE])
     reference_value = min_group_auc(y_test, pooled[FAIRTUNE], sensitive_features=s_test, pos_label=pos_label)
     table = []
     for name, score in pooled.items():
+        rows = collected.rows[name]
         row = dict.fromkeys(COMPARISON_COLUMNS, np.nan)
-        row["fit_time_s"] = rows[name]["fit_time_s"]
+        row["fit_time_s"] = rows["fit_time_s"]
         if score is not None:
-            row["chosen"] = ",".join(rows[name]["chosen"])
+            row["chosen"] = ",".join(rows["chosen"])
             y_pred = np.where(score >= threshold, classes[1], classes[0])
             row.update(_held_out_metrics(y_test, score, y_pred, s_test, pos_label))
-            row.update(n_trainable_params=rows[name]["n_trainable_params"], lr=rows[name]["lr"],
-                       mask=rows[name]["mask"], validation_score=float(np.mean(rows[name]["validation_score"])))
+            row.update(n_trainable_params=rows["n_trainable_params"], lr=rows["lr"], mask=rows["mask"],
+                       validation_score=float(np.mean(rows["validation_score"])))
             diff = (reference if name == FAIRTUNE else boot_min_group_auc(score)) - reference
             row["min_group_auc_diff"] = row["min_group_auc"] - reference_value
             with warnings.catch_warnings():
@@ -418,5 +434,4 @@ def compare_methods(
             row["min_group_auc_diff_ci_low"], row["min_group_auc_diff_ci_high"] = low, high
             row["ci_contains_zero"] = bool(low <= 0 <= high) if np.isfinite([low, high]).all() else np.nan
         table.append(pd.Series(row, name=name))
-    frame = pd.DataFrame(table)[list(COMPARISON_COLUMNS)]
-    return (frame, fitted_searches) if return_searches else frame
+    return pd.DataFrame(table)[list(COMPARISON_COLUMNS)]

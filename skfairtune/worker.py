@@ -65,8 +65,20 @@ import os
 import socket
 import sys
 import time
+import logging
 import traceback
 from pathlib import Path
+
+import optuna
+
+from .distributed import _cluster  # network_filesystem through the module: tests stand in for it
+from .distributed._cluster import claim_refit, optuna_object, refit_claim, release_refit
+from .distributed._credentials import redact_url
+from .distributed._degrade import save_atomically
+from .distributed._follow import logger
+from .distributed._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
+from .distributed._run import OWNER_ATTR, counted_trials
+from .distributed._study import make_storage
 
 __all__ = ["load_spec", "build_search", "configure_parser", "configure_refit_parser", "run", "run_refit",
            "STORAGE_ENV"]
@@ -149,7 +161,8 @@ def _check_keys(section: str, given: dict, allowed) -> None:
 
 
 def _load_data(data: dict):
-    from .datasets import _api as datasets
+    # The datasets load torch (heavy): `skfairtune worker --help` starts without it.
+    from . import datasets
 
     data = dict(data)
     source = data.pop("source", None)
@@ -209,8 +222,9 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     >>> search.n_trials, search.study_name, X.shape[0], sorted(fit_params)
     (4, 'demo', 40, ['groups', 'sensitive_features'])
     """
-    from .distributed._study import make_storage, redact_url
+    # The estimator and the search load torch (heavy): `skfairtune worker --help` starts without it.
     from .classifier import FairTuneClassifier
+    from .search._pruners import PRUNERS
     from .search._search import FairTuneSearchCV
 
     spec = {section: dict(spec.get(section) or {}) for section in _SECTIONS}
@@ -234,11 +248,6 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     for key in ("lr_range", "baselines"):
         if isinstance(search_params.get(key), list):
             search_params[key] = tuple(search_params[key])
-    import optuna
-
-    from .distributed._cluster import network_filesystem, optuna_object
-    from .distributed._study import PRUNERS
-
     try:
         if search_params.get("sampler") is not None:
             search_params["sampler"] = optuna_object(search_params["sampler"], optuna.samplers,
@@ -257,9 +266,9 @@ def build_search(spec: dict, *, storage=None, study_name=None, n_jobs=None, refi
     if heartbeat and "://" not in str(url):
         raise SpecError(f"storage.heartbeat_interval/grace_period apply to database URLs; "
                         f"{redact_url(url)!r} is a file (its dead workers are found by process id).")
-    if "://" not in str(url) and network_filesystem(url):
+    if "://" not in str(url) and _cluster.network_filesystem(url):
         raise SpecError(
-            f"storage {str(url)!r} is on a {network_filesystem(url)} network file system. Workers on several "
+            f"storage {str(url)!r} is on a {_cluster.network_filesystem(url)} network file system. Workers on several "
             "hosts cannot share an Optuna journal file safely there: its file lock is not reliable across "
             "hosts, and a trial whose host died stays RUNNING forever (a journal has no heartbeats; dead "
             "workers are found by process id on their own host only), so the study ends short. Use "
@@ -299,8 +308,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _say(message: str) -> None:
-    from .distributed._follow import logger
-
     logger.info("%s", message)
 
 
@@ -311,10 +318,6 @@ def _log_with_timestamps(command: str):
     The logger is restored afterwards, so a command called in-process (a test, a
     notebook) leaves no handler behind on a stream that may be closed later.
     """
-    import logging
-
-    from .distributed._follow import logger
-
     if getattr(logger, "_skfairtune_cli", False):
         yield
         return
@@ -343,10 +346,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_worker(args: argparse.Namespace) -> int:
     """The worker's body; :func:`run` wraps it in the command's logging."""
-    from .distributed._run import OWNER_ATTR, counted_trials
-    from .distributed._preemption import PREEMPTED_EXIT_CODE, SearchPreempted
-    from .distributed._study import redact_url
-
     try:
         spec = load_spec(args.spec)
         # Never refit inside fit: exactly one worker of the study refits, after claiming it.
@@ -386,7 +385,6 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _refit_once(search, X, y, out, *, complete: bool) -> int:
-    from .distributed._cluster import claim_refit, refit_claim, release_refit
 
     if not complete:
         _say("the study is not complete (timeout or interruption); no refit. Run the workers again, "
@@ -407,7 +405,6 @@ def _refit_once(search, X, y, out, *, complete: bool) -> int:
 
 def _write_model(estimator, out) -> int:
     """Pickle the refit model whole or not at all; 1 (with the fix) when the disk refuses it."""
-    from .distributed._degrade import save_atomically
 
     try:
         # The estimator only: the search holds the storage URL. A full disk never leaves a
@@ -439,11 +436,6 @@ def run_refit(args: argparse.Namespace) -> int:
 
 def _run_refit(args: argparse.Namespace) -> int:
     """The refit command's body; :func:`run_refit` wraps it in the command's logging."""
-    import optuna
-
-    from .distributed._run import counted_trials
-    from .distributed._study import make_storage, redact_url
-
     try:
         search, X, y, fit_params = build_search(load_spec(args.spec), storage=args.storage,
                                                 study_name=args.study_name, refit=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skfairtune import FairTuneSearchCV, compare_methods, min_group_auc
+from skfairtune import FairTuneSearchCV, compare_methods
 from skfairtune.search._selection import cluster_bootstrap_indices
 from skfairtune.compare import COMPARISON_COLUMNS, FAIRTUNE_SEARCHED, VALIDATION_SELECTED
 

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
 from skfairtune.distributed._run import counted_trials
-from skfairtune.distributed._reconnect import StorageRetryWarning, StorageUnavailableError
+from skfairtune.exceptions import StorageRetryWarning, StorageUnavailableError
 from skfairtune.distributed._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
 from skfairtune._training._trainer import Trainer

@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
-from skfairtune.distributed._journal import TornJournalWarning
+from skfairtune.exceptions import TornJournalWarning
 from skfairtune.distributed._run import counted_trials
 from skfairtune.distributed._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
@@ -121,7 +121,7 @@ def _script(tmp_path, body: str) -> Path:
 def test_sigterm_fails_and_requeues_the_running_trial_then_resume_reaches_n_trials(tmp_path, kind):
     import uuid
 
-    from skfairtune.distributed._preemption import PREEMPTED_EXIT_CODE
+    from skfairtune.exceptions import PREEMPTED_EXIT_CODE
 
     if kind == "postgres":
         if not os.environ.get("SKFAIRTUNE_TEST_POSTGRES_URL"):
@@ -229,7 +229,7 @@ def _disk_full(*args, **kwargs):
 
 def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tmp_path):
     import skfairtune.distributed._pool as worker_pool
-    from skfairtune.distributed._degrade import DegradedWarning
+    from skfairtune.exceptions import DegradedWarning
 
     monkeypatch.setattr(worker_pool.np, "save", _disk_full)  # the image file shared with workers
     path = tmp_path / "study.log"
@@ -242,7 +242,7 @@ def test_worker_files_that_cannot_be_written_run_the_trials_here(monkeypatch, tm
 
 
 def test_frozen_cache_that_does_not_fit_in_memory_is_turned_off(monkeypatch):
-    from skfairtune.distributed._degrade import DegradedWarning
+    from skfairtune.exceptions import DegradedWarning
 
     data = make_data()
     monkeypatch.setattr(Trainer, "_run_prefix",

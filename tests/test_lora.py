@@ -17,9 +17,8 @@ from skfairtune.masks._lora import (
     count_trainable,
     merge_lora,
     resolve_states,
-    states_from_params,
-    suggest_states,
 )
+from skfairtune.search._space import states_from_params, suggest_states
 
 WIDTH = 16  # embed_dim; the MLP hidden width is 4 * WIDTH (timm's mlp_ratio=4)
 

@@ -215,7 +215,7 @@ def test_pruner_shares_vectors_through_the_storage(tmp_path):
 
 
 def test_pruner_rungs_follow_the_single_objective_pruner():
-    from skfairtune.distributed._study import first_rung_epoch
+    from skfairtune.search._pruners import first_rung_epoch
 
     pruner = ParetoSuccessiveHalving(MAXMAX, max_epochs=30, warmup_fraction=1 / 3)
     assert pruner.rungs == (first_rung_epoch(30, 1 / 3),) == (10,)

@@ -297,3 +297,48 @@ def test_search_scales_12bit_pixels_once(grey_images):
     assert twelve.best_score_ == pytest.approx(reference.best_score_, abs=0.02)
     assert twelve.best_estimator_.bit_depth == 12
     np.testing.assert_allclose(twelve.predict_proba(X12), reference.predict_proba(X), atol=2e-3)
+
+
+# ------------------------------------------------------------------ one conversion object
+def test_converter_output_is_converted_once_only(grey_images):
+    from skfairtune._images._convert import ImageConverter
+
+    X, _ = grey_images
+    X12 = np.rint(X / 255 * 4095).astype(np.uint16)
+    converter = ImageConverter(Geometry((16, 16), 0.875, "bicubic"), bit_depth=12)
+    images = converter.convert(X12)
+    assert images.pixels.dtype == torch.uint16 and images.n_features is None
+    fold = images[np.arange(0, 40, 2)]
+    assert converter.convert(fold) is fold  # no rescaling, no re-cropping: 16-bit pixels pass as they are
+    assert converter.convert(converter.check(fold)) is fold
+    # Another model size re-crops the standardised pixels; it never applies bit_depth again.
+    resized = ImageConverter(Geometry((8, 8)), bit_depth=12).convert(fold)
+    assert resized.pixels.shape == (20, 1, 8, 8) and resized.pixels.dtype == torch.uint16
+
+
+def test_converter_reads_rows_once_and_remembers_their_width():
+    from skfairtune._images._convert import ImageConverter
+
+    rows = np.linspace(-3, 3, 60).reshape(12, 5)
+    with pytest.raises(ValueError, match=r"X is a 2-D matrix of shape \(12, 5\)"):
+        ImageConverter(Geometry((8, 8)), allow_tabular=False).convert(rows)
+    images = ImageConverter(Geometry((8, 8))).convert(rows)
+    assert images.n_features == 5 and images.pixels.shape == (12, 1, 8, 8)
+    # Rows hold features outside [0, 1]; converted again they must not be read as pixels.
+    assert ImageConverter(Geometry((8, 8)), allow_tabular=False).convert(images[:4]).n_features == 5
+    with pytest.raises(ValueError, match="X has 4 features, but FairTuneClassifier is expecting 5"):
+        ImageConverter(Geometry((8, 8)), n_features=5).convert(rows[:, :4])
+
+
+def test_group_auc_scoring_converts_with_the_classifiers_converter(grey_images):
+    from skfairtune.callbacks import GroupAUCScoring
+
+    X, y = grey_images
+    X12 = np.rint(X / 255 * 4095).astype(np.uint16)
+    groups = np.array(["a", "b"] * 10 + ["b", "a"] * 10)
+    watch = GroupAUCScoring(X12, y, sensitive_features=groups, name="valid")
+    clf = tiny_classifier(max_epochs=1, bit_depth=12, callbacks=[watch]).fit(X12, y)
+    assert clf.net_.image_converter.bit_depth == 12
+    assert not hasattr(clf.net_.module_, "bit_depth") and not hasattr(clf.net_.module_, "geometry")
+    reference = clf.net_.image_converter.convert(X12).pixels
+    assert torch.equal(watch.inputs_, reference) and int(reference.to(torch.int32).max()) > 4095

@@ -376,7 +376,7 @@ def test_named_samplers(data, name):
 
 
 def test_late_successive_halving_first_rung_at_half_of_training():
-    from skfairtune.distributed._study import make_pruner
+    from skfairtune.search._pruners import make_pruner
 
     assert make_pruner("late_successive_halving", 15, 1 / 3)._min_resource == 8
     assert make_pruner("successive_halving", 15, 1 / 3)._min_resource == 5

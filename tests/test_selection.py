@@ -10,7 +10,7 @@ import torch
 from skfairtune import FairTuneSearchCV, min_group_auc
 from skfairtune.search._objective import Objective, _Fold
 from skfairtune.search._selection import select_trial, stratified_bootstrap_indices, top_trials
-from skfairtune.distributed._study import first_rung_epoch, make_pruner
+from skfairtune.search._pruners import first_rung_epoch, make_pruner
 from skfairtune.scorers import get_fairness_scorer
 
 from .conftest import tiny_classifier

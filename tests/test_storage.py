@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 
 from skfairtune import FairTuneSearchCV
 from skfairtune.distributed._run import OWNER_ATTR, counted_trials, recover_dead_trials
-from skfairtune.distributed._study import make_storage, redact_url
+from skfairtune.distributed._credentials import redact_url
+from skfairtune.distributed._study import make_storage
 from skfairtune.classifier import FairTuneClassifier
 from skfairtune._training._trainer import Trainer
 

@@ -185,7 +185,7 @@ def postgres_url():
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=10):
             pass
     except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
-        from skfairtune.distributed._study import redact_url
+        from skfairtune.distributed._credentials import redact_url
 
         pytest.skip(f"PostgreSQL at {redact_url(url)} cannot be reached: {redact_url(exc)}")
     return url

@@ -229,10 +229,6 @@ def decode_images(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from PIL import Image
-
-from ._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-from ._pixels import pil_to_array, standardize_pixels
-from ._preprocess import Geometry, draft_target, resize_crop_pil, resize_crop_tensor
     >>> from skfairtune._images._decode import decode_images
     >>> folder = Path(tempfile.mkdtemp())
     >>> Image.new("L", (40, 30)).save(folder / "a.png")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._decode import decode_images
+
 __all__ = ["ImageCache", "default_cache_dir", "resolve_image_cache"]
 
 _ENV = "SKFAIRTUNE_IMAGE_CACHE"
@@ -110,8 +112,6 @@ class ImageCache:
         The map is copy-on-write: writing to it never changes the entry.
         ``bit_depth`` applies to 16-bit PNG/TIFF files (see ``decode_images``).
         """
-        from ._decode import decode_images
-
         paths = [os.fspath(p) for p in paths]
         target = self.path(paths, geometry, bit_depth)
         if target.is_file():

@@ -16,7 +16,7 @@ from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
 from .._images._pixels import to_unit_float
-from ..backbone._vit_split import ViTSuffix
+from ..backbone._vit_split import ViTSuffix, forward_prefix, run_half_blocks
 
 __all__ = [
     "MaskedViTNet",
@@ -82,11 +82,14 @@ class TensorBatchLoader:
 
 
 class ImageModel(torch.nn.Module):
-    """The trained network: normalise (and optionally augment) images, then run the ViT.
+    """The trained network: model-ready images (or a frozen prefix's output) to logits.
 
-    Its input is images, except inside :meth:`inputs_after`, where it is the
-    residual stream after a frozen prefix (cached activations) and only the
-    suffix runs.
+    It owns everything from a compact image tensor to activations: channels,
+    normalisation, augmentation, the ViT, and running its frozen prefix
+    (:meth:`prefix_activations`). Its input is images, except inside
+    :meth:`inputs_after`, where it is the residual stream after a frozen
+    prefix (cached activations) and only the suffix runs. Images reach it
+    through :class:`skfairtune._images._convert.ImageConverter`.
 
     Parameters
     ----------
@@ -107,6 +110,11 @@ class ImageModel(torch.nn.Module):
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augment = augment
+
+    @property
+    def vit(self) -> torch.nn.Module:
+        """The timm model inside (its input: normalised images)."""
+        return self.suffix.vit
 
     @contextlib.contextmanager
     def inputs_after(self, frozen_prefix: int):
@@ -160,6 +168,49 @@ class ImageModel(torch.nn.Module):
         if self.suffix.start == 0:
             x = self.prepare_images(x)
         return self.suffix(x)
+
+    @torch.no_grad()
+    def prefix_activations(self, x: torch.Tensor, first: int, stop: int, *, batch_size: int,
+                           device: torch.device, autocast_dtype: torch.dtype | None,
+                           out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Half-blocks ``first .. stop - 1`` in inference mode, in batches, back on the CPU.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Model-ready images when ``first=0``, else the output of half-block ``first - 1``.
+        first, stop : int
+            The half-blocks to run (:mod:`skfairtune.backbone._vit_split`).
+        batch_size : int
+            Images per forward pass.
+        device : torch.device
+            Where the model runs.
+        autocast_dtype : torch.dtype or None
+            The training autocast, so that cached activations are what the
+            whole model would compute.
+        out_dtype : torch.dtype, default=torch.float32
+            Dtype the activations are stored in.
+
+        Returns
+        -------
+        torch.Tensor
+            The residual stream after half-block ``stop - 1``.
+        """
+        was_training = self.training
+        self.eval()
+        chunks = []
+        try:
+            for i in range(0, len(x), batch_size):
+                chunk = x[i:i + batch_size].to(device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    if first == 0:
+                        out = forward_prefix(self.vit, self.prepare_images(chunk), stop)
+                    else:
+                        out = run_half_blocks(self.vit, chunk, first, stop)
+                chunks.append(out.to(out_dtype).cpu())
+        finally:
+            self.train(was_training)
+        return torch.cat(chunks)
 
 
 class WarmupCosineLR(Callback):
@@ -230,11 +281,18 @@ class MaskedViTNet(NeuralNetClassifier):
 
     Frozen parameters never enter the optimizer (so AdamW's weight decay cannot
     move them), and on CUDA the forward runs under bf16 autocast when asked.
+    ``image_converter`` (an :class:`~skfairtune._images._convert.ImageConverter`)
+    is how this net's images were prepared: callbacks that score other images
+    (:class:`~skfairtune.callbacks.GroupAUCScoring`) convert them with it.
     """
 
-    def __init__(self, *args, autocast_dtype=None, **kwargs):
+    #: Nets pickled before the converter existed have none.
+    image_converter = None
+
+    def __init__(self, *args, autocast_dtype=None, image_converter=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype
+        self.image_converter = image_converter
 
     def _set_training(self, training=True):
         # skorch sets the mode before every batch; nn.Module.train walks every submodule

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from .._images._geometry import resolve_preprocessing
-from ..backbone._load import build_backbone, model_input_config
-from ..masks._mask import MaskSpace
+from ..backbone._introspect import model_input_config
+from ..backbone._load import build_backbone
+from ..masks import MaskSpace
 
 __all__ = ["ModelTemplate", "TEMPLATE_PARAMS"]
 

@@ -16,6 +16,13 @@ callers need::
 its folds in lockstep. The frozen prefix (:mod:`skfairtune.backbone._vit_split`) is decided
 here once per run, and the split forward pass is scoped by
 :meth:`~skfairtune._training._net.ImageModel.inputs_after`, never left switched on.
+
+``prepare`` is a sequence of named steps: check ``X`` and the labels, convert the
+images (``_convert``, through :class:`~skfairtune._images._convert.ImageConverter`,
+which then serves validation and callbacks), copy the masked model
+(``_build_backbone``), make the module and the net, and run the frozen prefix
+(``_through_frozen_prefix``). Images become activations only in
+:class:`~skfairtune._training._net.ImageModel`.
 """
 
 from __future__ import annotations
@@ -33,10 +40,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_random_state
 
-from .._utils._checks import check_not_tabular
-from .._images._filecache import resolve_image_cache
-from .._images._convert import check_images_given, images_to_tensor, tabular_width
-from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, forward_prefix, prefix_cut, run_half_blocks
+from ..exceptions import DegradedWarning
+from .._images._convert import CheckedInput, ImageConverter, check_input
+from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, prefix_cut
 from .._images._geometry import make_train_transform
 from ._template import ModelTemplate
 from ._net import (
@@ -48,9 +54,9 @@ from ._net import (
     TensorDataset,
     WarmupCosineLR,
 )
-from ..backbone._load import count_parameters
+from ..backbone._introspect import count_parameters
 from ..masks._lora import apply_units, lora_states
-from ..masks._mask import apply_mask, frozen_prefix_length
+from ..masks import apply_mask, frozen_prefix_length
 
 __all__ = ["Trainer", "encode_targets", "on_device_if_it_fits", "resolve_device", "resolve_seed", "predict_proba"]
 
@@ -105,11 +111,8 @@ def predict_proba(net: MaskedViTNet, inputs: torch.Tensor, *, frozen_prefix: int
 
 
 def to_model_tensor(X, params: dict, input_config: dict, geometry) -> torch.Tensor:
-    """Images as the model's compact input tensor; the same for fit, search and predict."""
-    return images_to_tensor(
-        X, img_size=input_config["img_size"], in_chans=input_config["in_chans"],
-        bit_depth=params["bit_depth"], geometry=geometry, image_cache=resolve_image_cache(params["image_cache"]),
-    )
+    """``X`` through the classifier's :class:`~skfairtune._images._convert.ImageConverter`, as a tensor."""
+    return ImageConverter.for_model(params, input_config, geometry).convert(X).pixels
 
 
 #: Share of the free accelerator memory the training set may take when held there.
@@ -162,16 +165,31 @@ class Trainer:
         """Check the data, build the masked model and the net, and cache the frozen prefix.
 
         ``data_key`` names ``X`` for the shared activation cache (e.g. the fold).
+        ``X`` may be anything :class:`~skfairtune._images._convert.ImageConverter`
+        converts, its output included (converted once for a whole search).
         """
-        p = self.params
-        check_images_given(X)
-        check_not_tabular(X, allow_tabular=p["allow_tabular"])
+        # X's own faults are named before the labels', and both before a model is built.
+        checked = check_input(X, allow_tabular=self.params["allow_tabular"])
         self.classes, y_encoded = encode_targets(y, owner="FairTuneClassifier")
-        self.device = resolve_device(p["device"])
-        seed = resolve_seed(p["random_state"])
-        template = self.template
-        if template is None or template.n_classes != len(self.classes):
-            template = self.template = ModelTemplate(p, n_classes=len(self.classes), seed=seed)
+        self.device = resolve_device(self.params["device"])
+        seed = resolve_seed(self.params["random_state"])
+        images = self._convert(checked, self._template_for(seed), n_labels=len(y_encoded))
+        backbone = self._build_backbone()
+        self.net = self._make_net(self._make_module(backbone), len(images), self._class_weights(y_encoded), seed)
+        images = self._through_frozen_prefix(backbone, images, data_key)
+        y_tensor = torch.as_tensor(y_encoded, dtype=torch.long)
+        self.dataset = TensorDataset(*on_device_if_it_fits((images, y_tensor), self.device))
+        return self
+
+    def _template_for(self, seed: int) -> ModelTemplate:
+        """The template to copy; a new one builds its model only when first read."""
+        if self.template is None or self.template.n_classes != len(self.classes):
+            self.template = ModelTemplate(self.params, n_classes=len(self.classes), seed=seed)
+        return self.template
+
+    def _build_backbone(self) -> torch.nn.Module:
+        """A copy of the template's model with the mask (or LoRA units) applied, and its counts."""
+        p, template = self.params, self.template
         backbone = template.new_backbone()
         self.unit_states = lora_states(p["mask"], template.mask_space)
         if self.unit_states is None:
@@ -184,52 +202,75 @@ class Trainer:
             # Binary view for the frozen prefix: a LoRA unit trains, so the prefix stops before it.
             self.mask = self.unit_states.trainable_mask
             self.n_lora_params = info["n_lora"]
-        self.input_config, self.geometry = template.input_config, template.geometry
-        augmentation = template.augmentation
-        X_tensor = to_model_tensor(X, p, self.input_config, self.geometry)
-        if len(X_tensor) != len(y_encoded):
-            raise ValueError(f"X has {len(X_tensor)} images but y has {len(y_encoded)} labels.")
-        self.n_features_in = tabular_width(X)
         self.n_trainable_params, self.n_params = count_parameters(backbone)
         self.n_params -= self.n_lora_params  # the model's own size, comparable across masks
         self.trainable_parameter_names = list(info["trainable_names"])
+        return backbone
+
+    def _convert(self, checked: CheckedInput, template: ModelTemplate, *, n_labels: int) -> torch.Tensor:
+        """The checked training images through the converter, which then serves validation and callbacks."""
+        images = ImageConverter.from_params(self.params).convert(checked, model=template)
+        if len(images) != n_labels:
+            raise ValueError(f"X has {len(images)} images but y has {n_labels} labels.")
+        self.input_config, self.geometry = template.input_config, template.geometry
+        self.n_features_in = images.n_features
+        self.converter = ImageConverter.for_model(self.params, self.input_config, self.geometry,
+                                                  n_features=images.n_features)
+        return images.pixels
+
+    def _make_module(self, backbone: torch.nn.Module) -> ImageModel:
+        augmentation = self.template.augmentation
         train_transform = None
         if augmentation:
             train_transform = make_train_transform(augmentation, self.input_config, self.geometry)
-        module = ImageModel(backbone, self.input_config["mean"], self.input_config["std"],
-                            augment=p["augment"], train_transform=train_transform)
-        module.geometry, module.bit_depth = self.geometry, p["bit_depth"]  # read by GroupAUCScoring
-        self.net = self._make_net(module, len(X_tensor), self._class_weights(y_encoded), seed)
+        return ImageModel(backbone, self.input_config["mean"], self.input_config["std"],
+                          augment=self.params["augment"], train_transform=train_transform)
 
-        augments = None
-        if p["augment"]:
-            augments = "augmentation changes the frozen part's input every epoch"
-        elif augmentation:
-            augments = (f"the `timm_transform` augmentation settings {sorted(augmentation)} change the "
-                        "frozen part's input every epoch")
+    def _randomness_before_model(self) -> str | None:
+        """Why the frozen part's input changes every epoch (augmentation), if it does.
+
+        With :func:`~skfairtune.backbone._vit_split.prefix_cut`'s test of dropout and
+        stochastic depth in the frozen part, the whole of "is the frozen prefix
+        deterministic"; both are asked in :meth:`_frozen_prefix_cut` only.
+        """
+        if self.params["augment"]:
+            return "augmentation changes the frozen part's input every epoch"
+        augmentation = self.template.augmentation
+        if augmentation:
+            return (f"the `timm_transform` augmentation settings {sorted(augmentation)} change the "
+                    "frozen part's input every epoch")
+        return None
+
+    def _frozen_prefix_cut(self, backbone: torch.nn.Module, n_samples: int) -> int:
+        """Leading half-blocks to serve from cached activations (0: none), with the reason when 0."""
+        p = self.params
         frozen = frozen_prefix_length(self.mask, train_embeddings=p["train_embeddings"])
         cut, self.frozen_cache_reason = prefix_cut(
-            backbone, frozen, setting=p["frozen_cache"], augments=augments, n_samples=len(X_tensor),
-            max_mb=p["frozen_cache_max_mb"], bytes_per_value=self._prefix_dtype.itemsize)
+            backbone, frozen, setting=p["frozen_cache"], augments=self._randomness_before_model(),
+            n_samples=n_samples, max_mb=p["frozen_cache_max_mb"], bytes_per_value=self._prefix_dtype.itemsize)
         if p["frozen_cache"] is True and self.frozen_cache_reason not in (None, NOTHING_FROZEN):
             warnings.warn(f"frozen_cache=True but the cache is not used: {self.frozen_cache_reason}.",
-                          UserWarning, stacklevel=3)
-        self.frozen_prefix = 0
-        if cut:
-            try:
-                X_tensor = self._prefix_output(X_tensor, cut, data_key=("train", data_key))
-                self.frozen_prefix = cut
-            except (MemoryError, torch.OutOfMemoryError) as exc:
-                # Slower, not fatal: train through the frozen part instead of from its outputs.
-                from ..distributed._degrade import DegradedWarning
+                          UserWarning, stacklevel=5)  # the caller of fit
+        return cut
 
-                warnings.warn(f"frozen-prefix cache off for this fit: its activations do not fit in memory "
-                              f"({type(exc).__name__}); training from the images instead. Lower "
-                              "`frozen_cache_max_mb` or set frozen_cache=False to skip the attempt.",
-                              DegradedWarning, stacklevel=3)
-        y_tensor = torch.as_tensor(y_encoded, dtype=torch.long)
-        self.dataset = TensorDataset(*on_device_if_it_fits((X_tensor, y_tensor), self.device))
-        return self
+    def _through_frozen_prefix(self, backbone: torch.nn.Module, images: torch.Tensor,
+                               data_key: Hashable) -> torch.Tensor:
+        """The training inputs: the frozen prefix's output when it can be cached, else ``images``."""
+        self.frozen_prefix = 0
+        cut = self._frozen_prefix_cut(backbone, len(images))
+        if not cut:
+            return images
+        try:
+            inputs = self._prefix_output(images, cut, data_key=("train", data_key))
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            # Slower, not fatal: train through the frozen part instead of from its outputs.
+            warnings.warn(f"frozen-prefix cache off for this fit: its activations do not fit in memory "
+                          f"({type(exc).__name__}); training from the images instead. Lower "
+                          "`frozen_cache_max_mb` or set frozen_cache=False to skip the attempt.",
+                          DegradedWarning, stacklevel=4)  # the caller of fit
+            return images
+        self.frozen_prefix = cut
+        return inputs
 
     def _make_net(self, module: torch.nn.Module, n_samples: int, class_weights, seed: int) -> MaskedViTNet:
         p = self.params
@@ -256,6 +297,7 @@ class Trainer:
             optimizer_kwargs["optimizer__fused"] = True  # one kernel for the whole update on a GPU
         net = MaskedViTNet(
             module,
+            image_converter=self.converter,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=p["weight_decay"],
@@ -297,31 +339,15 @@ class Trainer:
         return compute_class_weight(class_weight, classes=np.arange(len(self.classes)), y=y_encoded)
 
     # ------------------------------------------------------------------ the frozen prefix
-    @torch.no_grad()
     def _run_prefix(self, x: torch.Tensor, first: int, stop: int) -> torch.Tensor:
-        """Half-blocks ``first .. stop - 1`` in inference mode and large batches (``first=0``: images).
+        """Half-blocks ``first .. stop - 1`` of the model (``first=0``: ``x`` are images).
 
         Under the same autocast as training and prediction, so a cached prefix
         computes what the whole model would.
         """
-        module: ImageModel = self.net.module_
-        vit = module.suffix.vit
-        was_training = module.training
-        module.eval()
-        chunks = []
-        try:
-            for i in range(0, len(x), self.predict_batch_size):
-                chunk = x[i:i + self.predict_batch_size].to(self.device)
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype,
-                                    enabled=self.autocast_dtype is not None):
-                    if first == 0:
-                        out = forward_prefix(vit, module.prepare_images(chunk), stop)
-                    else:
-                        out = run_half_blocks(vit, chunk, first, stop)
-                chunks.append(out.to(self._prefix_dtype).cpu())
-        finally:
-            module.train(was_training)
-        return torch.cat(chunks)
+        return self.net.module_.prefix_activations(
+            x, first, stop, batch_size=self.predict_batch_size, device=self.device,
+            autocast_dtype=self.autocast_dtype, out_dtype=self._prefix_dtype)
 
     @property
     def _prefix_dtype(self) -> torch.dtype:
@@ -337,8 +363,7 @@ class Trainer:
     # ------------------------------------------------------------------ training and prediction
     def model_inputs(self, X, *, data_key: Hashable = None) -> torch.Tensor:
         """``X`` as what :meth:`predict_proba` takes: through the frozen prefix when there is one."""
-        check_not_tabular(X, allow_tabular=self.params["allow_tabular"])
-        tensor = to_model_tensor(X, self.params, self.input_config, self.geometry)
+        tensor = self.converter.convert(X).pixels
         if self.frozen_prefix:
             tensor = self._prefix_output(tensor, self.frozen_prefix, data_key=("valid", data_key))
         return tensor

@@ -3,7 +3,8 @@
 Each check runs in ``fit`` before the backbone is trained (and, for the search,
 before the stored study is opened), so a bad input costs milliseconds and never
 leaves a trace in a stored study. Messages name the parameter, the value and
-the fix, in scikit-learn's wording.
+the fix, in scikit-learn's wording. Checks of ``X`` itself (tabular data
+included) live with its conversion, in :func:`skfairtune._images._convert.check_input`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "check_not_tabular",
     "check_scoring_classes",
     "check_several_groups",
     "check_splits",
@@ -30,49 +30,6 @@ MULTICLASS_SCORINGS = ("worst_group_accuracy", "accuracy", "balanced_accuracy", 
 # Fairness scorings that compare groups: meaningless with one group.
 _GROUP_SCORINGS = ("min_group_auc", "neg_auc_gap", "worst_group_accuracy", "neg_equalized_odds_difference",
                    "neg_demographic_parity_difference")
-
-
-def _is_numeric_matrix(X) -> tuple[int, int] | None:
-    """(rows, columns) when ``X`` is a 2-D numeric array, tensor, DataFrame or nested list."""
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) == 2:
-        dtypes = getattr(X, "dtypes", None)  # pandas DataFrame
-        if dtypes is not None:
-            numeric = all(getattr(d, "kind", "O") in "biuf" for d in dtypes)
-        else:
-            dtype = getattr(X, "dtype", None)
-            kind = getattr(dtype, "kind", None)
-            if kind is None:  # torch tensors: every dtype but bool/complex is numeric
-                numeric = not (str(dtype).endswith("bool") or "complex" in str(dtype))
-            else:
-                numeric = kind in "biuf"
-        return (int(shape[0]), int(shape[1])) if numeric else None
-    if isinstance(X, (list, tuple)) and X and isinstance(X[0], (list, tuple)):
-        first = np.asarray(X[0])
-        if first.ndim == 1 and first.dtype.kind in "biuf":
-            return len(X), int(first.shape[0])
-    return None
-
-
-def check_not_tabular(X, *, allow_tabular: bool) -> None:
-    """Refuse a 2-D numeric matrix (features, not images) unless ``allow_tabular``.
-
-    A matrix (N, D) used to be read silently as N grayscale images one pixel
-    high and stretched to the model's input size, which trains on nonsense.
-    A 2-D array of file paths (one column of a table) is still accepted.
-    """
-    if allow_tabular:
-        return
-    shape = _is_numeric_matrix(X)
-    if shape is None:
-        return
-    raise ValueError(
-        f"X is a 2-D matrix of shape {shape}, which is read as features, not images. Pass images "
-        "shaped (N, H, W), (N, H, W, C) or (N, C, H, W), a list of PIL images or a list of file "
-        "paths; reshape flattened images first (e.g. X.reshape(-1, H, W, C), or a "
-        "FunctionTransformer step in a Pipeline). To train on each row as a grayscale image one "
-        "pixel high (what scikit-learn's estimator checks do), set allow_tabular=True."
-    )
 
 
 def check_scoring_classes(scoring, classes) -> None:

@@ -1,8 +1,7 @@
 """The frozen prefix: where a model can be cut, running it in pieces, and caching its output.
 
-A mask that freezes everything up to some half-block ``s`` (half-block ``2 i``
-is the attention branch of block ``i``, ``2 i + 1`` its MLP branch) leaves a
-*frozen prefix* whose output never changes during training. Computing it once
+A mask that freezes everything up to some half-block ``s`` (half-blocks are
+defined in :mod:`skfairtune.backbone._half_blocks`) leaves a *frozen prefix* whose output never changes during training. Computing it once
 and training only the suffix gives the same model, faster. This module owns
 everything about that cut:
 
@@ -10,9 +9,9 @@ everything about that cut:
   cached activations for a given model, mask and training set-up, and why not
   when none may;
 - the split forward pass: :func:`forward_prefix` runs the prefix,
-  :class:`ViTSuffix` the rest, :func:`supports_prefix_cache` says whether a
-  model's forward can be split this way (timm ViTs with standard pre-norm
-  blocks; other families run whole);
+  :class:`ViTSuffix` the rest, for models whose forward can be split this way
+  (:func:`~skfairtune.backbone.supports_prefix_cache`, defined with the
+  half-blocks: timm ViTs with standard pre-norm blocks; other families run whole);
 - :class:`ActivationCache`: prefix outputs shared by the trials of one search.
 
 "Frozen prefix" (a count of half-blocks) is the one name for the cut; it is
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._half_blocks import HALF_BLOCK_MODULES, n_half_blocks, supports_prefix_cache
+
 __all__ = [
     "ActivationCache",
     "NOTHING_FROZEN",
@@ -45,58 +46,6 @@ __all__ = [
 ]
 
 
-_MODEL_ATTRS = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm", "forward_head")
-_HALF_ATTRS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
-
-
-def supports_prefix_cache(model: nn.Module) -> bool:
-    """Whether :func:`forward_prefix` / :class:`ViTSuffix` reproduce ``model`` exactly.
-
-    True for timm ``VisionTransformer`` models built from plain pre-norm
-    ``Block`` s whose ``forward``, ``forward_features`` and ``forward_head``
-    are timm's own.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> import timm
-    >>> from torch import nn
-    >>> from skfairtune.backbone._vit_split import supports_prefix_cache
-    >>> supports_prefix_cache(timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4,
-    ...                                         embed_dim=16, depth=1, num_heads=2))
-    True
-    >>> supports_prefix_cache(nn.Linear(2, 2))
-    False
-    """
-    try:
-        from timm.models.vision_transformer import Block, VisionTransformer
-    except ImportError:  # pragma: no cover - timm is a dependency
-        return False
-    if not isinstance(model, VisionTransformer) or not all(hasattr(model, a) for a in _MODEL_ATTRS):
-        return False
-    cls = type(model)
-    if (
-        cls.forward is not VisionTransformer.forward
-        or cls.forward_features is not VisionTransformer.forward_features
-        or cls.forward_head is not VisionTransformer.forward_head
-    ):
-        return False
-    blocks = model.blocks
-    if not isinstance(blocks, nn.Sequential) or len(blocks) == 0:
-        return False
-    return all(
-        isinstance(b, Block) and type(b).forward is Block.forward and all(hasattr(b, a) for a in _HALF_ATTRS)
-        for b in blocks
-    )
-
-
 def check_cut(model: nn.Module, position: int, name: str) -> int:
     """``position`` as an int after checking ``model`` can be cut there."""
     if not supports_prefix_cache(model):
@@ -104,7 +53,7 @@ def check_cut(model: nn.Module, position: int, name: str) -> int:
             f"Splitting the forward pass needs a timm VisionTransformer with standard pre-norm blocks; "
             f"{type(model).__name__} is not one (see supports_prefix_cache). Use {name}=0 to run it whole."
         )
-    n_half = 2 * len(model.blocks)
+    n_half = n_half_blocks(len(model.blocks))
     if isinstance(position, bool) or not isinstance(position, numbers.Integral) or not 0 <= position <= n_half:
         raise ValueError(
             f"`{name}` must be an integer between 0 and {n_half} (2 x {len(model.blocks)} blocks), got {position!r}."
@@ -116,11 +65,9 @@ def run_half_blocks(model: nn.Module, x: torch.Tensor, start: int, stop: int) ->
     """Half-blocks ``start .. stop - 1`` of ``model`` on the residual stream ``x``."""
     # Mirrors timm 1.0 Block.forward with attn_mask=None, is_causal=False.
     for h in range(start, stop):
-        blk = model.blocks[h // 2]
-        if h % 2 == 0:
-            x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
-        else:
-            x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+        block, half = divmod(h, 2)
+        norm, branch, scale, drop = (getattr(model.blocks[block], m) for m in HALF_BLOCK_MODULES[half])
+        x = x + drop(scale(branch(norm(x))))
     return x
 
 
@@ -128,9 +75,8 @@ def forward_prefix(model: nn.Module, images: torch.Tensor, stop: int) -> torch.T
     """Run a timm ViT up to the end of half-block ``stop``.
 
     Runs ``patch_embed``, ``_pos_embed``, ``patch_drop`` and ``norm_pre``,
-    then the first ``stop`` half-blocks (half-block ``2 i``:
-    ``x + drop_path1(ls1(attn(norm1(x))))`` of block ``i``; ``2 i + 1``:
-    ``x + drop_path2(ls2(mlp(norm2(x))))``). ``ViTSuffix(model, stop)``
+    then the first ``stop`` half-blocks (see
+    :mod:`skfairtune.backbone._half_blocks`). ``ViTSuffix(model, stop)``
     continues from the result. With ``stop=0`` the images are returned as
     they are, since ``ViTSuffix(model, 0)`` is the whole model.
 
@@ -218,7 +164,7 @@ class ViTSuffix(nn.Module):
         if self.start == 0:
             return self.vit(x)
         m = self.vit
-        x = run_half_blocks(m, x, self.start, 2 * len(m.blocks))
+        x = run_half_blocks(m, x, self.start, n_half_blocks(len(m.blocks)))
         x = m.norm(x)
         return m.forward_head(x)
 
@@ -267,7 +213,7 @@ def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augment
     backbone : torch.nn.Module
         The masked model.
     frozen_half_blocks : int
-        Leading half-blocks the mask freezes (``masks.frozen_prefix_length``).
+        Leading half-blocks the mask freezes (:func:`skfairtune.masks.frozen_prefix_length`).
     setting : {"auto", True, False}
         The classifier's ``frozen_cache``.
     augments : str or None

@@ -5,8 +5,10 @@ worker, on every machine, computes the same answer (the rules are in
 :mod:`skfairtune.distributed._run`):
 
 * non-retry trials fill the ``n_trials`` *slots* in number order;
-* a trial created after the slots are full is *surplus*, a baseline enqueued
-  twice (per learning rate of its grid) a *duplicate*: both are failed unrun
+* a trial created after the slots are full is *surplus*, an enqueued trial
+  whose identity (:meth:`TrialRecord.identity
+  <skfairtune.distributed._trial_record.TrialRecord.identity>`: a baseline and
+  its learning rate) an earlier trial has a *duplicate*: both are failed unrun
   (their system attribute :data:`SURPLUS_ATTR` says which) and do not count;
 * a *retry* (Optuna's ``failed_trial`` system attribute) takes the slot of the
   trial it retries, which is *superseded* and no longer counts.
@@ -18,6 +20,8 @@ from typing import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from ._trial_record import TrialRecord
 
 __all__ = ["SURPLUS_ATTR", "counted_trials", "is_retry", "slot_index", "superseded_numbers", "trial_roles",
            "work_left"]
@@ -57,13 +61,14 @@ def trial_roles(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[int
     --------
     >>> import optuna
     >>> study = optuna.create_study()
-    >>> for user_attrs in ({"baseline": "linear"}, {"baseline": "linear"}, {}, {}):
+    >>> linear = TrialRecord(baseline="linear").as_user_attrs()
+    >>> for user_attrs in (linear, linear, {}, {}):
     ...     study.enqueue_trial({}, user_attrs=user_attrs)
     >>> trial_roles(study.trials, n_trials=2)
     {0: 'slot', 1: 'duplicate', 2: 'slot', 3: 'surplus'}
     """
     roles: dict[int, str] = {}
-    baselines: set[tuple] = set()
+    enqueued: set[tuple] = set()
     n_slots = 0
     for trial in sorted(trials, key=lambda t: t.number):
         marked = trial.system_attrs.get(SURPLUS_ATTR)
@@ -71,13 +76,12 @@ def trial_roles(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[int
             roles[trial.number] = "retry"
             continue
         # A baseline is enqueued once per learning rate of its grid.
-        baseline = trial.user_attrs.get("baseline")
-        key = None if baseline is None else (baseline, trial.user_attrs.get("baseline_lr"))
-        if marked == "duplicate" or (key is not None and key in baselines):
+        key = TrialRecord.identity(trial)
+        if marked == "duplicate" or (key is not None and key in enqueued):
             roles[trial.number] = "duplicate"
             continue
         if key is not None:
-            baselines.add(key)
+            enqueued.add(key)
         if marked == "surplus" or (n_trials is not None and n_slots >= n_trials):
             roles[trial.number] = "surplus"
             continue

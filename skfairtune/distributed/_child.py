@@ -15,6 +15,7 @@ itself the same way instead of training for nobody.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import signal
@@ -25,6 +26,19 @@ import traceback
 import warnings
 from pathlib import Path
 
+# A broken install must still reach the parent as a report (not as a bare exit code), so an
+# import error is kept and reported by main(), which writes the report file.
+try:
+    import numpy as np
+    import optuna
+
+    from ._loop import run_trial_loop
+    from ._pool import assign_device
+except BaseException as _exc:  # noqa: BLE001 - reported by main()
+    _IMPORT_ERROR: BaseException | None = _exc
+else:
+    _IMPORT_ERROR = None
+
 __all__ = ["main", "write_error_report"]
 
 
@@ -34,7 +48,7 @@ def write_error_report(path, exc: BaseException) -> None:
         pickled = pickle.dumps(exc)
     except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as text
         pickled = None
-    report = {"traceback": traceback.format_exc(), "exception": pickled,
+    report = {"traceback": "".join(traceback.format_exception(exc)), "exception": pickled,
               "summary": f"{type(exc).__name__}: {exc}"}
     with open(path, "wb") as handle:
         pickle.dump(report, handle)
@@ -54,12 +68,8 @@ def _watch_parent(parent: int) -> None:
 
 
 def _run(payload_path: str, device: str | None) -> None:
-    import numpy as np
-    import optuna
-
-    from skfairtune.distributed._loop import run_trial_loop
-    from skfairtune.distributed._pool import assign_device
-
+    if _IMPORT_ERROR is not None:
+        raise _IMPORT_ERROR
     with open(payload_path, "rb") as handle:
         header = pickle.load(handle)
     # The parent's import path, so objectives defined in its modules unpickle here.
@@ -68,11 +78,13 @@ def _run(payload_path: str, device: str | None) -> None:
     optuna.logging.set_verbosity(payload["verbosity"])
     objective = payload["objective"]
     if payload["x_path"] is not None:
+        # torch is heavy: a worker whose objective ships no image tensor never loads it.
         import torch
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # read-only memory map; trials copy slices
-            objective.X = torch.from_numpy(np.load(payload["x_path"], mmap_mode="r"))
+            pixels = torch.from_numpy(np.load(payload["x_path"], mmap_mode="r"))
+        objective.X = pixels if objective.X is None else dataclasses.replace(objective.X, pixels=pixels)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(payload["threads"])
     objective = assign_device(objective, device)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 
-from ._optuna_compat import study_storage
+from ._optuna_compat import storage_of
 
 __all__ = ["optuna_object", "claim_refit", "release_refit", "refit_claim", "network_filesystem", "REFIT_SUFFIX"]
 
@@ -92,7 +92,7 @@ def claim_refit(study: optuna.Study) -> bool:
     """
     name = study.study_name + REFIT_SUFFIX
     try:
-        marker = optuna.create_study(study_name=name, storage=study_storage(study), direction="maximize")
+        marker = optuna.create_study(study_name=name, storage=storage_of(study), direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         return False
     marker.set_user_attr("claimed_by", {"host": socket.gethostname(), "pid": os.getpid(),
@@ -103,7 +103,7 @@ def claim_refit(study: optuna.Study) -> bool:
 def release_refit(study: optuna.Study) -> None:
     """Give the refit claim back after a refit that could not be saved, so a rerun can do it."""
     try:
-        optuna.delete_study(study_name=study.study_name + REFIT_SUFFIX, storage=study_storage(study))
+        optuna.delete_study(study_name=study.study_name + REFIT_SUFFIX, storage=storage_of(study))
     except KeyError:
         pass
 
@@ -111,7 +111,7 @@ def release_refit(study: optuna.Study) -> None:
 def refit_claim(study: optuna.Study) -> dict | None:
     """Who claimed the refit of ``study`` (``{"host", "pid", "time"}``), or None."""
     name = study.study_name + REFIT_SUFFIX
-    storage = study_storage(study)
+    storage = storage_of(study)
     if name not in optuna.get_all_study_names(storage):
         return None
     return optuna.load_study(study_name=name, storage=storage).user_attrs.get("claimed_by", {})

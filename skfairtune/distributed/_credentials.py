@@ -1,8 +1,8 @@
 """Keep database passwords out of everything a search leaves behind.
 
 A storage URL may carry a password (``postgresql+psycopg://ann:s3cret@db/search``).
-Reprs, logs and errors already redact it (:func:`skfairtune.distributed._study.redact_url`);
-this module covers what outlives the process:
+Reprs, logs and errors redact it (:func:`redact_url`; :func:`scrub` also where a
+driver echoed the bare password), and this module covers what outlives the process:
 
 * **Pickles** of a search hold the redacted URL (``ann:***@db``) and an in-memory
   copy of the study, never the password nor a database connection.
@@ -21,7 +21,11 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["expand_storage_url", "forget_password", "pickle_safe_storage", "REDACTED"]
+import optuna
+
+from ._optuna_compat import storage_of
+
+__all__ = ["expand_storage_url", "forget_password", "pickle_safe_storage", "redact_url", "scrub", "REDACTED"]
 
 REDACTED = "***"
 # Redacted URL -> the full URL, for clones made in this process (never pickled).
@@ -38,6 +42,56 @@ def _password(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+def redact_url(url) -> str:
+    """Hide the password of a database URL (or of any text holding one).
+
+    Used for every log line, repr and error message that could show a
+    storage URL: the user-info password and ``password=`` options become
+    ``***``.
+
+    Parameters
+    ----------
+    url : object
+        A URL, an error message or any object (its ``str``).
+
+    Returns
+    -------
+    text : str
+        The text with passwords replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact_url("postgresql+psycopg://ann:s3cr@t@db.example:5432/search")
+    'postgresql+psycopg://ann:***@db.example:5432/search'
+    >>> redact_url("postgresql://db/search?user=ann&password=s3cret")
+    'postgresql://db/search?user=ann&password=***'
+    """
+    text = str(url)
+    # The user-info ends at the last "@" before the host: passwords may hold "@" unencoded.
+    text = re.sub(r"(://[^:/@\s]*):[^\s/]*@", r"\1:***@", text)
+    return re.sub(r"(?i)\b((?:password|passwd|pwd)\s*=\s*)[^&\s;'\"]+", r"\1***", text)
+
+
+def scrub(message: str, url: str) -> str:
+    """An error message without the URL's password, even where a driver echoed it bare.
+
+    Examples
+    --------
+    >>> scrub("auth failed for s3cret", "postgresql://ann:s3cret@db/search")
+    'auth failed for ***'
+    """
+    try:
+        # sqlalchemy is Optuna's optional database dependency: file and memory storages never load it.
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - unparsable URL: nothing more to hide than redact_url finds
+        password = None
+    if password:
+        message = message.replace(str(password), REDACTED)
+    return redact_url(message)
+
+
 def forget_password(url):
     """The URL as a search may keep it: redacted, with the password remembered here.
 
@@ -50,8 +104,6 @@ def forget_password(url):
     >>> forget_password("postgresql://ann:${PGPASSWORD}@db/search")
     'postgresql://ann:${PGPASSWORD}@db/search'
     """
-    from ._study import redact_url
-
     if not isinstance(url, str) or "://" not in url:
         return url
     password = _password(url)
@@ -64,8 +116,6 @@ def forget_password(url):
 
 def expand_storage_url(url: str) -> str:
     """The URL to connect with: ``${VAR}`` expanded, a redacted password restored or refused."""
-    from ._study import redact_url
-
     def env(match):
         name = match.group(1)
         if name not in os.environ:
@@ -89,23 +139,7 @@ def expand_storage_url(url: str) -> str:
 
 def pickle_safe_storage(storage):
     """What a pickled search keeps of ``storage``: no password, no connection."""
-    import optuna
-
-    from ._optuna_compat import storage_backend
-
-    backend = storage_backend(storage)
+    backend = storage_of(storage, unwrap=True)
     if isinstance(backend, optuna.storages.RDBStorage):
         return forget_password(str(backend.url))
     return forget_password(storage) if isinstance(storage, str) else storage
-
-
-def pickle_safe_study(study):
-    """An in-memory copy of a study kept in a database (whose storage holds the URL)."""
-    import optuna
-
-    from ._optuna_compat import storage_backend, study_storage
-    from ._study import copy_study
-
-    if not isinstance(storage_backend(study_storage(study)), optuna.storages.RDBStorage):
-        return study
-    return copy_study(study, None, sampler=study.sampler, pruner=study.pruner)

@@ -20,13 +20,13 @@ import pickle
 import warnings
 from pathlib import Path
 
+from ..exceptions import DegradedWarning
+from ._run import resolve_n_jobs, run_trials
+
+# DegradedWarning is defined in skfairtune.exceptions; its name here serves older imports.
 __all__ = ["is_disk_full", "run_trials_degrading", "save_atomically", "DegradedWarning"]
 
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-class DegradedWarning(RuntimeWarning):
-    """A resource ran out and the search continues in a slower mode."""
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -36,8 +36,6 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def run_trials_degrading(study, objective, *, n_trials, n_jobs, **kwargs):
     """:func:`skfairtune.distributed._run.run_trials`, in this process when worker files cannot be written."""
-    from ._run import resolve_n_jobs, run_trials
-
     try:
         return run_trials(study, objective, n_trials=n_trials, n_jobs=n_jobs, **kwargs)
     except OSError as exc:

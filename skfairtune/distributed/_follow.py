@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import sys
 import time
@@ -20,8 +21,11 @@ from typing import Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
+from ._budget import SURPLUS_ATTR, superseded_numbers
 from ._optuna_compat import is_stop_request
+from ._trial_record import TrialRecord
 
 __all__ = ["logger", "optuna_verbosity", "TrialFeed", "TrialLogger", "ProgressBar", "trial_summary", "log_to_stderr",
            "progress_enabled"]
@@ -52,30 +56,29 @@ def trial_summary(trial: FrozenTrial) -> str:
     >>> trial = optuna.trial.create_trial(
     ...     value=0.8123, params={"lr": 3e-4},
     ...     distributions={"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)},
-    ...     user_attrs={"n_epochs": 4, "fit_time": 2.5, "params": {"mask": "110010", "lr": 3e-4}})
+    ...     user_attrs=TrialRecord(n_epochs=4, fit_time=2.5, params={"mask": "110010", "lr": 3e-4}).as_user_attrs())
     >>> trial.number = 7
     >>> trial_summary(trial)
     'trial 7 complete: 0.8123 | 4 epochs | 2.5 s | mask 110010 (3/6 units trained) | lr 3.0e-04'
     """
-    attrs = trial.user_attrs
+    record = TrialRecord.of(trial)
     values = trial.values or []
     value = "-" if not values else "/".join(f"{v:.4f}" for v in values)
-    parts = [f"trial {trial.number} {trial.state.name.lower()}: {value}",
-             f"{attrs.get('n_epochs', 0)} epochs"]
-    if attrs.get("fit_time") is not None:
-        parts.append(f"{attrs['fit_time']:.1f} s")
-    params = attrs.get("params") or {}
+    parts = [f"trial {trial.number} {trial.state.name.lower()}: {value}", f"{record.n_epochs} epochs"]
+    if not math.isnan(record.fit_time):
+        parts.append(f"{record.fit_time:.1f} s")
+    params = record.params or {}
     mask = params.get("mask")
     if isinstance(mask, str) and set(mask) <= {"0", "1", "2"}:
-        label = f" {attrs['baseline']}" if attrs.get("baseline") else ""
+        label = f" {record.baseline}" if record.baseline else ""
         parts.append(f"mask{label} {mask} ({len(mask) - mask.count('0')}/{len(mask)} units trained)")
     elif isinstance(mask, str):
         parts.append(f"preset {mask}")  # a preset trains parameters outside the bit space: no bits to show
     lr = params.get("lr", trial.params.get("lr"))
     if lr is not None:
         parts.append(f"lr {lr:.1e}")
-    if trial.state == TrialState.FAIL and attrs.get("fail_reason"):
-        parts.append(f"reason: {str(attrs['fail_reason'])[:200]}")
+    if trial.state == TrialState.FAIL and record.fail_reason:
+        parts.append(f"reason: {str(record.fail_reason)[:200]}")
     return " | ".join(parts)
 
 
@@ -119,8 +122,6 @@ class ProgressBar:
     """
 
     def __init__(self, n_trials: int, *, initial: int = 0, best=None, file=None):
-        from tqdm.auto import tqdm
-
         self.best = best
         self.counts = {"pruned": 0, "failed": 0}
         size = shutil.get_terminal_size((100, 24))
@@ -205,8 +206,6 @@ class TrialFeed:
                               RuntimeWarning, stacklevel=2)
 
     def _feed(self, study: optuna.Study, first: FrozenTrial | None = None) -> None:
-        from ._budget import SURPLUS_ATTR, superseded_numbers
-
         trials = study.get_trials(deepcopy=False)
         superseded = superseded_numbers(trials)
         fresh = [t for t in sorted(trials, key=lambda t: t.number)
@@ -259,8 +258,6 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            from tqdm.auto import tqdm
-
             if getattr(tqdm, "_instances", None):
                 # A bar is drawn: tqdm clears and redraws it around the line.
                 tqdm.write(message, file=sys.stderr)

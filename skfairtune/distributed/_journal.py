@@ -17,15 +17,13 @@ import os
 import warnings
 from pathlib import Path
 
+from ..exceptions import TornJournalWarning
 from ._optuna_compat import journal_lock
 
+# TornJournalWarning is defined in skfairtune.exceptions; its name here serves older imports.
 __all__ = ["repair_journal", "TornJournalWarning"]
 
 _CHUNK = 1 << 16
-
-
-class TornJournalWarning(UserWarning):
-    """A journal file ended in a partial record, which was moved aside."""
 
 
 def _complete_length(handle, size: int) -> int:

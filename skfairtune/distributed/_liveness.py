@@ -11,6 +11,15 @@ A RUNNING trial's worker is dead when (see :func:`recover_dead_trials`):
 
 Such a trial is failed and retried with its parameters (:class:`RetryDeadTrial`,
 at most :data:`MAX_RETRY` retries of one original trial).
+
+What Optuna does and what remains here: on RDB storages with heartbeats,
+Optuna's ``fail_stale_trials`` finds dead trials and its
+``RetryHeartbeatStaleTrialCallback`` (the base of :class:`RetryDeadTrial`)
+re-queues them. Optuna's journal file has no heartbeat, so the owner records
+remain for it. :class:`TrialHeartbeat` remains because Optuna's heartbeat
+thread is started only inside ``Study.optimize`` (this loop is ask/tell) and
+ends at the first beat that fails, which a database restart causes; this one
+beats once before the trial runs and keeps beating through an outage.
 """
 
 from __future__ import annotations
@@ -25,11 +34,11 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from ._optuna_compat import study_storage, trial_id
 from ._budget import SURPLUS_ATTR, superseded_numbers
+from ._optuna_compat import RetryCallback, StoredTrial, storage_of, trial_id
+from ._trial_record import TrialRecord
 
 __all__ = [
     "MAX_RETRY",
@@ -182,16 +191,18 @@ class TrialHeartbeat:
 
 
 # --------------------------------------------------------------------------- failing and retrying
-class RetryDeadTrial:
+class RetryDeadTrial(RetryCallback):
     """Re-enqueue a trial whose worker died, with the same parameters, at most ``max_retry`` times.
 
-    Optuna's ``RetryHeartbeatStaleTrialCallback`` with one difference: the
-    retry keeps only the attributes that describe *what* to run (the
-    parameters, the ``baseline`` name), not the dead attempt's results
-    (scores, ``fail_reason``), which would otherwise stick to a retry that
-    completes; its user attribute ``requeued_from`` names the attempt it
-    replaces. Optuna's ``failed_trial`` and ``retry_history`` system attributes
-    are kept, so ``RetryHeartbeatStaleTrialCallback.retry_history`` works.
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` (its retry history and
+    bound), given the dead attempt without what the retry must not inherit:
+    only the user attributes that describe *what* to run
+    (:meth:`TrialRecord.retry_attrs <skfairtune.distributed._trial_record.TrialRecord.retry_attrs>`)
+    are kept, not the attempt's results (scores, ``fail_reason``), which would
+    otherwise stick to a retry that completes, nor its owner and surplus
+    marks; the retry's ``requeued_from`` names the attempt it replaces.
+    Optuna's ``failed_trial`` and ``retry_history`` system attributes are
+    kept, so ``RetryHeartbeatStaleTrialCallback.retry_history`` works.
 
     Parameters
     ----------
@@ -199,24 +210,19 @@ class RetryDeadTrial:
         Retries of one original trial; None retries forever.
     """
 
-    _KEEP_USER_ATTRS = ("baseline", "baseline_lr")
-
     def __init__(self, max_retry: int | None = MAX_RETRY):
+        with warnings.catch_warnings():
+            # Optuna marks the callback experimental; the package pins the behaviour it relies on.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(max_retry=max_retry)
         self.max_retry = max_retry
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        system_attrs = {k: v for k, v in trial.system_attrs.items() if k not in (OWNER_ATTR, SURPLUS_ATTR)}
-        history = list(system_attrs.get("retry_history", [])) + [trial.number]
-        if self.max_retry is not None and len(history) > self.max_retry:
-            return
-        system_attrs.setdefault("failed_trial", trial.number)
-        system_attrs["retry_history"] = history
-        user_attrs = {k: v for k, v in trial.user_attrs.items() if k in self._KEEP_USER_ATTRS}
-        user_attrs["requeued_from"] = trial.number
-        study.add_trial(optuna.create_trial(
-            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            user_attrs=user_attrs, system_attrs=system_attrs,
-        ))
+        attempt = copy.deepcopy(trial)
+        attempt.system_attrs = {k: v for k, v in attempt.system_attrs.items() if k not in (OWNER_ATTR, SURPLUS_ATTR)}
+        attempt.user_attrs = {**TrialRecord.retry_attrs(attempt),
+                              **TrialRecord(requeued_from=trial.number).as_user_attrs()}
+        super().__call__(study, attempt)
 
 
 def fail_and_retry(study: optuna.Study, trial, reason: str) -> bool:
@@ -229,16 +235,16 @@ def fail_and_retry(study: optuna.Study, trial, reason: str) -> bool:
     trial : optuna.trial.Trial or optuna.trial.FrozenTrial
         The trial to fail.
     reason : str
-        Its ``fail_reason`` user attribute.
+        Its ``fail_reason`` (:class:`~skfairtune.distributed._trial_record.TrialRecord`).
     """
-    storage = study_storage(study)
+    stored = StoredTrial(study, trial)
     try:
-        storage.set_trial_user_attr(trial_id(trial), "fail_reason", reason)
-        if not storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL):
-            return False
-    except UpdateFinishedTrialError:
+        TrialRecord.write(stored, fail_reason=reason)
+    except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    RetryDeadTrial(MAX_RETRY)(study, copy.deepcopy(storage.get_trial(trial_id(trial))))
+    if not stored.finish(TrialState.FAIL):
+        return False
+    RetryDeadTrial(MAX_RETRY)(study, copy.deepcopy(stored.get()))
     return True
 
 
@@ -267,7 +273,7 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     numbers : list of int
         Trials this call failed (their retries are enqueued).
     """
-    heartbeat = heartbeat_interval(study_storage(study))
+    heartbeat = heartbeat_interval(storage_of(study))
     failed: list[int] = []
     if heartbeat:
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}

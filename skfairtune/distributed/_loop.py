@@ -21,6 +21,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from ._budget import SURPLUS_ATTR, slot_index, trial_roles
 from ._liveness import (
     OWNER_ATTR,
     TrialHeartbeat,
@@ -32,8 +33,8 @@ from ._liveness import (
     running_here,
     worth_waiting,
 )
-from ._optuna_compat import ask, is_stop_request, sampler_random_states, study_storage, trial_id
-from ._budget import SURPLUS_ATTR, slot_index, trial_roles
+from ._optuna_compat import StoredTrial, ask, is_stop_request, sampler_random_states, storage_of
+from ._trial_record import TrialRecord
 
 __all__ = ["reseed_sampler", "run_trial_loop"]
 
@@ -74,26 +75,27 @@ def reseed_sampler(sampler: optuna.samplers.BaseSampler, seed: int, slot: int) -
 
 
 def _mark_not_run(study, trial, role: str, n_trials: int) -> None:
-    storage, number = study_storage(study), trial_id(trial)
+    stored = StoredTrial(study, trial)
     reason = (f"not run: the study already had its n_trials={n_trials} trials when this one was created"
               if role == "surplus" else
-              f"not run: baseline {trial.user_attrs.get('baseline')!r} was already enqueued")
+              f"not run: {TrialRecord.describe_identity(TrialRecord.identity(trial) or (None,))} was already "
+              "enqueued")
     try:
-        storage.set_trial_system_attr(number, SURPLUS_ATTR, role)
-        storage.set_trial_user_attr(number, "fail_reason", reason)
-        storage.set_trial_state_values(number, state=TrialState.FAIL)
+        stored.set_system_attr(SURPLUS_ATTR, role)
+        TrialRecord.write(stored, fail_reason=reason)
     except UpdateFinishedTrialError:
-        pass
+        return
+    stored.finish(TrialState.FAIL)
 
 
 def _run_one(study, trial, objective, *, heartbeat, callbacks) -> bool:
     """Run and tell one trial; True when a sampler or callback asked the study to stop."""
-    storage, number = study_storage(study), trial_id(trial)
+    stored = StoredTrial(study, trial)
     value = None
     state = TrialState.COMPLETE
     try:
-        with running_here(number), TrialHeartbeat(storage, number, heartbeat):
-            storage.set_trial_system_attr(number, OWNER_ATTR, owner_record())
+        with running_here(stored.trial_id), TrialHeartbeat(stored.storage, stored.trial_id, heartbeat):
+            stored.set_system_attr(OWNER_ATTR, owner_record())
             try:
                 value = objective(trial)
             except optuna.TrialPruned:
@@ -107,8 +109,8 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> bool:
         raise
     except BaseException as exc:
         try:
-            storage.set_trial_user_attr(number, "fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
-            storage.set_trial_state_values(number, state=TrialState.FAIL)
+            TrialRecord.write(stored, fail_reason=f"{type(exc).__name__}: {exc}"[:2000])
+            stored.finish(TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
         raise
@@ -130,7 +132,7 @@ def _run_one(study, trial, objective, *, heartbeat, callbacks) -> bool:
         # after the current trial.
         if not is_stop_request(exc):
             raise
-        stop, frozen = True, storage.get_trial(number)
+        stop, frozen = True, stored.get()
     for callback in callbacks:
         try:
             callback(study, frozen)
@@ -182,7 +184,7 @@ def run_trial_loop(study: optuna.Study, objective: Callable, *, n_trials: int, t
     3
     """
     started = time.monotonic()
-    heartbeat = heartbeat_interval(study_storage(study))
+    heartbeat = heartbeat_interval(storage_of(study))
     if poll_s is None:
         poll_s = min(2.0, float(heartbeat)) if heartbeat else 0.5
     while True:

@@ -6,16 +6,16 @@ version says which still hold). When Optuna changes one of them, this module is
 the only one to adapt. Each internal is used because Optuna's public API offers
 no equivalent:
 
-* ``Study._storage`` (:func:`study_storage`): the trial loop is ask/tell with
+* ``Study._storage`` (:func:`storage_of`, :class:`StoredTrial`): the trial loop is ask/tell with
   its own bookkeeping (owner records, failing a dead worker's trial, marking
   surplus trials), which writes trial attributes and states through the
   storage; ``Study`` exposes no public handle on it. The storage methods
   called on it (``set_trial_user_attr``, ``set_trial_system_attr``,
   ``set_trial_state_values``, ``get_trial``, ``record_heartbeat``) are
   Optuna's public ``BaseStorage`` API.
-* ``Trial._trial_id`` / ``FrozenTrial._trial_id`` (:func:`trial_id`): those
-  storage methods take the storage's trial id, which neither class exposes.
-* ``optuna.storages._cached_storage._CachedStorage`` (:func:`storage_backend`):
+* ``Trial._trial_id`` / ``FrozenTrial._trial_id`` (:func:`trial_id`, :class:`StoredTrial`):
+  those storage methods take the storage's trial id, which neither class exposes.
+* ``optuna.storages._cached_storage._CachedStorage`` (``storage_of(..., unwrap=True)``):
   ``create_study`` wraps an ``RDBStorage`` in this cache; worker processes are
   sent the wrapped storage (the cache holds this process's state), and the
   URL of a database lives on the wrapped storage only.
@@ -40,6 +40,10 @@ no equivalent:
   (:data:`RDB_INTERNAL_QUERIES`): storage methods that talk to the database
   and are called by Optuna itself (``get_all_trials``, ``fail_stale_trials``),
   so a storage retrying lost connections must wrap them too.
+
+One public name moved between the Optuna versions the package accepts:
+:data:`RetryCallback` is ``RetryHeartbeatStaleTrialCallback`` (Optuna 4.9 and
+later) or its earlier name ``RetryFailedTrialCallback``.
 """
 
 from __future__ import annotations
@@ -48,15 +52,17 @@ import contextlib
 import warnings
 
 import optuna
+from optuna.trial import FrozenTrial
 
 __all__ = [
     "RDB_INTERNAL_QUERIES",
+    "RetryCallback",
+    "StoredTrial",
     "ask",
     "is_stop_request",
     "journal_lock",
     "sampler_random_states",
-    "storage_backend",
-    "study_storage",
+    "storage_of",
     "trial_id",
 ]
 
@@ -72,18 +78,45 @@ try:  # pragma: no branch
     from optuna.storages._cached_storage import _CachedStorage
 except ImportError:  # pragma: no cover - a future Optuna without the cache
     _CachedStorage = None
+try:  # pragma: no branch
+    from optuna.samplers._lazy_random_state import LazyRandomState
+except ImportError:  # pragma: no cover - moved in a future Optuna
+    LazyRandomState = None
+try:  # pragma: no branch
+    from optuna.storages.journal._file import get_lock_file
+except ImportError:  # pragma: no cover - Optuna before 4.0 kept the journal elsewhere
+    get_lock_file = None
+
+#: Optuna's retry of a trial failed for a stale heartbeat (renamed in Optuna 4.9).
+RetryCallback = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+    or optuna.storages.RetryFailedTrialCallback
 
 
-def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
-    """The storage object of ``study`` (Optuna's ``Study._storage``).
+def storage_of(obj, *, unwrap: bool = False):
+    """The storage of a study (Optuna's ``Study._storage``); a storage or anything else unchanged.
+
+    Parameters
+    ----------
+    obj : optuna.Study, optuna storage or object
+        A study, a storage, or a storage spec (a URL, None) returned as is.
+    unwrap : bool, default=False
+        Return the storage inside Optuna's ``_CachedStorage`` wrapper:
+        worker processes are sent that one (the cache holds this process's
+        state), and the URL of a database lives on it only.
 
     Examples
     --------
     >>> import optuna
-    >>> isinstance(study_storage(optuna.create_study()), optuna.storages.InMemoryStorage)
-    True
+    >>> study = optuna.create_study(storage="sqlite:///:memory:")
+    >>> type(storage_of(study)).__name__, type(storage_of(study, unwrap=True)).__name__
+    ('_CachedStorage', 'RDBStorage')
+    >>> storage_of("journal.log")
+    'journal.log'
     """
-    return study._storage
+    storage = obj._storage if isinstance(obj, optuna.Study) else obj
+    if unwrap and _CachedStorage is not None and isinstance(storage, _CachedStorage):
+        return storage._backend
+    return storage
 
 
 def trial_id(trial) -> int:
@@ -94,25 +127,62 @@ def trial_id(trial) -> int:
     >>> import optuna
     >>> study = optuna.create_study()
     >>> trial = study.ask()
-    >>> study_storage(study).get_trial(trial_id(trial)).number == trial.number
+    >>> storage_of(study).get_trial(trial_id(trial)).number == trial.number
     True
     """
     return trial._trial_id
 
 
-def storage_backend(storage):
-    """The storage inside Optuna's ``_CachedStorage`` wrapper; any other storage unchanged.
+class StoredTrial:
+    """One trial, written through its study's storage (Optuna's ``Study._storage``, ``_trial_id``).
+
+    The process layer fails, marks and claims trials that are not the
+    ``Trial`` handed to an objective (another worker's, or one being
+    abandoned), which Optuna's ``Trial`` API cannot reach. This handle has the
+    ``set_user_attr`` of a trial, so ``TrialRecord.write`` writes through it.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The trial's study.
+    trial : optuna.trial.Trial or optuna.trial.FrozenTrial
+        The trial.
 
     Examples
     --------
     >>> import optuna
-    >>> study = optuna.create_study(storage="sqlite:///:memory:")
-    >>> type(storage_backend(study_storage(study))).__name__
-    'RDBStorage'
+    >>> study = optuna.create_study()
+    >>> stored = StoredTrial(study, study.ask())
+    >>> stored.set_user_attr("note", 1)
+    >>> stored.finish(optuna.trial.TrialState.FAIL), stored.finish(optuna.trial.TrialState.FAIL)
+    (True, False)
+    >>> stored.get().user_attrs
+    {'note': 1}
     """
-    if _CachedStorage is not None and isinstance(storage, _CachedStorage):
-        return storage._backend
-    return storage
+
+    def __init__(self, study: optuna.Study, trial):
+        self.storage = storage_of(study)
+        self.trial_id = trial_id(trial)
+        self.number = trial.number
+
+    def set_user_attr(self, key: str, value) -> None:
+        """Set a user attribute (raises ``UpdateFinishedTrialError`` once the trial finished)."""
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+    def set_system_attr(self, key: str, value) -> None:
+        """Set a system attribute (raises ``UpdateFinishedTrialError`` once the trial finished)."""
+        self.storage.set_trial_system_attr(self.trial_id, key, value)
+
+    def finish(self, state) -> bool:
+        """Move the trial to ``state``; False when it had already finished (another worker did it)."""
+        try:
+            return bool(self.storage.set_trial_state_values(self.trial_id, state=state))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    def get(self) -> FrozenTrial:
+        """The trial as stored now."""
+        return self.storage.get_trial(self.trial_id)
 
 
 def sampler_random_states(sampler: optuna.samplers.BaseSampler, max_depth: int = 3) -> list:
@@ -136,9 +206,7 @@ def sampler_random_states(sampler: optuna.samplers.BaseSampler, max_depth: int =
     >>> len(sampler_random_states(optuna.samplers.TPESampler(seed=0)))
     2
     """
-    try:
-        from optuna.samplers._lazy_random_state import LazyRandomState
-    except ImportError:  # pragma: no cover - moved in a future Optuna
+    if LazyRandomState is None:  # pragma: no cover - moved in a future Optuna
         return []
     states: list = []
 
@@ -193,8 +261,6 @@ def journal_lock(backend):
     ...     pass
     """
     lock = getattr(backend, "_lock", None)
-    if lock is None:
+    if lock is None or get_lock_file is None:
         return contextlib.nullcontext()
-    from optuna.storages.journal._file import get_lock_file
-
     return get_lock_file(lock)

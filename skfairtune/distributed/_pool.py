@@ -28,6 +28,7 @@ allocations; a cgroup CPU quota without an affinity mask is not seen).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pickle
 import shutil
@@ -42,10 +43,16 @@ from typing import Protocol
 
 import numpy as np
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from ._optuna_compat import storage_backend, study_storage
-from ._study import copy_study
+try:  # pragma: no branch - scikit-learn's joblib brings it; it pickles functions defined in __main__ too
+    import cloudpickle
+except ImportError:  # pragma: no cover
+    cloudpickle = None
+
 from ._loop import run_trial_loop
+from ._optuna_compat import storage_of
+from ._study import copy_study
 
 __all__ = [
     "SearchObjective",
@@ -70,12 +77,14 @@ class SearchObjective(Protocol):
     ``skfairtune.search._objective.Objective`` does); an objective without them is
     shipped as it is:
 
-    ``X`` : torch.Tensor or other
-        The images. A tensor (anything with ``.numpy()`` and ``.detach()``)
-        is written once to a ``.npy`` file that every worker memory-maps,
-        instead of one pickled copy each: the pickled objective is a
-        ``copy.copy`` with ``X = None``, and each worker sets ``X`` to a
-        read-only tensor over the map. Other values are pickled as they are.
+    ``X`` : torch.Tensor, dataclass with a ``pixels`` tensor, or other
+        The images. A tensor (anything with ``.numpy()`` and ``.detach()``),
+        or the ``pixels`` of a dataclass such as the search's model-ready
+        images, is written once to a ``.npy`` file that every worker
+        memory-maps, instead of one pickled copy each: the pickled objective
+        is a ``copy.copy`` with ``X`` None (or the dataclass with
+        ``pixels=None``), and each worker puts a read-only tensor over the map
+        back. Other values are pickled as they are.
     ``estimator`` : scikit-learn estimator or None
         The template whose ``device`` parameter (``f"{step}__device"`` in a
         pipeline) decides the devices: ``"auto"`` or None with several GPUs
@@ -158,6 +167,7 @@ def worker_devices(n_workers: int, device) -> list:
     if device not in ("auto", None):  # an explicit device, or no estimator at all ("n/a")
         return [None] * n_workers
     try:
+        # torch is heavy: only a search with an estimator "auto" device pays for loading it here.
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
         return [None] * n_workers
@@ -189,11 +199,7 @@ def assign_device(objective, device):
 
 # --------------------------------------------------------------------------- the pool
 def _dumps(obj) -> bytes:
-    try:
-        import cloudpickle  # joblib's dependency: pickles functions defined in __main__ too
-    except ImportError:  # pragma: no cover
-        return pickle.dumps(obj)
-    return cloudpickle.dumps(obj)
+    return (pickle if cloudpickle is None else cloudpickle).dumps(obj)
 
 
 def _child_environment(threads: int) -> dict:
@@ -239,25 +245,25 @@ def run_worker_processes(study: optuna.Study, objective: SearchObjective, *, n_w
     interrupted = False
     shared = study
     try:
-        storage = study_storage(study)
+        storage = storage_of(study)
         temporary = isinstance(storage, optuna.storages.InMemoryStorage)
         if temporary:
             # Worker processes cannot see this process's memory: share a journal file instead.
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
             storage = JournalStorage(JournalFileBackend(str(workdir / "study.log")))
             shared = copy_study(study, storage, sampler=study.sampler, pruner=study.pruner)
-        storage = storage_backend(storage)
+        storage = storage_of(storage, unwrap=True)
 
         # Big image tensors go to a file the workers memory-map, instead of one pickled copy each.
         x_path = None
         shipped = objective
         x = getattr(objective, "X", None)
-        if x is not None and hasattr(x, "numpy"):
+        pixels = getattr(x, "pixels", x)  # model-ready images carry their tensor as `pixels`
+        if pixels is not None and hasattr(pixels, "numpy"):
             x_path = workdir / "X.npy"
-            np.save(x_path, x.detach().cpu().numpy())
+            np.save(x_path, pixels.detach().cpu().numpy())
             shipped = copy.copy(objective)
-            shipped.X = None
+            # The shell keeps what the tensor does not say (geometry...); each worker fills it in.
+            shipped.X = None if pixels is x else dataclasses.replace(x, pixels=None)
         threads = max(1, available_cpus() // n_workers)
         devices = worker_devices(n_workers, estimator_device(objective))
         body = _dumps({

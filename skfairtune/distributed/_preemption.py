@@ -5,12 +5,14 @@ SIGKILL after a grace period (Slurm's ``KillWait``, 30 s by default;
 Kubernetes' ``terminationGracePeriodSeconds``, 30 s by default). Python's
 default for SIGTERM is to die on the spot, which leaves the running trial
 RUNNING in the study until its death is noticed. While a search runs,
-:func:`preemption_guard` turns SIGTERM into :class:`SearchPreempted`, which
+:func:`preemption_guard` turns SIGTERM into
+:class:`~skfairtune.exceptions.SearchPreempted`, which
 travels through the same path as Ctrl-C: the running trial is failed with
 ``fail_reason="interrupted; retried"`` and re-queued with its parameters,
 local worker processes are stopped the same way, every storage write has been
 committed (journal records are fsync'ed; database writes are committed per
-operation), and the process exits with :data:`PREEMPTED_EXIT_CODE`. Running the
+operation), and the process exits with
+:data:`~skfairtune.exceptions.PREEMPTED_EXIT_CODE`. Running the
 same search again resumes it to exactly ``n_trials``.
 
 The clean-up takes a few storage writes: well under a second on a local journal
@@ -25,23 +27,11 @@ import signal
 import sys
 import threading
 
+from ..exceptions import PREEMPTED_EXIT_CODE, SearchPreempted
+
+# SearchPreempted and its exit code are defined in skfairtune.exceptions; their names here
+# serve older imports.
 __all__ = ["PREEMPTED_EXIT_CODE", "SearchPreempted", "preemption_guard"]
-
-#: Exit code of a search stopped by SIGTERM: 128 + 15, what a shell reports for a
-#: process killed by SIGTERM, so job scripts and schedulers read it as "preempted".
-PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
-
-
-class SearchPreempted(SystemExit):
-    """SIGTERM stopped the search; the running trial was failed and re-queued.
-
-    A ``SystemExit`` with code :data:`PREEMPTED_EXIT_CODE`: left uncaught, the
-    process exits with that code; ``except Exception`` does not swallow it.
-    """
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(PREEMPTED_EXIT_CODE)
-        self.signum = signum
 
 
 @contextlib.contextmanager

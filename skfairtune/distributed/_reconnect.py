@@ -25,8 +25,11 @@ import warnings
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
+from ..exceptions import StorageRetryWarning, StorageUnavailableError
+from ._credentials import redact_url
 from ._optuna_compat import RDB_INTERNAL_QUERIES
 
+# The exception classes are defined in skfairtune.exceptions; their names here serve older imports.
 __all__ = ["ReconnectingRDBStorage", "StorageUnavailableError", "StorageRetryWarning", "DEFAULT_RETRY_TIMEOUT"]
 
 #: Seconds a search waits for its database to come back before it stops.
@@ -47,14 +50,6 @@ _RETRIED = (
 ) + RDB_INTERNAL_QUERIES
 
 
-class StorageUnavailableError(RuntimeError):
-    """The database stayed unreachable past the retry bound; the search stopped."""
-
-
-class StorageRetryWarning(RuntimeWarning):
-    """The database connection was lost; the search waits for it."""
-
-
 def _driver_connection_errors() -> tuple:
     """The PostgreSQL drivers' connection errors, for those drivers already imported (raising one imports it)."""
     types: list = []
@@ -69,6 +64,7 @@ def _driver_connection_errors() -> tuple:
 def _is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the database could not be reached."""
     try:
+        # sqlalchemy is Optuna's optional database dependency: only RDB storages reach this.
         import sqlalchemy.exc as sa
     except ImportError:  # pragma: no cover - optuna's RDB storage needs sqlalchemy
         return False
@@ -106,8 +102,6 @@ class ReconnectingRDBStorage(optuna.storages.RDBStorage):
         super().__init__(*args, **kwargs)
 
     def _storage_name(self) -> str:
-        from ._study import redact_url
-
         return redact_url(self.url)
 
     def _call(self, name, method, args, kwargs):

@@ -30,8 +30,9 @@ from typing import Callable, NamedTuple, Sequence
 
 import optuna
 
-from ._liveness import MAX_RETRY, OWNER_ATTR, RetryDeadTrial, recover_dead_trials
 from ._budget import SURPLUS_ATTR, counted_trials, work_left
+from ._follow import TrialFeed
+from ._liveness import MAX_RETRY, OWNER_ATTR, RetryDeadTrial, recover_dead_trials
 from ._loop import run_trial_loop
 from ._pool import SearchObjective, resolve_n_jobs, run_worker_processes, worker_devices
 
@@ -102,8 +103,6 @@ def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int
     >>> len(run.study.trials), run.interrupted
     (4, False)
     """
-    from ._follow import TrialFeed
-
     n_workers = resolve_n_jobs(n_jobs)
     feed = TrialFeed(callbacks, study)
     try:

@@ -1,194 +1,37 @@
-"""Optuna plumbing for the search: sampler, pruner, storage and the resume contract."""
+"""Optuna plumbing for the search: storage, the resume contract, copies of a study.
+
+The sampler and pruner the search builds are search concepts and live in
+:mod:`skfairtune.search._pruners`; URL passwords are handled in
+:mod:`skfairtune.distributed._credentials`.
+"""
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 import warnings
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
+from ._credentials import expand_storage_url, redact_url, scrub
+from ._journal import repair_journal
+from ._liveness import MAX_RETRY, RetryDeadTrial
+from ._optuna_compat import StoredTrial, storage_of
+from ._reconnect import DEFAULT_RETRY_TIMEOUT, ReconnectingRDBStorage
+from ._trial_record import TrialRecord
+
 __all__ = [
-    "make_sampler",
-    "make_pruner",
-    "first_rung_epoch",
     "make_storage",
-    "redact_url",
     "open_study",
     "copy_study",
-    "PRUNERS",
-    "SAMPLERS",
-    "rung_system_attrs",
+    "pickle_safe_study",
 ]
 
-PRUNERS = ("successive_halving", "late_successive_halving", "hyperband", "none")
 _ATTR = "skfairtune"
-
-
-def redact_url(url) -> str:
-    """Hide the password of a database URL (or of any text holding one).
-
-    Used for every log line, repr and error message that could show a
-    storage URL: the user-info password and ``password=`` options become
-    ``***``.
-
-    Parameters
-    ----------
-    url : object
-        A URL, an error message or any object (its ``str``).
-
-    Returns
-    -------
-    text : str
-        The text with passwords replaced by ``***``.
-
-    Examples
-    --------
-    >>> redact_url("postgresql+psycopg://ann:s3cr@t@db.example:5432/search")
-    'postgresql+psycopg://ann:***@db.example:5432/search'
-    >>> redact_url("postgresql://db/search?user=ann&password=s3cret")
-    'postgresql://db/search?user=ann&password=***'
-    """
-    text = str(url)
-    # The user-info ends at the last "@" before the host: passwords may hold "@" unencoded.
-    text = re.sub(r"(://[^:/@\s]*):[^\s/]*@", r"\1:***@", text)
-    return re.sub(r"(?i)\b((?:password|passwd|pwd)\s*=\s*)[^&\s;'\"]+", r"\1***", text)
-
-
-def _scrub(message: str, url: str) -> str:
-    """An error message without the URL's password, even where a driver echoed it bare."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001 - unparsable URL: nothing more to hide than redact_url finds
-        password = None
-    if password:
-        message = message.replace(str(password), "***")
-    return redact_url(message)
-
-
-#: Samplers named by a string; the default is ``"tpe"``.
-SAMPLERS = ("tpe", "independent_tpe", "random")
-
-
-def make_sampler(sampler, seed: int | None, *, n_baseline_trials: int = 0, n_startup_trials: int = 10):
-    """The Optuna sampler for ``sampler`` (a name, None for ``"tpe"``, or an Optuna sampler).
-
-    Optuna's TPE counts every finished trial of the study toward its random
-    start-up, the enqueued or copied baselines included; so the named TPE
-    samplers start TPE only after ``n_baseline_trials + n_startup_trials``
-    trials, and the first ``n_startup_trials`` searched masks are random.
-
-    ``"tpe"`` is multivariate TPE with ``group=True`` (the baselines carry a
-    ``baseline`` choice instead of mask bits, so the space is conditional and
-    only grouping keeps the bits modelled jointly) and the constant liar for
-    parallel workers; ``"independent_tpe"`` models every bit and the learning
-    rate on its own (the paper's Optuna 3 default); ``"random"`` draws every
-    mask at random. Variants are named, not inherited from Optuna's version
-    default, so a search means the same thing on every Optuna release.
-
-    Examples
-    --------
-    >>> sampler = make_sampler(None, 0, n_baseline_trials=12)
-    >>> type(sampler).__name__, sampler._n_startup_trials, sampler._multivariate, sampler._group
-    ('TPESampler', 22, True, True)
-    """
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    startup = int(n_baseline_trials) + int(n_startup_trials)
-    if sampler in (None, "tpe"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                              group=True, constant_liar=True)
-    if sampler == "independent_tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=False,
-                                          constant_liar=True)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise TypeError(f"`sampler` must be None, one of {SAMPLERS} or an optuna sampler; got {sampler!r}.")
-
-
-def first_rung_epoch(max_epochs: int, warmup_fraction: float) -> int:
-    """The first epoch at which the learning-rate warm-up is over (at least 1).
-
-    Optuna's ``min_resource="auto"`` puts successive halving's first rung at
-    epoch 1, when the learning rate is still a fraction of its peak and every
-    trial scores by its initialisation; judging there prunes good masks (the
-    enqueued baselines above all) for noise.
-    """
-    # The warm-up lasts round(warmup_fraction * total_steps) optimizer steps, so it is over
-    # by the end of epoch ceil(warmup_fraction * max_epochs); the tolerance keeps 1/3 * 30 at 10.
-    return max(1, min(int(max_epochs), math.ceil(warmup_fraction * max_epochs - 1e-9)))
-
-
-def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
-    """The Optuna pruner for ``pruner``; built-in pruners judge no earlier than the warm-up's end.
-
-    ``"successive_halving"``: the paper's reduction factor 4, first rung at the
-    end of the warm-up. ``"late_successive_halving"``: the same, first rung at
-    half of training (so trials are judged once the train-to-test gap has had
-    time to open). ``"none"``: no pruning; every trial is judged fully trained.
-    """
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    min_resource = first_rung_epoch(max_epochs, warmup_fraction)
-    if pruner == "late_successive_halving":
-        min_resource = max(min_resource, math.ceil(int(max_epochs) / 2))
-    if pruner in PRUNERS[:3] and min_resource >= max_epochs:
-        # The warm-up fills the whole training: a rung would judge finished trials only.
-        return optuna.pruners.NopPruner()
-    if pruner in ("successive_halving", "late_successive_halving"):
-        # The paper's settings (appendix A.5: reduction factor 4, no bootstrap), except that
-        # the first rung waits for the end of the warm-up (or half of training) instead of "auto".
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=min_resource, reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
-        )
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_epochs,
-                                              reduction_factor=4)
-    if pruner in ("none", None):
-        return optuna.pruners.NopPruner()
-    raise ValueError(
-        f"`pruner` must be one of {PRUNERS}, None or an optuna pruner; got {pruner!r}."
-    )
-
-
-def rung_system_attrs(pruner, intermediate_values: dict, max_epochs: int) -> dict:
-    """The rung records successive halving would have written for a trial trained elsewhere.
-
-    A trial copied into a study (e.g. a baseline trained once and shared)
-    carries no ``completed_rung_k`` attributes, and Optuna's
-    ``SuccessiveHalvingPruner`` ranks a trial only against trials that have
-    them; without these records the copies are invisible competitors. The
-    pruner is asked only before the last epoch, so no rung at ``max_epochs``.
-
-    Examples
-    --------
-    >>> import optuna
-    >>> pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=4)
-    >>> rung_system_attrs(pruner, {1: 0.5, 2: 0.6, 8: 0.7, 9: 0.71}, max_epochs=9)
-    {'completed_rung_0': 0.6, 'completed_rung_1': 0.7}
-    """
-    if not isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
-        return {}
-    min_resource = pruner._min_resource
-    if min_resource is None:  # "auto": nothing to align with
-        return {}
-    attrs, rung = {}, 0
-    while True:
-        step = min_resource * pruner._reduction_factor ** (pruner._min_early_stopping_rate + rung)
-        if step >= max_epochs or step not in intermediate_values:
-            return attrs
-        attrs[f"completed_rung_{rung}"] = float(intermediate_values[step])
-        rung += 1
 
 
 def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | None = 90,
@@ -238,8 +81,6 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
             raise ValueError(f"`{name}` must be a positive int (seconds); got {value!r}.")
     text = str(storage)
     if "://" in text:
-        from ._credentials import expand_storage_url
-
         return _rdb_storage(expand_storage_url(text), heartbeat_interval, grace_period, retry_timeout)
     path = Path(text)
     if path.exists() and path.is_dir():
@@ -248,19 +89,13 @@ def make_storage(storage, *, heartbeat_interval: int = 30, grace_period: int | N
         raise ValueError(f"`storage={text!r}`: folder {str(path.parent)!r} does not exist; create it first.")
     if path.suffix in (".db", ".sqlite", ".sqlite3"):
         return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    from ._journal import repair_journal
-
     backend = JournalFileBackend(str(path))
     repair_journal(path, backend)  # a record cut mid-write would break every later append
     return JournalStorage(backend)
 
 
 def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None):
-    from ._liveness import MAX_RETRY, RetryDeadTrial
-    from ._reconnect import DEFAULT_RETRY_TIMEOUT, ReconnectingRDBStorage
-
+    """Optuna's RDB storage with heartbeats, reconnecting, and an error without the password."""
     scheme = url.split("://", 1)[0]
     # Pre-ping: a pooled connection that a database restart killed is replaced, not used.
     engine_kwargs = {"pool_pre_ping": True}
@@ -292,7 +127,7 @@ def _rdb_storage(url: str, heartbeat_interval, grace_period, retry_timeout=None)
                     raise
                 time.sleep(0.5 * (attempt + 1))
     except Exception as exc:  # noqa: BLE001 - the driver decides the type
-        lines = [line for line in _scrub(str(exc), url).splitlines() if line.strip()]
+        lines = [line for line in scrub(str(exc), url).splitlines() if line.strip()]
         message = (lines[0] if lines else type(exc).__name__)[:300]
         hint = ""
         seconds = engine_kwargs.get("connect_args", {}).get("connect_timeout")
@@ -336,7 +171,7 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
                 directions=list(directions), load_if_exists=study_name is not None,
             )
         except Exception as exc:  # noqa: BLE001 - database errors may quote the URL
-            clean = _scrub(str(exc), str(storage))
+            clean = scrub(str(exc), str(storage))
             if clean == str(exc):
                 raise
             # Chained exceptions would print the password: raise a clean one, unchained.
@@ -388,8 +223,10 @@ def open_study(*, study, storage, study_name, sampler, pruner, signature: dict, 
 def copy_study(source: optuna.Study, storage, *, sampler, pruner) -> optuna.Study:
     """A copy of ``source`` in ``storage`` (None: memory), trials renumbered identically.
 
-    A trial still RUNNING (cut short by an interrupt) is copied as FAIL; the
-    retry enqueued for it, if any, follows it.
+    Optuna's ``copy_study`` copies the attributes and trials; a trial still
+    RUNNING (cut short by an interrupt) is then failed in the copy, with
+    ``fail_reason="interrupted"`` unless it had one; the retry enqueued for
+    it, if any, follows it.
 
     Examples
     --------
@@ -401,17 +238,24 @@ def copy_study(source: optuna.Study, storage, *, sampler, pruner) -> optuna.Stud
     >>> [t.params for t in copied.trials] == [t.params for t in study.trials]
     True
     """
-    target = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner,
-                                 study_name=source.study_name, directions=source.directions)
-    for key, value in source.user_attrs.items():
-        target.set_user_attr(key, value)
-    for trial in sorted(source.get_trials(deepcopy=True), key=lambda t: t.number):
-        if trial.state == TrialState.RUNNING:
-            trial.state = TrialState.FAIL
-            trial.datetime_complete = datetime.now()
-            trial.user_attrs.setdefault("fail_reason", "interrupted")
-        target.add_trial(trial)
+    target_storage = optuna.storages.InMemoryStorage() if storage is None else storage
+    optuna.copy_study(from_study_name=source.study_name, from_storage=storage_of(source),
+                      to_storage=target_storage)
+    target = optuna.load_study(study_name=source.study_name, storage=target_storage, sampler=sampler,
+                               pruner=pruner)
+    for trial in target.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        stored = StoredTrial(target, trial)
+        if TrialRecord.of(trial).fail_reason is None:
+            TrialRecord.write(stored, fail_reason="interrupted")
+        stored.finish(TrialState.FAIL)
     return target
+
+
+def pickle_safe_study(study):
+    """An in-memory copy of a study kept in a database (whose storage holds the URL)."""
+    if not isinstance(storage_of(study, unwrap=True), optuna.storages.RDBStorage):
+        return study
+    return copy_study(study, None, sampler=study.sampler, pruner=study.pruner)
 
 
 def _jsonable(value):

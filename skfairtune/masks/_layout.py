@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ..backbone._half_blocks import half_of_member
+
 # Unit kinds per space, in the order their bits appear inside one block.
 SPACE_KINDS: dict[str, tuple[str, ...]] = {
     "ln-attn-mlp": ("ln", "attn", "mlp"),
@@ -40,13 +42,11 @@ KIND_MEMBERS: dict[str, tuple[str, ...]] = {
     "norm2": ("norm2.*",),
     "block": ("*",),
 }
-# Which half-blocks (0: norm1, attention and its scale; 1: norm2, MLP and its scale) a kind touches.
+# Which halves of its block (see skfairtune.backbone._half_blocks) each kind touches.
 KIND_HALVES: dict[str, tuple[int, ...]] = {
-    "ln": (0, 1), "attn": (0,), "mlp": (1,), "norm1": (0,), "norm2": (1,), "block": (0, 1),
+    kind: (0, 1) if "*" in members else tuple(sorted({half_of_member(m.split(".")[0]) for m in members}))
+    for kind, members in KIND_MEMBERS.items()
 }
-# Direct members of a block that run in its second half; anything else counts as the
-# first half, the safe side for a frozen-prefix cache.
-SECOND_HALF_MEMBERS: frozenset[str] = frozenset({"norm2", "mlp", "ls2", "gamma_2", "drop_path2"})
 
 # Parameters outside the blocks. Embeddings: patch and position embeddings, class,
 # register and distillation tokens, Swin's absolute position embedding, BEiT's shared
@@ -63,18 +63,6 @@ NON_UNIT_PATTERNS: tuple[str, ...] = (
     EMBEDDING_PATTERNS + FINAL_NORM_PATTERNS + HEAD_PATTERNS + BETWEEN_STAGE_PATTERNS
 )
 
-# Parameter names a timm block may hold in each half, used to tell whether a
-# pattern such as "blocks.*.bias" reaches into a half-block when no model is at hand.
-HALF_PARAM_SUFFIXES: tuple[tuple[str, ...], tuple[str, ...]] = (
-    tuple(
-        f"{m}.{p}" for m in ("norm1", "attn.qkv", "attn.q", "attn.kv", "attn.q_norm", "attn.k_norm",
-                             "attn.norm", "attn.proj") for p in ("weight", "bias")
-    ) + ("attn.q_bias", "attn.v_bias", "attn.relative_position_bias_table", "ls1.gamma", "gamma_1"),
-    tuple(
-        f"{m}.{p}" for m in ("norm2", "mlp.fc1", "mlp.fc2", "mlp.fc1_g", "mlp.fc1_x", "mlp.norm")
-        for p in ("weight", "bias")
-    ) + ("ls2.gamma", "gamma_2"),
-)
 EMBEDDING_PARAM_NAMES: tuple[str, ...] = (
     "patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight",
     "patch_embed.norm.bias", "pos_embed", "cls_token", "reg_token", "dist_token",
@@ -87,7 +75,6 @@ HIERARCHICAL_CACHE_REASON = (
 
 _BLOCK_RE = re.compile(r"^(?:(?P<outer>.+)\.)?blocks\.(?P<index>\d+)$")
 _INNER_RE = re.compile(r"(?:^|\.)blocks\.\d+(?:\.|$)")
-_MEMBER_RE = re.compile(r"(?:^|\.)blocks\.(\d+)\.([^.]+)")
 _STAGE_RE = re.compile(r"^(?P<stages>[A-Za-z_][A-Za-z0-9_]*)\.(?P<stage>\d+)$")
 
 
@@ -199,19 +186,6 @@ def unit_param_names(param_names: list[str], path: str, kind: str) -> list[str]:
     return [n for n in param_names if matches(n, patterns)]
 
 
-def half_block_of(name: str) -> int:
-    """Index of the half-block of a plain ViT holding parameter ``name``; 0 when unknown.
-
-    Half-block ``2 * i`` is norm1, attention and its scale of ``blocks.{i}``;
-    ``2 * i + 1`` is norm2, MLP and its scale. A name outside ``blocks.{i}``
-    counts as 0, the safe side for a frozen-prefix cache.
-    """
-    found = _MEMBER_RE.search(name)
-    if found is None:
-        return 0
-    return 2 * int(found.group(1)) + (found.group(2) in SECOND_HALF_MEMBERS)
-
-
 def read_pattern_units(
     param_names: list[str], patterns: Mapping[str, Any], *, strict: bool
 ) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[str, ...]], bool]:
@@ -221,6 +195,32 @@ def read_pattern_units(
     -------
     kinds, block labels, {unit: parameter names}, whether the blocks have two indices (stages)
     """
+    compiled = _compile_patterns(patterns)
+    owner = _owners(param_names, compiled)
+    keys = sorted({key for _, key in owner.values()})
+    kinds = tuple(compiled)
+    _check_complete(owner, keys, kinds)
+    if strict:
+        unmatched = [n for n in param_names if n not in owner and not matches(n, NON_UNIT_PATTERNS)]
+        if unmatched:
+            raise ValueError(
+                f"`strict=True` but {len(unmatched)} parameters outside the embeddings, final norm and head "
+                f"belong to no unit: {list_names(unmatched)}. Add a pattern for them, or pass strict=False "
+                f"to keep them frozen under every searched mask."
+            )
+    two = {c.groups for c in compiled.values()} == {2}
+    labels = tuple(f"s{key[0]}.b{key[1]}" if two else f"blocks.{key[0]}" for key in keys)
+    index = {key: label for key, label in zip(keys, labels)}
+    units: dict[str, list[str]] = {f"{label}.{kind}": [] for label in labels for kind in kinds}
+    for name in param_names:
+        if name in owner:
+            kind, key = owner[name]
+            units[f"{index[key]}.{kind}"].append(name)
+    return kinds, labels, {u: tuple(v) for u, v in units.items()}, two
+
+
+def _compile_patterns(patterns: Mapping[str, Any]) -> dict[str, re.Pattern]:
+    """The user's ``{kind: regex}``, checked and compiled."""
     if not isinstance(patterns, Mapping) or not patterns:
         raise ValueError(
             f"`patterns` must be a non-empty mapping {{unit_kind: regex}}, e.g. "
@@ -251,6 +251,11 @@ def read_pattern_units(
             "`patterns` must all have the same number of capturing groups (one: block; two: stage "
             f"and block); got {dict((k, c.groups) for k, c in compiled.items())}."
         )
+    return compiled
+
+
+def _owners(param_names: list[str], compiled: dict[str, re.Pattern]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{parameter: (kind, block key)}`` for every parameter an expression matches."""
     owner: dict[str, tuple[str, tuple[int, ...]]] = {}
     found_any = dict.fromkeys(compiled, False)
     for name in param_names:
@@ -276,8 +281,11 @@ def read_pattern_units(
                 f"`patterns`[{kind!r}]={compiled[kind].pattern!r} matched no parameter; parameter "
                 f"names look like {list_names(_spread(param_names), 6)}."
             )
-    keys = sorted({key for _, key in owner.values()})
-    kinds = tuple(compiled)
+    return owner
+
+
+def _check_complete(owner: dict, keys: list, kinds: tuple[str, ...]) -> None:
+    """Raise unless every kind owns a parameter in every block found."""
     missing = [(kind, key) for key in keys for kind in kinds
                if not any(v == (kind, key) for v in owner.values())]
     if missing:
@@ -287,23 +295,6 @@ def read_pattern_units(
             f"parameter ({shown}{' ...' if len(missing) > 6 else ''}); a mask space has the same kinds "
             f"in every block. Narrow the block-index group or drop the kind."
         )
-    if strict:
-        unmatched = [n for n in param_names if n not in owner and not matches(n, NON_UNIT_PATTERNS)]
-        if unmatched:
-            raise ValueError(
-                f"`strict=True` but {len(unmatched)} parameters outside the embeddings, final norm and head "
-                f"belong to no unit: {list_names(unmatched)}. Add a pattern for them, or pass strict=False "
-                f"to keep them frozen under every searched mask."
-            )
-    two = n_groups == {2}
-    labels = tuple(f"s{key[0]}.b{key[1]}" if two else f"blocks.{key[0]}" for key in keys)
-    index = {key: label for key, label in zip(keys, labels)}
-    units: dict[str, list[str]] = {f"{label}.{kind}": [] for label in labels for kind in kinds}
-    for name in param_names:
-        if name in owner:
-            kind, key = owner[name]
-            units[f"{index[key]}.{kind}"].append(name)
-    return kinds, labels, {u: tuple(v) for u, v in units.items()}, two
 
 
 def _spread(names: list[str]) -> list[str]:

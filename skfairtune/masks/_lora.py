@@ -45,7 +45,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ._mask import Mask, MaskSpace, apply_mask
+from ._apply import apply_mask
+from ._mask import Mask
+from ._space import MaskSpace
 
 __all__ = [
     "lora_states",
@@ -54,9 +56,9 @@ __all__ = [
     "apply_units",
     "count_trainable",
     "merge_lora",
+    "check_rank",
     "resolve_states",
-    "states_from_params",
-    "suggest_states",
+    "unit_state_choices",
 ]
 
 UNIT_STATES: dict[int, str] = {0: "frozen", 1: "full", 2: "lora"}
@@ -320,7 +322,8 @@ def resolve_states(states: Any, space: MaskSpace) -> UnitStates:
     return _canonical([int(v) for v in values], space)
 
 
-def _check_rank(rank: Any) -> int:
+def check_rank(rank: Any) -> int:
+    """``rank`` as an int, after checking it is a positive integer."""
     if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(
             f"`rank` must be a positive integer (the LoRA rank r, e.g. 4, 8 or 16), got {_short(rank)}."
@@ -328,101 +331,24 @@ def _check_rank(rank: Any) -> int:
     return int(rank)
 
 
-def suggest_states(trial: Any, space: MaskSpace, *, ranks: Sequence[int] = (4, 8, 16),
-                   prefix: str = "mask__", rank_name: str = "lora_rank") -> tuple[UnitStates, int | None]:
-    """Sample unit states and a LoRA rank with an Optuna-style ``trial``.
+def unit_state_choices(space: MaskSpace) -> tuple[tuple[int, ...], ...]:
+    """The states each unit of ``space`` can take, in the order of ``space.units``.
 
-    Every unit is one categorical hyperparameter named as in
-    :meth:`MaskSpace.sample_names`: over ``(0, 1, 2)``, or ``(0, 1)`` for a
-    LayerNorm unit (whose state 2 would repeat state 1). The rank is sampled
-    from ``ranks`` only when some unit is in state 2, so trials without LoRA
-    do not carry a rank that means nothing.
-
-    Parameters
-    ----------
-    trial : optuna.trial.Trial
-        Anything with ``suggest_categorical(name, choices)``.
-    space : MaskSpace
-        The units to sample.
-    ranks : sequence of int, default=(4, 8, 16)
-        Candidate LoRA ranks.
-    prefix : str, default="mask__"
-        Prefix of the unit hyperparameter names.
-    rank_name : str, default="lora_rank"
-        Name of the rank hyperparameter.
-
-    Returns
-    -------
-    states : UnitStates
-    rank : int or None
-        None when no unit is in state 2.
-
-    Examples
-    --------
-    >>> import optuna
-    >>> from skfairtune.masks import MaskSpace
-    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
-    >>> trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
-    >>> states, rank = suggest_states(trial, MaskSpace("ln-attn-mlp", depth=2), ranks=(2, 4))
-    >>> len(states.to_string()), rank in (None, 2, 4)
-    (6, True)
-    """
-    if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Sequence) or not len(ranks):
-        raise ValueError(f"`ranks` must be a non-empty sequence of positive integers, got {_short(ranks)}.")
-    ranks = tuple(_check_rank(r) for r in ranks)
-    names = space.sample_names(prefix)
-    values = [
-        int(trial.suggest_categorical(name, (0, 1) if _is_norm_kind(_unit_kind(unit)) else (0, 1, 2)))
-        for name, unit in zip(names, space.units)
-    ]
-    states = _canonical(values, space)
-    rank = int(trial.suggest_categorical(rank_name, ranks)) if states.lora_units else None
-    return states, rank
-
-
-def states_from_params(params: Mapping[str, Any], space: MaskSpace, *, prefix: str = "mask__",
-                       rank_name: str = "lora_rank") -> tuple[UnitStates, int | None]:
-    """Rebuild states and rank from hyperparameters named by :func:`suggest_states`.
-
-    Parameters
-    ----------
-    params : mapping
-        E.g. ``study.best_params``; other keys are ignored.
-    space : MaskSpace
-        The space the states belong to.
-    prefix, rank_name : str
-        As in :func:`suggest_states`.
-
-    Returns
-    -------
-    states : UnitStates
-    rank : int or None
+    ``(0, 1, 2)``, or ``(0, 1)`` for a LayerNorm unit, whose state 2 would
+    repeat state 1.
 
     Examples
     --------
     >>> from skfairtune.masks import MaskSpace
-    >>> params = {"lr": 1e-3, "mask__blocks.0.attn": 2, "mask__blocks.1.attn": 0, "lora_rank": 8}
-    >>> states_from_params(params, MaskSpace("attn", depth=2))
-    (UnitStates('attn', depth=2, states='20'), 8)
+    >>> unit_state_choices(MaskSpace("ln-attn-mlp", depth=1))
+    ((0, 1), (0, 1, 2), (0, 1, 2))
     """
-    names = space.sample_names(prefix)
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise ValueError(
-            f"`params` lacks {len(missing)} of the {len(names)} unit states of {space!r}, e.g. "
-            f"{missing[:3]}; pass a mapping with every name in space.sample_names({prefix!r})."
-        )
-    states = resolve_states([params[n] for n in names], space)
-    if not states.lora_units:
-        return states, None
-    if rank_name not in params:
-        raise ValueError(f"`params` has units in state 2 (LoRA) but no rank {rank_name!r}.")
-    return states, _check_rank(params[rank_name])
+    return tuple((0, 1) if _is_norm_kind(_unit_kind(unit)) else (0, 1, 2) for unit in space.units)
 
 
 def _import_peft():
     try:
-        import peft
+        import peft  # deferred: optional, and importing it takes seconds (it imports transformers)
     except ImportError as exc:
         raise ImportError(f"LoRA units (state 2) need the peft library: {_INSTALL_HINT}.") from exc
     return peft
@@ -521,7 +447,7 @@ def apply_units(
         )
     targets: list[str] = []
     if states.lora_units:
-        rank = _check_rank(rank)
+        rank = check_rank(rank)
         if alpha is None:
             alpha = float(rank)
         if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.number)) or not alpha > 0:
@@ -606,7 +532,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     """
     if not _has_lora(model):
         return model
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # deferred: optional, and slow to import
 
     for name, module in list(model.named_modules()):
         if not isinstance(module, LoraLayer):

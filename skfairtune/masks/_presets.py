@@ -1,7 +1,7 @@
 """The preset masks: the paper's baselines, as the public FairTune code defines them.
 
-Shared by :mod:`skfairtune.masks._space` and :mod:`skfairtune.masks`; the public
-names are re-exported by :mod:`skfairtune.masks`.
+The bottom of :mod:`skfairtune.masks`: it imports nothing, and the public names
+are re-exported by :mod:`skfairtune.masks`.
 """
 
 from __future__ import annotations

@@ -1,26 +1,25 @@
 """The mask space: what each bit of a fine-tuning mask switches, in a given model.
 
-:class:`MaskSpace` is public through :mod:`skfairtune.masks`; it lives here so
-that ``masks.py`` stays one concept (masks and applying them) within the size
-limit.
+:class:`MaskSpace` builds on :class:`~skfairtune.masks._units.MaskUnits` (the
+units and what each owns) with the ways to build a space (a name and a depth,
+a model's module names, regular expressions over its parameter names), the
+ways to make a :class:`~skfairtune.masks.Mask` in it, and pickling.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ..backbone._half_blocks import supports_prefix_cache
 from ._layout import (
     HIERARCHICAL_CACHE_REASON,
-    KIND_HALVES,
     KIND_MEMBERS,
     SPACE_KINDS,
     abbrev,
-    half_block_of,
     list_names,
     matches,
     read_blocks,
@@ -28,20 +27,21 @@ from ._layout import (
     unit_param_names,
     vit_blocks,
 )
-from ._presets import PRESETS, preset_supported
+from ._mask import Mask
+from ._resolve import resolve_mask
+from ._units import PATTERN_SPACE, MaskUnits
+
+__all__ = ["MASK_SPACES", "MaskSpace"]
 
 MASK_SPACES: tuple[str, ...] = tuple(SPACE_KINDS)
 """Names of the mask spaces understood by :class:`MaskSpace`."""
-
-PATTERN_SPACE = "patterns"
-"""``MaskSpace.name`` of a space built by :meth:`MaskSpace.from_patterns`."""
 
 
 def _restore_space(name, kinds, blocks, unit_params, cache_reason):
     return MaskSpace._build(name, kinds, blocks, unit_params, cache_reason)
 
 
-class MaskSpace:
+class MaskSpace(MaskUnits):
     """The set of binary fine-tuning masks of one kind for one transformer layout.
 
     Each bit switches one *unit* (a kind, such as ``"attn"``, in one block).
@@ -116,22 +116,6 @@ class MaskSpace:
             )
         self._setup(name, SPACE_KINDS[name], vit_blocks(int(depth)), None, None)
 
-    def _setup(self, name, kinds, blocks, unit_params, cache_reason) -> None:
-        self._name = name
-        self._kinds = tuple(kinds)
-        self._blocks = tuple((str(label), str(path)) for label, path in blocks)
-        # Pattern spaces list each unit's parameters; built-in spaces derive them from KIND_MEMBERS.
-        self._unit_params = None if unit_params is None else {u: tuple(v) for u, v in unit_params.items()}
-        self._cache_reason = cache_reason
-        self._units = [f"{label}.{k}" for label, _ in self._blocks for k in self._kinds]
-        self._index = {u: (j // len(self._kinds), self._kinds[j % len(self._kinds)])
-                       for j, u in enumerate(self._units)}
-
-    @classmethod
-    def _build(cls, name, kinds, blocks, unit_params, cache_reason) -> "MaskSpace":
-        space = cls.__new__(cls)
-        space._setup(name, kinds, blocks, unit_params, cache_reason)
-        return space
 
     @classmethod
     def from_model(cls, name: "str | MaskSpace", model: Any) -> "MaskSpace":
@@ -276,85 +260,8 @@ class MaskSpace:
                 f"build the space for this model (MaskSpace.from_model / from_patterns)."
             )
 
-    @property
-    def name(self) -> str:
-        """Name of the space (``"patterns"`` for :meth:`from_patterns`)."""
-        return self._name
 
-    @property
-    def depth(self) -> int:
-        """Number of transformer blocks (all stages together)."""
-        return len(self._blocks)
-
-    @property
-    def blocks(self) -> tuple[str, ...]:
-        """Block labels in bit order, e.g. ``"blocks.3"`` or ``"s1.b0"``."""
-        return tuple(label for label, _ in self._blocks)
-
-    @property
-    def stages(self) -> tuple[int, ...] | None:
-        """Blocks per stage of a hierarchical (Swin) space, or None for a plain one."""
-        if not self._blocks or not self._blocks[0][0].startswith("s"):
-            return None
-        counts: dict[str, int] = {}
-        for label, _ in self._blocks:
-            stage = label.split(".")[0]
-            counts[stage] = counts.get(stage, 0) + 1
-        return tuple(counts.values())
-
-    @property
-    def unit_kinds(self) -> tuple[str, ...]:
-        """Kinds of unit inside one block, in bit order."""
-        return self._kinds
-
-    @property
-    def units(self) -> list[str]:
-        """Unit names in bit order, e.g. ``"blocks.3.attn"``."""
-        return list(self._units)
-
-    @property
-    def n_bits(self) -> int:
-        """Number of bits of a mask in this space."""
-        return len(self._units)
-
-    @property
-    def bit_names(self) -> tuple[str, ...]:
-        """Hyperparameter names of the bits, ``"mask__blocks.3.attn"`` style."""
-        return self.sample_names()
-
-    @property
-    def prefix_cache_reason(self) -> str | None:
-        """Why a frozen-prefix cache cannot serve this space's model, or None.
-
-        Set by :meth:`from_model` / :meth:`from_patterns` when the model's
-        forward cannot be split at a half-block (Swin's stages; families
-        whose forward is not timm's ``VisionTransformer`` one, such as BEiT,
-        EVA or distilled DeiT). A space built from a name and a depth does
-        not know its model and says None.
-        """
-        return self._cache_reason
-
-    def sample_names(self, prefix: str = "mask__") -> tuple[str, ...]:
-        """Names for the bits as hyperparameters, e.g. in an Optuna trial.
-
-        Parameters
-        ----------
-        prefix : str, default=``"mask__"``
-            Prepended to every unit name.
-
-        Returns
-        -------
-        tuple of str
-            ``prefix + unit`` for every unit, in bit order.
-
-        Examples
-        --------
-        >>> MaskSpace("attn", depth=2).sample_names()
-        ('mask__blocks.0.attn', 'mask__blocks.1.attn')
-        """
-        return tuple(prefix + u for u in self._units)
-
-    def suggest(self, trial: Any, prefix: str = "mask__") -> Any:
+    def suggest(self, trial: Any, prefix: str = "mask__") -> Mask:
         """Sample a mask with an Optuna-style ``trial``, one categorical bit per unit.
 
         Categorical rather than integer bits: TPE then models each bit's two values
@@ -371,11 +278,9 @@ class MaskSpace:
         -------
         Mask
         """
-        from ._mask import Mask
-
         return Mask(self, tuple(int(trial.suggest_categorical(n, (0, 1))) for n in self.sample_names(prefix)))
 
-    def mask_from_params(self, params: Mapping[str, Any], prefix: str = "mask__") -> Any:
+    def mask_from_params(self, params: Mapping[str, Any], prefix: str = "mask__") -> Mask:
         """Rebuild a mask from hyperparameters named by :meth:`sample_names`.
 
         Parameters
@@ -404,68 +309,8 @@ class MaskSpace:
             )
         return self.resolve([params[n] for n in names])
 
-    def param_patterns(self, unit: str) -> tuple[str, ...]:
-        """fnmatch patterns over the model's parameter names that ``unit`` owns.
 
-        Parameters
-        ----------
-        unit : str
-            A unit name from :attr:`units`, e.g. ``"blocks.3.ln"``.
-
-        Returns
-        -------
-        tuple of str
-            For a :meth:`from_patterns` space, the matched parameter names.
-
-        Examples
-        --------
-        >>> MaskSpace("ln-attn-mlp", depth=4).param_patterns("blocks.3.ln")
-        ('blocks.3.norm1.*', 'blocks.3.norm2.*')
-        >>> MaskSpace("block", depth=4).param_patterns("blocks.0.block")
-        ('blocks.0.*',)
-        """
-        block, kind = self._parse_unit(unit)
-        if self._unit_params is not None:
-            return self._unit_params[unit]
-        path = self._blocks[block][1]
-        return tuple(f"{path}.{m}" for m in KIND_MEMBERS[kind])
-
-    def half_blocks(self, unit: str) -> tuple[int, ...]:
-        """Indices of the half-blocks whose parameters ``unit`` owns.
-
-        Half-block ``2 * i`` is norm1, attention and its LayerScale of block
-        ``i``; half-block ``2 * i + 1`` is norm2, MLP and its LayerScale. For a
-        :meth:`from_patterns` space they are read from the parameter names
-        (``blocks.{i}.<member>``); a parameter elsewhere counts as half-block 0.
-
-        Parameters
-        ----------
-        unit : str
-            A unit name from :attr:`units`.
-
-        Returns
-        -------
-        tuple of int
-
-        Examples
-        --------
-        >>> MaskSpace("ln-attn-mlp", depth=4).half_blocks("blocks.1.mlp")
-        (3,)
-        """
-        block, kind = self._parse_unit(unit)
-        if self._unit_params is not None:
-            return tuple(sorted({half_block_of(n) for n in self._unit_params[unit]}))
-        return tuple(2 * block + h for h in KIND_HALVES[kind])
-
-    def _parse_unit(self, unit: str) -> tuple[int, str]:
-        if unit not in self._index:
-            raise ValueError(
-                f"`unit` must be a unit of {self!r} (<block>.<{'|'.join(self._kinds)}> with blocks "
-                f"{self._blocks[0][0]} ... {self._blocks[-1][0]}), got {abbrev(unit)}."
-            )
-        return self._index[unit]
-
-    def resolve(self, mask: Any) -> Any:
+    def resolve(self, mask: Any) -> Mask:
         """Turn any accepted mask description into a :class:`Mask` of this space.
 
         See :func:`skfairtune.masks.resolve_mask` for the accepted forms.
@@ -479,45 +324,8 @@ class MaskSpace:
         -------
         Mask
         """
-        from ._mask import resolve_mask
-
         return resolve_mask(mask, self)
 
-    def supported_presets(self) -> tuple[str, ...]:
-        """Presets that can be expressed in this space.
-
-        Returns
-        -------
-        tuple of str
-
-        Examples
-        --------
-        >>> MaskSpace("block", depth=2).supported_presets()
-        ('full', 'linear', 'bitfit')
-        """
-        return tuple(p for p in PRESETS if preset_supported(p, self._kinds))
-
-    def __repr__(self) -> str:
-        if self._name == PATTERN_SPACE:
-            size = f"stages={self.stages}" if self.stages else f"depth={self.depth}"
-            return f"MaskSpace.from_patterns(kinds={self._kinds!r}, {size})"
-        if self.stages is not None:
-            return f"MaskSpace({self._name!r}, stages={self.stages})"
-        return f"MaskSpace({self._name!r}, depth={self.depth})"
-
-    def _key(self) -> tuple:
-        # The cache reason describes the model, not the space: a mask made in a space
-        # built from a depth stays valid for the model's own space.
-        params = None if self._unit_params is None else tuple(sorted(self._unit_params.items()))
-        return (self._name, self._kinds, self._blocks, params)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MaskSpace):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __reduce__(self):
         if self._unit_params is None and self._blocks == vit_blocks(self.depth) and self._cache_reason is None:
@@ -526,34 +334,15 @@ class MaskSpace:
 
 
 
+
 def _cache_reason(model: Any, hierarchical: bool) -> str | None:
     """Why ``model``'s forward cannot be split at a half-block, or None."""
     if hierarchical:
         return HIERARCHICAL_CACHE_REASON
-    from ..backbone._load import supports_prefix_cache  # backbone imports torch models; load it lazily
-
     if supports_prefix_cache(model):
         return None
     return (
         f"{type(model).__name__}'s forward is not timm's VisionTransformer forward over plain "
         f"pre-norm blocks (e.g. BEiT's relative position bias, EVA's rotary embeddings, distilled "
         f"DeiT's two heads), so it cannot be split at a half-block"
-    )
-
-
-def check_unit_key(key: Any, space: MaskSpace) -> str | None:
-    """For an unknown mapping key that looks like a unit of a missing block, the error text."""
-    if not isinstance(key, str):
-        return None
-    label, _, kind = key.rpartition(".")
-    if kind not in space.unit_kinds or not re.fullmatch(r"blocks\.\d+|s\d+\.b\d+", label):
-        return None
-    if label.startswith("blocks."):
-        return (
-            f"`mask` names unit {key!r} but block index {label.split('.')[1]} is out of range: the "
-            f"model has {space.depth} blocks, so indices run from 0 to {space.depth - 1}."
-        )
-    return (
-        f"`mask` names unit {key!r} but the model has no block {label!r}: its blocks are "
-        f"{space.blocks[0]!r} ... {space.blocks[-1]!r} (stages {space.stages})."
     )

@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ._pareto import plot_hypervolume_history, plot_pareto_front
-from ..search._trial_record import TrialRecord
-
 import numpy as np
+
+from ..masks._lora import resolve_states
+from ..search._trial_record import TrialRecord
+from ._pareto import plot_hypervolume_history, plot_pareto_front
 
 __all__ = [
     "plot_hypervolume_history",
@@ -132,7 +133,6 @@ def plot_mask_selection(search, *, top_k: int = 1, ax=None, cmap: str = "Greens"
     >>> ax.images[0].get_array().shape  # (unit kinds, blocks)
     (3, 2)
     """
-    from ..masks._lora import resolve_states
 
     results = _check_search(search, "plot_mask_selection")
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1:

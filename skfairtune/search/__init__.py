@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from ._search import (  # noqa: F401 - re-exported
-    FairTuneSearchCV,
-    BASELINES,
-)
 from ._pruners import (  # noqa: F401 - re-exported
-    ParetoSuccessiveHalving,
     EPOCH_VALUES_ATTR,
     RUNGS_ATTR,
+    ParetoSuccessiveHalving,
     pareto_prune_decision,
     record_epoch_values,
+)
+from ._search import (  # noqa: F401 - re-exported
+    BASELINES,
+    FairTuneSearchCV,
 )
 
 __all__ = [

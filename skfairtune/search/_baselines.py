@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ..masks import PRESETS
 from ._trial_record import TrialRecord
 
 __all__ = ["BASELINE_PARAM", "baseline_lrs", "baseline_trials", "preset_distribution"]
@@ -60,7 +61,6 @@ def preset_distribution(baselines):
     """
     import optuna
 
-    from ..masks._mask import PRESETS
 
     names = tuple(dict.fromkeys(name for name in baselines or () if name in PRESETS))
     return optuna.distributions.CategoricalDistribution(names) if names else None
@@ -84,7 +84,6 @@ def baseline_trials(baselines, space, mask_space, lrs, *, space_name=None) -> li
     lrs = list(lrs or (None,))
     middle = sorted(lr for lr in lrs if lr is not None)[len(lrs) // 2] if None not in lrs else None
     lrs.sort(key=lambda lr: (0, 0) if lr is None else (round(abs(np.log(lr / middle)), 6), -lr))
-    from ..masks._mask import PRESETS
 
     queued = []
     for lr in lrs:

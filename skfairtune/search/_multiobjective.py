@@ -11,24 +11,25 @@ scoring (the Pareto order of such vectors is in :mod:`skfairtune.search._pareto`
   best; or a callable over ``cv_results_``).
 
 The pruner that stops trials on the Pareto order per epoch is
-:class:`skfairtune.search._pruners.ParetoSuccessiveHalving`.
+:class:`skfairtune.search._pruners.ParetoSuccessiveHalving` (built for a search by
+:func:`skfairtune.search._pruners.pareto_pruner`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import difflib
 import numbers
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import check_scoring, get_scorer, get_scorer_names
 
+from ..scorers import get_fairness_scorer, get_fairness_scorer_names
 from ._pareto import check_directions, oriented
 
 __all__ = [
     "Scoring",
-    "pareto_pruner",
     "resolve_search_scoring",
     "N_TRAINABLE_PARAMS",
     "TrialCost",
@@ -111,10 +112,6 @@ class TrialCost:
 
 
 def _valid_scoring_names() -> tuple[list[str], list[str]]:
-    from sklearn.metrics import get_scorer_names
-
-    from ..scorers import get_fairness_scorer_names
-
     return [*get_fairness_scorer_names(), N_TRAINABLE_PARAMS], sorted(get_scorer_names())
 
 
@@ -163,10 +160,6 @@ def resolve_scorings(scoring_list) -> tuple[list[str], list, list[str]]:
     >>> scorers[1]
     TrialCost('n_trainable_params')
     """
-    from sklearn.metrics import get_scorer
-
-    from ..scorers import get_fairness_scorer, get_fairness_scorer_names
-
     if isinstance(scoring_list, dict):
         items = list(scoring_list.items())
     elif isinstance(scoring_list, (list, tuple)):
@@ -432,10 +425,6 @@ def resolve_search_scoring(scoring) -> Scoring:
     if isinstance(scoring, (list, tuple, dict)):
         names, scorers, directions = resolve_scorings(scoring)
         return Scoring(tuple(names), tuple(scorers), tuple(directions), multi=True)
-    from sklearn.metrics import check_scoring
-
-    from ..scorers import get_fairness_scorer, get_fairness_scorer_names
-
     if isinstance(scoring, str) and scoring in get_fairness_scorer_names():
         scorer = get_fairness_scorer(scoring)
     elif isinstance(scoring, str):
@@ -449,22 +438,3 @@ def resolve_search_scoring(scoring) -> Scoring:
     else:
         raise TypeError(f"`scoring` must be a scorer name, a callable, or a list/dict of them; got {scoring!r}.")
     return Scoring((scoring if isinstance(scoring, str) else "score",), (scorer,), ("maximize",), multi=False)
-
-
-def pareto_pruner(pruner, scoring: Scoring, classifier):
-    """The objective-side pruner of a multi-objective search (None: no pruning, or one objective).
-
-    Optuna's pruners judge one objective; ``"successive_halving"`` becomes its
-    Pareto version with the same rungs.
-    """
-    from ._pruners import ParetoSuccessiveHalving
-
-    if not scoring.multi or pruner in (None, "none"):
-        return None
-    if isinstance(pruner, ParetoSuccessiveHalving):
-        return pruner
-    if pruner != "successive_halving":
-        raise ValueError(f"pruner={pruner!r} prunes one objective; a multi-objective search takes "
-                         "'successive_halving' (its Pareto version), 'none' or a ParetoSuccessiveHalving.")
-    return ParetoSuccessiveHalving(scoring.directions, max_epochs=classifier.max_epochs,
-                                   warmup_fraction=classifier.warmup_fraction)

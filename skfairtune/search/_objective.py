@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -17,18 +17,20 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
-from ._baselines import BASELINE_PARAM
-from .._utils._params import validate_params
-from ._predictions import FrozenPredictions
-from ..backbone._vit_split import ActivationCache, max_bytes_from_mb
-from ._selection import stratified_bootstrap_indices
-from ._splits import label_group_strata
+from .._training._net import NonFiniteLossError
 from .._training._template import TemplateStore
 from .._training._trainer import Trainer, resolve_seed
+from .._utils._params import validate_params
+from ..backbone._vit_split import ActivationCache, max_bytes_from_mb
+from ..metrics._group import overall_auc
+from ._multiobjective import TrialCost
+from ._predictions import FrozenPredictions
+from ._pruners import record_epoch_values
+from ._selection import stratified_bootstrap_indices
+from ._splits import label_group_strata
 from ._trial_record import TrialRecord
-from .._training._net import NonFiniteLossError
 
-__all__ = ["SearchSpace", "Objective", "scorer_kwargs", "requires_sensitive_features"]
+__all__ = ["Objective", "scorer_kwargs", "requires_sensitive_features"]
 
 
 def requires_sensitive_features(scorer) -> bool:
@@ -69,91 +71,10 @@ def scorer_kwargs(scorer, sensitive_features) -> dict:
     return {"sensitive_features": sensitive_features} if wanted else {}
 
 
-@dataclass
-class SearchSpace:
-    """What a trial samples: mask bits, learning rate and any extra distributions."""
-
-    mask_space: object | None  # skfairtune.masks.MaskSpace, or None to keep the estimator's mask
-    lr_range: tuple[float, float] | None
-    extra: dict = field(default_factory=dict)
-    lora_ranks: tuple[int, ...] | None = None  # units may also be LoRA-adapted, at one of these ranks
-    # The preset baselines' own choice (see skfairtune.search._baselines): None when no preset is enqueued.
-    presets: optuna.distributions.CategoricalDistribution | None = None
-
-    def suggest(self, trial: optuna.Trial, *, preset: str | None = None) -> dict:
-        """Estimator parameters for ``trial``; ``preset`` names the baseline an enqueued trial trains."""
-        params = {}
-        if preset is not None and self.presets is not None and preset in self.presets.choices:
-            # A preset trains parameters outside the bit space (ERM: the embeddings too), so the
-            # study records its name, not bits it does not stand for.
-            params["mask"] = trial.suggest_categorical(BASELINE_PARAM, self.presets.choices)
-        elif self.mask_space is not None and self.lora_ranks:
-            from ..masks._lora import suggest_states
-
-            states, rank = suggest_states(trial, self.mask_space, ranks=self.lora_ranks)
-            params["mask"] = states.to_string()
-            if rank is not None:
-                params["lora_rank"] = rank
-        elif self.mask_space is not None:
-            params["mask"] = self.mask_space.suggest(trial).to_string()
-        if self.lr_range is not None:
-            params["lr"] = trial.suggest_float("lr", *self.lr_range, log=True)
-        for name, distribution in self.extra.items():
-            params[name] = _suggest(trial, name, distribution)
-        return params
-
-    def trial_params(self, params: dict) -> dict:
-        """Optuna parameter values (for ``enqueue_trial``) from estimator parameters."""
-        out = {key: value for key, value in params.items() if key != "mask"}
-        if "mask" in params and self.mask_space is not None:
-            out.update(zip(self.mask_space.bit_names, self.mask_space.resolve(params["mask"]).bits))
-        return out
-
-    def from_trial(self, trial_params: dict) -> dict | None:
-        """Estimator parameters of a trial; None when sampling was cut short (Ctrl-C)."""
-        try:
-            params = {}
-            if BASELINE_PARAM in trial_params:
-                params["mask"] = trial_params[BASELINE_PARAM]
-            elif self.mask_space is not None and self.lora_ranks:
-                from ..masks._lora import states_from_params
-
-                states, rank = states_from_params(trial_params, self.mask_space)
-                params["mask"] = states.to_string()
-                if rank is not None:
-                    params["lora_rank"] = rank
-            elif self.mask_space is not None:
-                params["mask"] = self.mask_space.mask_from_params(trial_params).to_string()
-            if self.lr_range is not None:
-                params["lr"] = trial_params["lr"]
-            params.update({k: trial_params[k] for k in self.extra})
-        except (KeyError, ValueError):
-            return None
-        return params
-
-
-def _suggest(trial, name, distribution):
-    dists = optuna.distributions
-    if isinstance(distribution, dists.FloatDistribution):
-        return trial.suggest_float(name, distribution.low, distribution.high,
-                                   log=distribution.log, step=distribution.step)
-    if isinstance(distribution, dists.IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high,
-                                 log=distribution.log, step=distribution.step)
-    if isinstance(distribution, dists.CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    raise TypeError(
-        f"param_distributions[{name!r}] must be an optuna FloatDistribution, IntDistribution "
-        f"or CategoricalDistribution; got {distribution!r}."
-    )
-
-
 def _overall_auc(y_valid, proba, classes) -> float | None:
     """Validation ROC AUC over all samples for binary tasks (None otherwise or if undefined)."""
     if proba.shape[1] != 2 or len(np.unique(y_valid)) != 2:
         return None
-    from ..metrics._group import overall_auc
-
     return overall_auc(y_valid, proba[:, 1], pos_label=classes[1])
 
 
@@ -341,8 +262,6 @@ class Objective:
 
     def _objective_values(self, folds):
         """(one value per objective, the first objective's fold scores, its sets) after an epoch."""
-        from ._multiobjective import TrialCost
-
         probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
         values, first = [], None
         for scorer in self.objectives.values():
@@ -360,8 +279,6 @@ class Objective:
             trial.report(value, epoch)
             return may_prune and trial.should_prune()
         if self.pareto_pruner is None:
-            from ._pruners import record_epoch_values
-
             record_epoch_values(trial, value, epoch)  # the learning curves, for the results
             return False
         self.pareto_pruner.report(trial, value, epoch)

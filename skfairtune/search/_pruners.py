@@ -1,4 +1,11 @@
-"""Successive halving for several objectives, which Optuna lacks.
+"""The search's pruners and samplers: Optuna's, configured by name, and successive halving for several objectives.
+
+Named samplers and pruners (:func:`make_sampler`, :func:`make_pruner`, their
+names in :data:`SAMPLERS` and :data:`PRUNERS`) are Optuna's with the paper's
+settings; :func:`first_rung_epoch` places every pruner's first rung after the
+learning-rate warm-up; :func:`rung_system_attrs` gives a trial trained
+elsewhere the rung records successive halving ranks by. The rest of this
+module is successive halving for several objectives, which Optuna lacks.
 
 Optuna's ``Trial.report`` and ``Trial.should_prune`` raise for a
 multi-objective study, so this pruner is not an Optuna pruner: the objective
@@ -8,7 +15,7 @@ storage, so trials running in other processes (a journal file or a database)
 see each other's vectors.
 
 The rule, at each rung (the epochs of the single-objective pruner: the first
-at :func:`skfairtune.distributed._study.first_rung_epoch`, then times ``reduction_factor``,
+at :func:`first_rung_epoch`, then times ``reduction_factor``,
 never the last epoch): among the ``n`` trials that reached the rung (this one
 included; running, complete and pruned trials, not failed ones), count the
 ``d`` trials whose vector at that epoch Pareto-dominates this trial's. The
@@ -29,19 +36,137 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import optuna
 
+from ..distributed._trial_record import TrialRecord
 from ._pareto import check_directions, dominance_counts, oriented
-from ..distributed._study import first_rung_epoch
-from ._trial_record import TrialRecord
 
 __all__ = ["ParetoSuccessiveHalving", "EPOCH_VALUES_ATTR", "RUNGS_ATTR", "pareto_prune_decision",
-           "record_epoch_values"]
+           "record_epoch_values", "make_sampler", "make_pruner", "pareto_pruner", "first_rung_epoch",
+           "rung_system_attrs", "PRUNERS", "SAMPLERS"]
+
+PRUNERS = ("successive_halving", "late_successive_halving", "hyperband", "none")
+#: Samplers named by a string; the default is ``"tpe"``.
+SAMPLERS = ("tpe", "independent_tpe", "random")
 
 EPOCH_VALUES_ATTR = "epoch_objective_values"
 RUNGS_ATTR = "pareto_rungs"
+
+
+def make_sampler(sampler, seed: int | None, *, n_baseline_trials: int = 0, n_startup_trials: int = 10):
+    """The Optuna sampler for ``sampler`` (a name, None for ``"tpe"``, or an Optuna sampler).
+
+    Optuna's TPE counts every finished trial of the study toward its random
+    start-up, the enqueued or copied baselines included; so the named TPE
+    samplers start TPE only after ``n_baseline_trials + n_startup_trials``
+    trials, and the first ``n_startup_trials`` searched masks are random.
+
+    ``"tpe"`` is multivariate TPE with ``group=True`` (the baselines carry a
+    ``baseline`` choice instead of mask bits, so the space is conditional and
+    only grouping keeps the bits modelled jointly) and the constant liar for
+    parallel workers; ``"independent_tpe"`` models every bit and the learning
+    rate on its own (the paper's Optuna 3 default); ``"random"`` draws every
+    mask at random. Variants are named, not inherited from Optuna's version
+    default, so a search means the same thing on every Optuna release.
+
+    Examples
+    --------
+    >>> sampler = make_sampler(None, 0, n_baseline_trials=12)
+    >>> type(sampler).__name__, sampler._n_startup_trials, sampler._multivariate, sampler._group
+    ('TPESampler', 22, True, True)
+    """
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    startup = int(n_baseline_trials) + int(n_startup_trials)
+    if sampler in (None, "tpe"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group=True
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                              group=True, constant_liar=True)
+    if sampler == "independent_tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=False,
+                                          constant_liar=True)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise TypeError(f"`sampler` must be None, one of {SAMPLERS} or an optuna sampler; got {sampler!r}.")
+
+
+def first_rung_epoch(max_epochs: int, warmup_fraction: float) -> int:
+    """The first epoch at which the learning-rate warm-up is over (at least 1).
+
+    Optuna's ``min_resource="auto"`` puts successive halving's first rung at
+    epoch 1, when the learning rate is still a fraction of its peak and every
+    trial scores by its initialisation; judging there prunes good masks (the
+    enqueued baselines above all) for noise.
+    """
+    # The warm-up lasts round(warmup_fraction * total_steps) optimizer steps, so it is over
+    # by the end of epoch ceil(warmup_fraction * max_epochs); the tolerance keeps 1/3 * 30 at 10.
+    return max(1, min(int(max_epochs), math.ceil(warmup_fraction * max_epochs - 1e-9)))
+
+
+def make_pruner(pruner, max_epochs: int, warmup_fraction: float = 0.0):
+    """The Optuna pruner for ``pruner``; built-in pruners judge no earlier than the warm-up's end.
+
+    ``"successive_halving"``: the paper's reduction factor 4, first rung at the
+    end of the warm-up. ``"late_successive_halving"``: the same, first rung at
+    half of training (so trials are judged once the train-to-test gap has had
+    time to open). ``"none"``: no pruning; every trial is judged fully trained.
+    """
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return pruner
+    min_resource = first_rung_epoch(max_epochs, warmup_fraction)
+    if pruner == "late_successive_halving":
+        min_resource = max(min_resource, math.ceil(int(max_epochs) / 2))
+    if pruner in PRUNERS[:3] and min_resource >= max_epochs:
+        # The warm-up fills the whole training: a rung would judge finished trials only.
+        return optuna.pruners.NopPruner()
+    if pruner in ("successive_halving", "late_successive_halving"):
+        # The paper's settings (appendix A.5: reduction factor 4, no bootstrap), except that
+        # the first rung waits for the end of the warm-up (or half of training) instead of "auto".
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=min_resource, reduction_factor=4, min_early_stopping_rate=0, bootstrap_count=0
+        )
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_epochs,
+                                              reduction_factor=4)
+    if pruner in ("none", None):
+        return optuna.pruners.NopPruner()
+    raise ValueError(
+        f"`pruner` must be one of {PRUNERS}, None or an optuna pruner; got {pruner!r}."
+    )
+
+
+def rung_system_attrs(pruner, intermediate_values: dict, max_epochs: int) -> dict:
+    """The rung records successive halving would have written for a trial trained elsewhere.
+
+    A trial copied into a study (e.g. a baseline trained once and shared)
+    carries no ``completed_rung_k`` attributes, and Optuna's
+    ``SuccessiveHalvingPruner`` ranks a trial only against trials that have
+    them; without these records the copies are invisible competitors. The
+    pruner is asked only before the last epoch, so no rung at ``max_epochs``.
+
+    Examples
+    --------
+    >>> pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=4)
+    >>> rung_system_attrs(pruner, {1: 0.5, 2: 0.6, 8: 0.7, 9: 0.71}, max_epochs=9)
+    {'completed_rung_0': 0.6, 'completed_rung_1': 0.7}
+    """
+    if not isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
+        return {}
+    min_resource = pruner._min_resource
+    if min_resource is None:  # "auto": nothing to align with
+        return {}
+    attrs, rung = {}, 0
+    while True:
+        step = min_resource * pruner._reduction_factor ** (pruner._min_early_stopping_rate + rung)
+        if step >= max_epochs or step not in intermediate_values:
+            return attrs
+        attrs[f"completed_rung_{rung}"] = float(intermediate_values[step])
+        rung += 1
 
 
 def pareto_prune_decision(vector, competitors, directions, *, prune_share: float, min_trials: int) -> tuple[bool, int, int]:
@@ -131,7 +256,7 @@ class ParetoSuccessiveHalving:
         Epochs of a complete trial; no trial is stopped after the last.
     warmup_fraction : float, default=0.0
         The learning-rate warm-up's share of training; the first rung waits
-        for its end (:func:`skfairtune.distributed._study.first_rung_epoch`), as the
+        for its end (:func:`first_rung_epoch`), as the
         single-objective pruner does.
     reduction_factor : int, default=4
         Rungs are ``first * reduction_factor ** k`` (the paper's 4).
@@ -238,8 +363,6 @@ class ParetoSuccessiveHalving:
         """
         if epoch not in self.rungs or epoch >= self.max_epochs:
             return False
-        import optuna
-
         key = str(int(epoch))
         own = (trial.user_attrs.get(EPOCH_VALUES_ATTR) or {}).get(key)
         if own is None:
@@ -257,3 +380,33 @@ class ParetoSuccessiveHalving:
         rungs[key] = [dominated_by, n]  # why a trial stopped (or not), for reports
         TrialRecord.write(trial, pareto_rungs=rungs)
         return prune
+
+
+def pareto_pruner(pruner, scoring, classifier):
+    """The objective-side pruner of a multi-objective search (None: no pruning, or one objective).
+
+    Optuna's pruners judge one objective; ``"successive_halving"`` becomes its
+    Pareto version with the same rungs.
+
+    Parameters
+    ----------
+    pruner : str, ParetoSuccessiveHalving or None
+        The search's ``pruner``.
+    scoring : skfairtune.search._multiobjective.Scoring
+        The search's resolved scoring (its ``multi`` and ``directions``).
+    classifier : FairTuneClassifier
+        Its ``max_epochs`` and ``warmup_fraction`` place the rungs.
+
+    Returns
+    -------
+    pruner : ParetoSuccessiveHalving or None
+    """
+    if not scoring.multi or pruner in (None, "none"):
+        return None
+    if isinstance(pruner, ParetoSuccessiveHalving):
+        return pruner
+    if pruner != "successive_halving":
+        raise ValueError(f"pruner={pruner!r} prunes one objective; a multi-objective search takes "
+                         "'successive_halving' (its Pareto version), 'none' or a ParetoSuccessiveHalving.")
+    return ParetoSuccessiveHalving(scoring.directions, max_epochs=classifier.max_epochs,
+                                   warmup_fraction=classifier.warmup_fraction)

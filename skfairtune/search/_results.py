@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import optuna
 
+from ._pareto import non_dominated_sort
 from ._trial_record import TrialRecord
 
 __all__ = ["results_table"]
@@ -92,7 +92,6 @@ def results_table(trials, space, n_splits: int, *, names=None, directions=None) 
 
 
 def _multi_objective_table(trials, space, n_splits: int, names: list, directions: list) -> dict:
-    from ._pareto import non_dominated_sort
 
     table = results_table(trials, space, n_splits)
     for key in ("mean_test_score", "std_test_score", "ci_low_test_score", "ci_high_test_score",

@@ -3,55 +3,52 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import optuna
-import pandas as pd
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
-from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
-from sklearn.utils.validation import check_is_fitted
 
-from ._baselines import baseline_lrs, baseline_trials, preset_distribution
-from ..distributed._credentials import forget_password, pickle_safe_storage, pickle_safe_study
-from ..distributed._degrade import run_trials_degrading
-from ..distributed._follow import ProgressBar, TrialLogger, log_to_stderr, optuna_verbosity, progress_enabled
-from .._images._convert import tabular_width
-from ._multiobjective import Scoring, objective_column, pareto_pruner, resolve_refit, resolve_search_scoring
-from ._objective import Objective, SearchSpace, requires_sensitive_features, scorer_kwargs
-from ..distributed._run import counted_trials, resolve_n_jobs
-from .._utils._params import Checked, InvalidParameterError, OneOf, validate_params
-from ._pareto import pareto_front_frame
-from ..distributed._preemption import preemption_guard
-from ._results import results_table
-from ._setup import (FitData, check_baseline_lrs, check_baselines, check_callbacks, check_error_score,
-                            check_estimator, check_fit_data, check_lora_ranks, check_lr_range,
-                            check_split_iterable, check_study, classifier_step_of, search_splits,
-                            searched_space)
-from ._selection import SELECTIONS, fresh_mean, reeval_split_seed, reevaluate_top, select_trial
-from ._signature import data_fingerprint, search_signature
-from ._splits import make_splits
-from ..distributed._study import SAMPLERS, make_pruner, make_sampler, open_study, redact_url
+from .._images._convert import ImageConverter
 from .._training._template import ModelTemplate, TemplateStore
-from .._training._trainer import resolve_seed, to_model_tensor
-from ._trial_record import TrialRecord
-from ..masks._mask import MaskSpace
+from .._training._trainer import resolve_seed
+from .._utils._params import InvalidParameterError, validate_params
+from ..distributed._credentials import forget_password, pickle_safe_storage, redact_url
+from ..distributed._follow import (
+    optuna_verbosity,
+)
+from ..distributed._study import pickle_safe_study
+from ..masks import MaskSpace
+from ._baselines import baseline_lrs, preset_distribution
+from ._fitted import FittedSearchMixin
+from ._multiobjective import (
+    Scoring,
+    resolve_refit,
+    resolve_search_scoring,
+)
+from ._objective import Objective
+from ._pruners import pareto_pruner
+from ._setup import (
+    SEARCH_PARAMETER_CONSTRAINTS,
+    FitData,
+    check_fit_data,
+    classifier_step_of,
+    search_splits,
+    searched_space,
+)
+from ._space import SearchSpace
+from ._steps import SearchStepsMixin
 
 __all__ = ["FairTuneSearchCV", "BASELINES"]
 
 #: The paper's baselines, each a special case of the mask (Table 1).
 BASELINES = ("full", "linear", "attention", "layernorm")
 logger = logging.getLogger("skfairtune")
-FOLD_SCORINGS = ("pooled", "mean")
 
 
-class FairTuneSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class FairTuneSearchCV(SearchStepsMixin, FittedSearchMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Search which parts of a ViT to fine-tune, and the learning rate, for fairness.
 
     FairTune's outer loop (Dutt et al., ICLR 2024, Algorithm 1): Optuna's TPE
@@ -319,45 +316,7 @@ default="successive_halving"
 
     __metadata_request__fit = {"sensitive_features": True, "groups": True}
 
-    _parameter_constraints: dict = {
-        "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
-        "mask_space": [str, MaskSpace, None],
-        "space": [str, MaskSpace, None],
-        "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
-        "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
-        "param_distributions": [dict, None],
-        "n_trials": [Interval(Integral, 1, None, closed="left")],
-        "n_startup_trials": [Interval(Integral, 0, None, closed="left")],
-        "prune_baselines": ["boolean"],
-        "scoring": [str, callable, list, tuple, dict],
-        "cv": [Interval(Integral, 2, None, closed="left"), HasMethods(["split"]),
-               Checked(check_split_iterable, "an iterable of (train, test) splits"), None],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "fold_scoring": [OneOf(*FOLD_SCORINGS)],
-        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
-        "selection": [OneOf(*SELECTIONS)],
-        "reeval_top_k": [Interval(Integral, 1, None, closed="left")],
-        "reeval_repeats": [Interval(Integral, 1, None, closed="left")],
-        "baselines": [Checked(check_baselines, "presets or bit strings"), None],
-        "baseline_lrs": [Checked(check_baseline_lrs, "'auto', a sequence of learning rates or None")],
-        "pruner": [Checked(lambda pruner: make_pruner(pruner, 2), "a pruner name or an optuna pruner"), None],
-        "sampler": [Checked(lambda sampler: make_sampler(sampler, None), f"one of {SAMPLERS} or an optuna sampler"),
-                    None],
-        "study": [Checked(check_study, "an optuna.Study"), None],
-        # A path, URL or storage object: checked where it is opened (skfairtune.distributed._study).
-        "storage": "no_validation",
-        "study_name": [str, None],
-        "subsample": [Interval(Real, 0, 1, closed="right"), None],
-        "refit": ["boolean", str, callable],
-        "error_score": [Checked(check_error_score, "'raise' or a number")],
-        "timeout": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Checked(resolve_n_jobs, "a positive int, -1 or None"), None],
-        "random_state": [Integral, None],
-        "verbose": ["verbose"],
-        "progress_bar": [Checked(progress_enabled, "'auto', True or False")],
-        "callbacks": [Checked(check_callbacks, "a list of callables"), None],
-        "resume": [OneOf("check", "force")],
-    }
+    _parameter_constraints: dict = SEARCH_PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -568,23 +527,20 @@ default="successive_halving"
         return self.fold_scoring == "pooled" and len(splits) > 1
 
     def _search_images(self, classifier, template: ModelTemplate, data: FitData):
-        """The images every trial reads, decoded and resized once (None for a Pipeline)."""
+        """The images every trial reads, converted once (None for a Pipeline: its steps run per fold).
+
+        The trials' converter takes them as they are (converting its own output is a
+        no-op), so pixels are never scaled twice and rows keep their width.
+        """
         if data.step:
             return None
-        params = classifier.get_params(deep=False)
-        if tabular_width(data.X) is not None:
-            # Rows stay rows: trials then read them as tabular data (no [0, 1] pixel check).
-            to_model_tensor(data.X, params, template.input_config, template.geometry)  # bad values fail now
-            X_tensor = np.asarray(data.X)
-            return X_tensor.astype(np.float32) if X_tensor.dtype == object else X_tensor
-        return to_model_tensor(data.X, params, template.input_config, template.geometry)
+        converter = ImageConverter.for_model(classifier.get_params(deep=False), template.input_config,
+                                             template.geometry)
+        return converter.convert(data.X if data.checked is None else data.checked)
 
     def _make_objective(self, estimator, template: ModelTemplate, data: FitData, search_idx, splits, scoring):
         classifier = estimator[-1] if data.step else estimator
-        X_tensor = self._search_images(classifier, template, data)
-        if isinstance(X_tensor, torch.Tensor) and classifier.bit_depth is not None:
-            # The pixels were scaled to 16 bits once, above; trials get them ready to use.
-            estimator.set_params(**{data.prefix + "bit_depth": None})
+        images = self._search_images(classifier, template, data)
         templates = TemplateStore()
         templates.add(template)
         searched = searched_space(self) is not None
@@ -596,7 +552,7 @@ default="successive_halving"
         return Objective(
             estimator=estimator, step=data.step, space=space,
             # Without subsample no copy: a memory-mapped cache stays on disk.
-            X=None if X_tensor is None else (X_tensor if self.subsample is None else X_tensor[search_idx]),
+            X=None if images is None else (images if self.subsample is None else images[search_idx]),
             X_original=None if not data.step else _safe_indexing(data.X, search_idx),
             y=data.y[search_idx],
             sensitive_features=(None if data.sensitive_features is None
@@ -610,153 +566,6 @@ default="successive_halving"
             pareto_pruner=pareto_pruner(self.pruner, scoring, classifier),
             prune_baselines=self.prune_baselines,
         )
-
-    def _open_study(self, objective, data: FitData, splits, scoring, *, n_baseline_trials: int = 0) -> None:
-        """Create or resume the study; a stored one must have been made by the same search."""
-        space = objective.space
-        classifier = self._classifier_step()[1]
-        self.mask_space_ = space.mask_space
-        signature = search_signature(
-            space_name=searched_space(self), space=space, scoring=list(scoring.names) if scoring.multi else self.scoring,
-            max_epochs=classifier.max_epochs,
-            n_splits=len(splits), fold_scoring="pooled" if self._pooled(splits) else "mean",
-            data=data_fingerprint(data.X, data.y, sensitive_features=data.sensitive_features, groups=data.groups))
-        with optuna_verbosity(self.verbose):
-            self.study_ = open_study(
-                study=self.study, storage=self.storage, study_name=self.study_name,
-                sampler=make_sampler(self.sampler, data.seed, n_baseline_trials=n_baseline_trials,
-                                     n_startup_trials=self.n_startup_trials),
-                # Optuna's pruners judge one objective; several are judged by the objective's own.
-                pruner=(optuna.pruners.NopPruner() if scoring.multi else
-                        make_pruner(self.pruner, classifier.max_epochs, classifier.warmup_fraction)),
-                signature=signature, tolerate=("data",) if self.resume == "force" else (),
-                directions=scoring.directions,
-            )
-
-    def _baseline_queue(self, space: SearchSpace) -> list[tuple[dict, dict]]:
-        """The baseline trials this search starts with, at most ``n_trials`` of them."""
-        if not self.baselines or space.mask_space is None:
-            return []
-        queued = baseline_trials(self.baselines, space, space.mask_space,
-                                 baseline_lrs(self.baseline_lrs, space.lr_range), space_name=searched_space(self))
-        return queued[:self.n_trials]
-
-    def _enqueue_baselines(self, queued) -> None:
-        """Enqueue the baselines (not again into a resumed study) and say how ``n_trials`` is spent."""
-        n_new = self.n_trials - len(queued)
-        named = self.sampler is None or isinstance(self.sampler, str)
-        n_random = n_new if self.sampler == "random" else min(n_new, self.n_startup_trials) if named else 0
-        logger.info("n_trials=%d: %d baseline trials, %d random start-up masks, %d %s masks", self.n_trials,
-                    len(queued), n_random, n_new - n_random, "TPE-guided" if named else "sampler-proposed")
-        if queued and n_new <= 0:
-            warnings.warn(
-                f"n_trials={self.n_trials} leaves no searched mask: the baseline trials (presets x "
-                f"baseline_lrs) use the whole budget. Set n_trials above {len(queued)}, or pass fewer "
-                "`baselines` or `baseline_lrs`.", UserWarning, stacklevel=3)
-        if self.study_.trials:
-            return  # a resumed study already holds its baselines
-        for params, user_attrs in queued:
-            self.study_.enqueue_trial(params, user_attrs=user_attrs, skip_if_exists=True)
-
-    def _optimize(self, objective) -> bool:
-        """Run the trials still missing in ``n_jobs`` processes; True when interrupted by the user.
-
-        The study may be shared with other processes and machines: the run ends
-        when the study as a whole holds ``n_trials`` trials, all finished; a
-        trial whose worker died is failed and retried (see :mod:`skfairtune.distributed._run`).
-        """
-        finished = [t for t in counted_trials(self.study_, self.n_trials) if t.state.is_finished()]
-        complete = [t.values[0] for t in finished if t.state == optuna.trial.TrialState.COMPLETE
-                    and len(t.values) == 1]
-        bar = (ProgressBar(self.n_trials, initial=len(finished), best=max(complete, default=None))
-               if progress_enabled(self.progress_bar) else None)
-        callbacks = [TrialLogger()] + ([bar] if bar is not None else []) + list(self.callbacks or [])
-        # The default sampler is re-seeded per trial slot from random_state; a user's is left alone.
-        reseed = self._seed() if self.sampler is None and self.study is None else None
-        try:
-            # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
-            with preemption_guard(self._preempted_message), log_to_stderr(self.verbose):
-                run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                                           timeout=self.timeout, callbacks=callbacks, seed=reseed)
-        finally:
-            if bar is not None:
-                bar.close()
-        self.study_ = run.study
-        if run.interrupted:
-            n_complete = len(self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-            warnings.warn(
-                f"search interrupted: {n_complete} complete trials are kept in study_ and the best "
-                "of them is used; fit again with the same storage and study_name to finish.",
-                UserWarning, stacklevel=3,
-            )
-        return run.interrupted
-
-    def _preempted_message(self) -> str:
-        complete = self.study_.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if self.storage is None and self.study is None:
-            kept = "the study was in memory, so nothing is kept; pass storage=... to make a search resumable"
-        else:
-            where = self.storage if isinstance(self.storage, str) else getattr(self.storage, "url", "the study")
-            kept = (f"{len(complete)} complete trials are kept in {redact_url(where)} (study "
-                    f"{self.study_.study_name!r}); run the same search again to resume it to "
-                    f"n_trials={self.n_trials}")
-        return (f"[skfairtune] SIGTERM: search stopped, exit code 143. The running trial was failed and "
-                f"re-queued; {kept}.")
-
-    def _collect_results(self, space: SearchSpace, scoring) -> None:
-        # Only the trials that count: not an attempt a retry replaced, nor one past the budget.
-        trials = [t for t in counted_trials(self.study_) if t.state.is_finished()]
-        if not trials:
-            raise RuntimeError("the search finished no trial; nothing to report (was it interrupted at once?).")
-        names = scoring.names if scoring.multi else None
-        self.cv_results_ = results_table(trials, space, self.n_splits_, names=names, directions=scoring.directions)
-        self.n_trials_ = len(trials)
-        complete = [i for i, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE
-                    and np.all(np.isfinite(t.values))]
-        if not complete:
-            reasons = {TrialRecord.of(t).fail_reason or t.state.name for t in trials}
-            raise RuntimeError(f"no trial completed; reasons: {sorted(reasons)[:5]}")
-        if scoring.multi:
-            self.pareto_front_ = pareto_front_frame(trials, names=list(names), directions=list(scoring.directions))
-            select = resolve_refit(self.refit if self.refit is not False else "utopia", names, scoring.directions)
-            self._choose(select(self.cv_results_), score_column=(
-                objective_column(self.refit) if isinstance(self.refit, str) and self.refit in names else None))
-            return
-        # "reeval" starts from the best trial and moves once the re-evaluation is done.
-        replicates = [TrialRecord.of(t).bootstrap_scores for t in trials] if self.selection == "one_se" else None
-        self._choose(select_trial(self.cv_results_, "best" if self.selection == "reeval" else self.selection,
-                                  bootstrap_scores=replicates))
-
-    def _choose(self, index: int, score_column: str | None = "mean_test_score") -> None:
-        self.best_index_ = int(index)
-        if score_column is not None:  # as scikit-learn: a multi-metric search has best_score_ for a named refit
-            self.best_score_ = float(self.cv_results_[score_column][index])
-            self.best_score_source_ = "search"
-        self.best_params_ = dict(self.cv_results_["params"][index])
-
-    def _reevaluate(self, objective, data: FitData, search_idx) -> None:
-        """Train the top trials again on fresh splits and seeds; choose by the mean of the fresh scores."""
-        groups = None if data.groups is None else np.asarray(data.groups)[search_idx]
-
-        def splits_for(seed):
-            return make_splits(self.cv, y_codes=data.y_codes[search_idx], g_codes=data.g_codes[search_idx],
-                               groups=groups, validation_fraction=self.validation_fraction, random_state=seed)
-
-        again = splits_for(reeval_split_seed(0 if data.seed is None else data.seed, 1))
-        if len(again) == len(objective.splits) and all(
-                np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(again, objective.splits)):
-            cv = repr(self.cv) if hasattr(self.cv, "split") else "an iterable of fixed splits"
-            warnings.warn(f"selection='reeval' re-evaluates on the search's own splits: cv={cv} gives the same "
-                          "splits for every seed, so only the training seed changes. For fresh splits use "
-                          "cv=None, an int, or a shuffling splitter with random_state=None.",
-                          UserWarning, stacklevel=3)
-
-        self.reeval_scores_ = reevaluate_top(objective.evaluate, self.cv_results_, splits_for,
-                                             top_k=self.reeval_top_k, repeats=self.reeval_repeats,
-                                             seed=0 if data.seed is None else data.seed)
-        self._choose(select_trial(self.cv_results_, "reeval", reeval_scores=self.reeval_scores_))
-        self.best_score_ = fresh_mean(self.reeval_scores_[self.best_index_])
-        self.best_score_source_ = "reeval"
 
     def _space_params(self, prefix: str) -> dict:
         space = searched_space(self)
@@ -779,93 +588,3 @@ default="successive_halving"
                 "at. If it was interrupted, call fit again: a stored study that is complete runs no trial, "
                 "only the refit.", UserWarning, stacklevel=3,
             )
-
-    # ---------------------------------------------------------------- results
-    @property
-    def best_mask_(self):
-        """The best mask as a :class:`skfairtune.masks.Mask`."""
-        check_is_fitted(self, "best_params_")
-        _, template = self._classifier_step()
-        if "mask" not in self.best_params_:
-            return getattr(self.best_estimator_, "mask_", None) if hasattr(self, "best_estimator_") else None
-        if hasattr(self, "best_estimator_"):
-            step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_
-            return step.mask_
-        return self.mask_space_.resolve(self.best_params_["mask"])
-
-    @property
-    def n_features_in_(self) -> int:
-        """Features seen by ``best_estimator_`` (set only for 2-D tabular input)."""
-        self._check_refit("n_features_in_")
-        return self.best_estimator_.n_features_in_
-
-    def trials_dataframe(self, **kwargs) -> pd.DataFrame:
-        """The study's trials as a DataFrame (``optuna.Study.trials_dataframe``)."""
-        check_is_fitted(self, "study_")
-        return self.study_.trials_dataframe(**kwargs)
-
-    def _check_refit(self, method):
-        if not self.refit:
-            raise AttributeError(f"`{method}` needs refit=True; this search was fit with refit=False.")
-        check_is_fitted(self, "best_estimator_")
-
-    def predict(self, X):
-        """Predict with ``best_estimator_``."""
-        self._check_refit("predict")
-        return self.best_estimator_.predict(X)
-
-    def predict_proba(self, X):
-        """Class probabilities from ``best_estimator_``."""
-        self._check_refit("predict_proba")
-        return self.best_estimator_.predict_proba(X)
-
-    def decision_function(self, X):
-        """Decision function of ``best_estimator_``."""
-        self._check_refit("decision_function")
-        return self.best_estimator_.decision_function(X)
-
-    def score(self, X, y, *, sensitive_features=None):
-        """Score ``best_estimator_`` with the search's objective.
-
-        A multi-objective search scores with its ``refit`` objective when that
-        names one, else with its first objective that reads predictions.
-        """
-        self._check_refit("score")
-        scorer = self._resolve_scoring().scorer_for_score(self.refit)
-        kwargs = scorer_kwargs(scorer, sensitive_features)
-        if sensitive_features is None and requires_sensitive_features(scorer):
-            raise ValueError(f"scoring={self.scoring!r} needs `sensitive_features`; pass score(X, y, sensitive_features=...).")
-        return scorer(self.best_estimator_, X, y, **kwargs)
-
-    def fairness_report(self, X, y, *, sensitive_features, threshold=0.5, n_boot=None,
-                        ci_quantiles=(0.025, 0.975), random_state=None):
-        """fairlearn ``MetricFrame`` of the best model (see :func:`skfairtune.fairness_report`).
-
-        ``n_boot`` adds bootstrap intervals (``by_group_ci``, ``overall_ci``...).
-        """
-        from ..reports import fairness_report
-
-        self._check_refit("fairness_report")
-        return fairness_report(self.best_estimator_, X, y, sensitive_features=sensitive_features,
-                               threshold=threshold, n_boot=n_boot, ci_quantiles=ci_quantiles,
-                               random_state=random_state)
-
-    def get_metadata_routing(self):
-        """Route ``sensitive_features`` to the scorer and ``groups`` to the splitter.
-
-        The search consumes both itself in ``fit`` (requested by default), so
-        it works unchanged inside ``cross_validate`` with routing on.
-        """
-        router = MetadataRouter(owner=self).add_self_request(self)
-        scorer = self._resolve_scoring().scorer_for_score(self.refit)
-        if hasattr(scorer, "get_metadata_routing"):
-            router.add(scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score"))
-        if self.cv is not None and not isinstance(self.cv, numbers.Integral) and hasattr(self.cv, "get_metadata_routing"):
-            router.add(splitter=self.cv, method_mapping=MethodMapping().add(caller="fit", callee="split"))
-        return router
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.non_deterministic = self.random_state is None
-        return tags

@@ -10,15 +10,37 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import optuna
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import HasMethods, Interval
 
+from .._images._convert import check_input
+from .._training._trainer import encode_targets
+from .._utils._checks import (
+    check_param_distributions,
+    check_scoring_classes,
+    check_several_groups,
+    check_splits,
+)
+from .._utils._params import Checked, OneOf
 from ..classifier import FairTuneClassifier
-from ..masks._mask import PRESETS
+from ..distributed._follow import progress_enabled
+from ..distributed._run import resolve_n_jobs
+from ..masks import PRESETS, MaskSpace
+from ._objective import requires_sensitive_features
+from ._pruners import SAMPLERS, make_pruner, make_sampler
+from ._selection import SELECTIONS
+from ._splits import (
+    check_validation_folds,
+    group_codes,
+    make_splits,
+    stratified_subsample,
+)
 
-__all__ = ["FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
+__all__ = ["FOLD_SCORINGS", "SEARCH_PARAMETER_CONSTRAINTS", "FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
            "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
 
 
@@ -108,6 +130,8 @@ class FitData:
     seed: int | None
     step: str | None
     prefix: str
+    #: ``X`` after the checks that need no decoding: converted once, for every trial.
+    checked: object = None
 
 
 def searched_space(search):
@@ -123,13 +147,6 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
     ``scoring`` is the search's resolved :class:`skfairtune.search._multiobjective.Scoring`,
     ``seed`` its ``random_state`` as an int or None.
     """
-    from .._utils._checks import check_not_tabular, check_param_distributions, check_scoring_classes, \
-        check_several_groups
-    from .._images._convert import check_images_given, count_images
-    from ._objective import requires_sensitive_features
-    from ._splits import group_codes
-    from .._training._trainer import encode_targets
-
     step, classifier = classifier_step_of(search.estimator)
     check_param_distributions(search.param_distributions, estimator_params=classifier.get_params(deep=False),
                               estimator_name=type(classifier).__name__,
@@ -137,15 +154,14 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
     if fit_params.get("sample_weight") is not None:
         raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
                          "`class_weight` to weight the classes.")
-    check_images_given(X)
-    if not step:  # a Pipeline's first steps may turn a matrix into images
-        check_not_tabular(X, allow_tabular=classifier.allow_tabular)
+    # A Pipeline's first steps may turn a matrix into images: its X is not refused as a table.
+    checked = check_input(X, allow_tabular=bool(step) or classifier.allow_tabular)
     classes, y_codes = encode_targets(y, owner=type(search).__name__)
     for name in scoring.names:
         check_scoring_classes(name, classes)
     y = np.asarray(y).ravel()
     n_samples = len(y)
-    n_images = count_images(X)
+    n_images = checked.n_images
     if n_images != n_samples:
         raise ValueError(f"X has {n_images} images but y has {n_samples} labels.")
     if sensitive_features is None:
@@ -163,7 +179,7 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
         raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
     return FitData(X=X, y=y, classes=classes, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
                    sensitive_features=sensitive_features, groups=groups, seed=seed,
-                   step=step, prefix=f"{step}__" if step else "")
+                   step=step, prefix=f"{step}__" if step else "", checked=checked)
 
 
 #: Scorings whose validation folds must hold both classes in every group.
@@ -172,9 +188,6 @@ GROUP_AUC_SCORINGS = ("min_group_auc", "neg_auc_gap")
 
 def search_splits(search, data: FitData, scoring):
     """(positions searched, validation splits of those positions), checked up front."""
-    from .._utils._checks import check_splits
-    from ._splits import check_validation_folds, make_splits, stratified_subsample
-
     n_samples = len(data.y)
     search_idx = (np.arange(n_samples) if search.subsample is None else
                   stratified_subsample(search.subsample, y_codes=data.y_codes, g_codes=data.g_codes,
@@ -188,3 +201,48 @@ def search_splits(search, data: FitData, scoring):
                                group_labels=data.group_labels, class_labels=data.classes.tolist(),
                                pooled=search.fold_scoring == "pooled" and len(splits) > 1)
     return search_idx, splits
+
+
+FOLD_SCORINGS = ("pooled", "mean")
+
+#: ``FairTuneSearchCV._parameter_constraints``: every parameter's allowed values, checked by
+#: :func:`skfairtune._utils._params.validate_params` before any work.
+SEARCH_PARAMETER_CONSTRAINTS: dict = {
+    "estimator": [Checked(check_estimator, "a FairTuneClassifier or a Pipeline ending in one")],
+    "mask_space": [str, MaskSpace, None],
+    "space": [str, MaskSpace, None],
+    "lr_range": [Checked(check_lr_range, "(low, high) with 0 < low < high"), None],
+    "lora_ranks": [Checked(check_lora_ranks, "a sequence of positive ints"), None],
+    "param_distributions": [dict, None],
+    "n_trials": [Interval(Integral, 1, None, closed="left")],
+    "n_startup_trials": [Interval(Integral, 0, None, closed="left")],
+    "prune_baselines": ["boolean"],
+    "scoring": [str, callable, list, tuple, dict],
+    "cv": [Interval(Integral, 2, None, closed="left"), HasMethods(["split"]),
+           Checked(check_split_iterable, "an iterable of (train, test) splits"), None],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "fold_scoring": [OneOf(*FOLD_SCORINGS)],
+    "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+    "selection": [OneOf(*SELECTIONS)],
+    "reeval_top_k": [Interval(Integral, 1, None, closed="left")],
+    "reeval_repeats": [Interval(Integral, 1, None, closed="left")],
+    "baselines": [Checked(check_baselines, "presets or bit strings"), None],
+    "baseline_lrs": [Checked(check_baseline_lrs, "'auto', a sequence of learning rates or None")],
+    "pruner": [Checked(lambda pruner: make_pruner(pruner, 2), "a pruner name or an optuna pruner"), None],
+    "sampler": [Checked(lambda sampler: make_sampler(sampler, None), f"one of {SAMPLERS} or an optuna sampler"),
+                None],
+    "study": [Checked(check_study, "an optuna.Study"), None],
+    # A path, URL or storage object: checked where it is opened (skfairtune.distributed._study).
+    "storage": "no_validation",
+    "study_name": [str, None],
+    "subsample": [Interval(Real, 0, 1, closed="right"), None],
+    "refit": ["boolean", str, callable],
+    "error_score": [Checked(check_error_score, "'raise' or a number")],
+    "timeout": [Interval(Real, 0, None, closed="neither"), None],
+    "n_jobs": [Checked(resolve_n_jobs, "a positive int, -1 or None"), None],
+    "random_state": [Integral, None],
+    "verbose": ["verbose"],
+    "progress_bar": [Checked(progress_enabled, "'auto', True or False")],
+    "callbacks": [Checked(check_callbacks, "a list of callables"), None],
+    "resume": [OneOf("check", "force")],
+}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 import warnings
@@ -35,9 +34,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["configure_parser", "run", "pretrain_backbone", "DEMO_BACKBONE"]
+from ..callbacks import GroupAUCScoring
+from ..classifier import FairTuneClassifier
+from ..compare import FAIRTUNE, compare_methods
+from ..datasets import load_ham10000, make_biased_images, make_pretraining_images
+from ..plotting import (
+    plot_group_auc_curves,
+    plot_mask_selection,
+    plot_pareto,
+    plot_search_convergence,
+)
+from ..search import BASELINES, FairTuneSearchCV
+from ._table import FAIRTUNE_TITLE as _FAIRTUNE
+from ._table import Row, format_table, noise_verdict
 
-_ASSETS = Path(__file__).resolve().parent / "_assets"
+__all__ = ["configure_parser", "run", "pretrain_backbone", "DEMO_BACKBONE", "DEMO_MODEL_KWARGS"]
+
+_ASSETS = Path(__file__).resolve().parents[1] / "_assets"
 #: The shipped backbone: weights (no head) and how they were made.
 DEMO_BACKBONE = _ASSETS / "demo_vit.safetensors"
 _DEMO_BACKBONE_INFO = _ASSETS / "demo_vit.json"
@@ -52,7 +65,6 @@ _BASELINES = {
     "attention": "attention tuning",
     "layernorm": "LayerNorm tuning",
 }
-_FAIRTUNE = "FairTune (searched mask)"
 _HAM_SENSITIVE = ("age", "sex")
 
 
@@ -259,9 +271,6 @@ def pretrain_backbone(path, *, model_kwargs=None, n_samples: int = 8000, epochs:
     """
     from safetensors.torch import save_file
 
-    from .classifier import FairTuneClassifier
-    from .datasets._api import make_pretraining_images
-
     model_kwargs = dict(DEMO_MODEL_KWARGS if model_kwargs is None else model_kwargs)
     size = model_kwargs.get("img_size", 16)
     train = make_pretraining_images(n_samples, image_size=size, n_classes=n_classes, random_state=random_state)
@@ -313,7 +322,6 @@ def _strata(y, sensitive) -> np.ndarray:
 
 def _load_data(args, config: _Config, sensitive, root):
     """Images, labels, sensitive features (DataFrame), sample groups (or None) and a description."""
-    from .datasets._api import load_ham10000, make_biased_images
 
     if args.data == "synthetic":
         # A 10% minority: rare enough that models fit it on the training set but generalise
@@ -346,8 +354,6 @@ def _search(template, config: _Config, seed: int):
     """The FairTune search the demo compares, with the library's defaults but a short budget."""
     import optuna
 
-    from .search._search import BASELINES, FairTuneSearchCV
-
     n_baseline_trials = len(BASELINES) * len(config.lr_grid)
     # TPE's 10 random start-up trials would spend most of a short budget at random.
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_baseline_trials + config.startup_trials)
@@ -357,66 +363,9 @@ def _search(template, config: _Config, seed: int):
     )
 
 
-@dataclass
-class _Row:
-    method: str
-    mask: str
-    lr: float
-    val_score: float
-    auc: float = math.nan
-    min_group_auc: float = math.nan
-    auc_gap: float = math.nan
-    eoddsd: float = math.nan
-    dpd: float = math.nan
-    trainable_params: int = 0
-    time_s: float = 0.0
-    min_group_auc_diff: float = math.nan
-    diff_ci_low: float = math.nan
-    diff_ci_high: float = math.nan
-    ci_contains_zero: bool = True
-
-
-def _format_table(rows: list[_Row], depth_units: int, scoring_label: str, fairtune_is: str | None) -> str:
-    header = ["method", "lr", f"val {scoring_label}", "AUC", "min-group AUC", "vs FairTune [95% CI]", "AUC gap",
-              "EOddsD", "DPD", "trainable", "time (s)"]
-    lines = []
-    for row in rows:
-        units = f"= {fairtune_is}" if fairtune_is else f"{row.mask.count('1')}/{depth_units} units"
-        diff = ("-" if row.method == _FAIRTUNE else
-                f"{row.min_group_auc_diff:+.3f} [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]")
-        lines.append([
-            f"{row.method}" + (f" [{units}]" if row.method == _FAIRTUNE else ""), f"{row.lr:.1e}",
-            f"{row.val_score:.3f}", f"{row.auc:.3f}", f"{row.min_group_auc:.3f}", diff, f"{row.auc_gap:.3f}",
-            f"{row.eoddsd:.3f}", f"{row.dpd:.3f}", f"{row.trainable_params:,}", f"{row.time_s:.0f}",
-        ])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-
-    def fmt(cells):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-" * len(fmt(header))
-    return "\n".join([fmt(header), rule, *(fmt(line) for line in lines), rule])
-
-
-def _noise_verdict(rows: list[_Row]) -> str:
-    """One plain sentence per baseline: is its difference to FairTune more than noise?"""
-    said = []
-    for row in rows:
-        if row.method == _FAIRTUNE:
-            continue
-        if row.ci_contains_zero:
-            said.append(f"{row.method}: interval contains 0")
-        else:
-            better = "FairTune better" if row.min_group_auc_diff < 0 else "the baseline better"
-            said.append(f"{row.method}: {better} (interval excludes 0)")
-    return "Held-out worst-group AUC differences to FairTune: " + "; ".join(said) + "."
-
-
 def _save_figures(out: Path, search, curves: dict) -> list[str]:
     """Draw every figure into ``out``; return the file names written."""
     import matplotlib.pyplot as plt
-
-    from .plotting._search import plot_group_auc_curves, plot_mask_selection, plot_pareto, plot_search_convergence
 
     written = []
 
@@ -468,12 +417,8 @@ def run(args) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the demo prints its own progress
-    from sklearn.base import clone
-
     import torch
-
-    from .callbacks import GroupAUCScoring
-    from .classifier import FairTuneClassifier
+    from sklearn.base import clone
 
     torch.set_num_threads(args.threads)
 
@@ -507,22 +452,8 @@ def run(args) -> int:
     stage_4 = (f"[4/5] FairTuneSearchCV over the 36-bit mask and the learning rate: its study starts from the "
                f"tuned baselines' trials (copied, not retrained), then runs {config.trials} new trials "
                "(TPE; successive halving from the end of the warm-up)")
-    from .compare import FAIRTUNE, compare_methods
 
-    handler, library_log = _LogLines(stage_4), logging.getLogger("skfairtune")
-    level = library_log.level
-    library_log.addHandler(handler)
-    library_log.setLevel(logging.INFO)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            table, searches = compare_methods(
-                _search(template, config, seed), X, y, sensitive_features=s, groups=groups,
-                methods=tuple(_BASELINES), cv=[(train, test)], n_boot=1000, random_state=seed,
-                return_searches=True)
-    finally:
-        library_log.removeHandler(handler)
-        library_log.setLevel(level)
+    table, searches = _compare(template, config, seed, X, y, s, groups, train, test, stage_4)
     search = searches[FAIRTUNE][0]
     chosen = search.cv_results_["baseline"][search.best_index_]
     if isinstance(chosen, str):
@@ -531,18 +462,7 @@ def run(args) -> int:
         _log(f"  best mask ({search.best_score_:.3f}): {search.best_mask_.describe()}")
 
     _log("[5/5] Held-out test part: every method refit on the whole training part, then scored once")
-    rows = []
-    for name, title in [*_BASELINES.items(), (FAIRTUNE, _FAIRTUNE)]:
-        result = table.loc[name]
-        rows.append(_Row(
-            title, str(result["mask"]), float(result["lr"]), float(result["validation_score"]),
-            auc=float(result["overall_auc"]), min_group_auc=float(result["min_group_auc"]),
-            auc_gap=float(result["auc_gap"]), eoddsd=float(result["equalized_odds_difference"]),
-            dpd=float(result["demographic_parity_difference"]), trainable_params=int(result["n_trainable_params"]),
-            time_s=float(result["fit_time_s"]), min_group_auc_diff=float(result["min_group_auc_diff"]),
-            diff_ci_low=float(result["min_group_auc_diff_ci_low"]),
-            diff_ci_high=float(result["min_group_auc_diff_ci_high"]),
-            ci_contains_zero=bool(result["ci_contains_zero"])))
+    rows = _table_rows(table)
     # Per-group AUC while training, for ERM and FairTune's choice (two more fits, with the curves recorded).
     curves = {}
     fairtune_title = f"FairTune (kept {_BASELINES[chosen]})" if isinstance(chosen, str) else "FairTune mask"
@@ -555,7 +475,7 @@ def run(args) -> int:
         curves[title] = clf.fit(X_train, y_train)
 
     depth_units = search.mask_space_.n_bits
-    table_text = _format_table(rows, depth_units, "min-grp AUC",
+    table_text = format_table(rows, depth_units, "min-grp AUC",
                                _BASELINES.get(chosen) if isinstance(chosen, str) else None)
     _log()
     _log(f"Held-out test set ({len(test)} images; groups: {', '.join(s.columns)}). AUCs: higher is better; "
@@ -565,9 +485,56 @@ def run(args) -> int:
          "vs FairTune: the method's held-out min-group AUC minus FairTune's,\nwith a paired bootstrap 95% "
          "interval over the test images; EOddsD, DPD: at threshold 0.5; time: tuning + final fit (FairTune's "
          "excludes the baselines' tuning its study starts from).")
-    _log(_noise_verdict(rows))
+    _log(noise_verdict(rows))
 
     figures = _save_figures(out, search, curves)
+    _write_results(out, rows, source, s, train, test, config, seed, args, model_kwargs, checkpoint, described,
+                   search, figures, started)
+    _log(f"\nWrote {', '.join(figures)}, results.csv and results.json to {out.resolve()} "
+         f"(total {time.perf_counter() - started:.0f} s).")
+    return 0
+
+
+def _compare(template, config, seed, X, y, s, groups, train, test, stage_4):
+    """compare_methods on the demo's one held-out split, the library's log shown as the demo's stage 4."""
+    import optuna
+
+    handler, library_log = _LogLines(stage_4), logging.getLogger("skfairtune")
+    level = library_log.level
+    library_log.addHandler(handler)
+    library_log.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return compare_methods(
+                _search(template, config, seed), X, y, sensitive_features=s, groups=groups,
+                methods=tuple(_BASELINES), cv=[(train, test)], n_boot=1000, random_state=seed,
+                return_searches=True)
+    finally:
+        library_log.removeHandler(handler)
+        library_log.setLevel(level)
+
+
+def _table_rows(table) -> list:
+    """The demo's rows (the baselines, then FairTune) from compare_methods' table."""
+    rows = []
+    for name, title in [*_BASELINES.items(), (FAIRTUNE, _FAIRTUNE)]:
+        result = table.loc[name]
+        rows.append(Row(
+            title, str(result["mask"]), float(result["lr"]), float(result["validation_score"]),
+            auc=float(result["overall_auc"]), min_group_auc=float(result["min_group_auc"]),
+            auc_gap=float(result["auc_gap"]), eoddsd=float(result["equalized_odds_difference"]),
+            dpd=float(result["demographic_parity_difference"]), trainable_params=int(result["n_trainable_params"]),
+            time_s=float(result["fit_time_s"]), min_group_auc_diff=float(result["min_group_auc_diff"]),
+            diff_ci_low=float(result["min_group_auc_diff_ci_low"]),
+            diff_ci_high=float(result["min_group_auc_diff_ci_high"]),
+            ci_contains_zero=bool(result["ci_contains_zero"])))
+    return rows
+
+
+def _write_results(out, rows, source, s, train, test, config, seed, args, model_kwargs, checkpoint, described,
+                   search, figures, started) -> None:
+    """results.csv and results.json beside the figures."""
     import pandas as pd
 
     frame = pd.DataFrame([asdict(row) for row in rows])
@@ -581,6 +548,3 @@ def run(args) -> int:
         "total_time_s": round(time.perf_counter() - started, 1),
     }
     (out / "results.json").write_text(json.dumps(report, indent=2, default=float))
-    _log(f"\nWrote {', '.join(figures)}, results.csv and results.json to {out.resolve()} "
-         f"(total {time.perf_counter() - started:.0f} s).")
-    return 0
