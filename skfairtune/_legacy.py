@@ -33,7 +33,7 @@ LEGACY_MODULES = {
     "_search_setup": "search._setup", "_selection": "search._selection", "_signature": "search._signature",
     "_splits": "search._splits", "_study": "distributed._study", "_synthetic": "datasets._synthetic",
     "_template": "_training._template", "_trainer": "_training._trainer", "_trial_budget": "distributed._budget",
-    "_trial_loop": "distributed._loop", "_trial_record": "search._trial_record", "_worker_pool": "distributed._pool",
+    "_trial_loop": "distributed._loop", "_trial_record": "distributed._trial_record", "_worker_pool": "distributed._pool",
     "_worker_process": "distributed._child",
     # "_training" is now the package of the same name; it re-exports MaskedViTNet for old pickles.
 }

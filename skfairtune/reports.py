@@ -10,17 +10,21 @@ true or false positive rate) and warns with
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, Sequence
-import warnings
 
 import numpy as np
 from fairlearn.metrics import MetricFrame, count
 
-from .metrics._group_inputs import resolve_pos_label, single_class_groups, validate_group_inputs
-from .metrics._rank_auc import rank_group_auc
 from .metrics._group import UndefinedGroupWarning
+from .metrics._group_inputs import (
+    resolve_pos_label,
+    single_class_groups,
+    validate_group_inputs,
+)
+from .metrics._rank_auc import rank_group_auc
 
 __all__ = ["fairness_report", "fairness_report_from_scores", "format_by_group"]
 

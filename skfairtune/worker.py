@@ -61,17 +61,19 @@ import argparse
 import contextlib
 import inspect
 import json
+import logging
 import os
 import socket
 import sys
 import time
-import logging
 import traceback
 from pathlib import Path
 
 import optuna
 
-from .distributed import _cluster  # network_filesystem through the module: tests stand in for it
+from .distributed import (
+    _cluster,  # network_filesystem through the module: tests stand in for it
+)
 from .distributed._cluster import claim_refit, optuna_object, refit_claim, release_refit
 from .distributed._credentials import redact_url
 from .distributed._degrade import save_atomically

@@ -19,7 +19,7 @@ from skfairtune.search._pareto import (
     pareto_front_frame,
 )
 from skfairtune.search._pruners import EPOCH_VALUES_ATTR, RUNGS_ATTR, ParetoSuccessiveHalving, pareto_prune_decision
-from skfairtune.search._trial_record import TrialRecord
+from skfairtune.distributed._trial_record import TrialRecord
 from skfairtune.scorers import get_fairness_scorer_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from ._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-from ._pixels import pil_to_array, standardize_pixels
 from ._geometry import Geometry, draft_target, resize_crop_pil, resize_crop_tensor
+from ._pixels import pil_to_array, standardize_pixels
 
 __all__ = ["check_size", "decode_images", "to_store"]
 

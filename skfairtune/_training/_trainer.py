@@ -40,11 +40,13 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_random_state
 
-from ..exceptions import DegradedWarning
 from .._images._convert import CheckedInput, ImageConverter, check_input
-from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, prefix_cut
 from .._images._geometry import make_train_transform
-from ._template import ModelTemplate
+from ..backbone._introspect import count_parameters
+from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, prefix_cut
+from ..exceptions import DegradedWarning
+from ..masks import apply_mask, frozen_prefix_length
+from ..masks._lora import apply_units, lora_states
 from ._net import (
     EpochSeed,
     ImageModel,
@@ -54,9 +56,7 @@ from ._net import (
     TensorDataset,
     WarmupCosineLR,
 )
-from ..backbone._introspect import count_parameters
-from ..masks._lora import apply_units, lora_states
-from ..masks import apply_mask, frozen_prefix_length
+from ._template import ModelTemplate
 
 __all__ = ["Trainer", "encode_targets", "on_device_if_it_fits", "resolve_device", "resolve_seed", "predict_proba"]
 

@@ -211,7 +211,9 @@ def load_checkpoint(model: nn.Module, checkpoint_path: str | os.PathLike) -> dic
         w, target = sd[first_conv], model_sd[first_conv]
         same_kernel = w.ndim == 4 and w.shape[0] == target.shape[0] and w.shape[2:] == target.shape[2:]
         if same_kernel and w.shape[1] != target.shape[1]:
-            from timm.models import adapt_input_conv  # deferred: importing timm takes seconds
+            from timm.models import (
+                adapt_input_conv,  # deferred: importing timm takes seconds
+            )
 
             sd[first_conv] = adapt_input_conv(target.shape[1], w, base_chans=w.shape[1])
 

@@ -34,7 +34,10 @@ def model_input_config(model: nn.Module) -> dict[str, Any]:
     >>> model_input_config(vit)
     {'img_size': (32, 32), 'in_chans': 3, 'mean': (0.5, 0.5, 0.5), 'std': (0.5, 0.5, 0.5), 'patch_size': (4, 4)}
     """
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # deferred: importing timm takes seconds
+    from timm.data import (  # deferred: importing timm takes seconds
+        IMAGENET_DEFAULT_MEAN,
+        IMAGENET_DEFAULT_STD,
+    )
 
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
     if not isinstance(cfg, Mapping):

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state, check_scalar
 
-from ._bunch import as_name_list, count_table, make_bunch, missing_sensitive
 from .._images._decode import check_size
+from ._bunch import as_name_list, count_table, make_bunch, missing_sensitive
 
 __all__ = ["load_ham10000"]
 

@@ -33,7 +33,13 @@ from ._liveness import (
     running_here,
     worth_waiting,
 )
-from ._optuna_compat import StoredTrial, ask, is_stop_request, sampler_random_states, storage_of
+from ._optuna_compat import (
+    StoredTrial,
+    ask,
+    is_stop_request,
+    sampler_random_states,
+    storage_of,
+)
 from ._trial_record import TrialRecord
 
 __all__ = ["reseed_sampler", "run_trial_loop"]

@@ -13,7 +13,7 @@ properties that fields declare rather than the process layer naming them:
 which attributes a retry keeps (:meth:`TrialRecord.retry_attrs`, fields with
 ``keep_on_retry``) and what makes an enqueued trial unique
 (:meth:`TrialRecord.identity`, fields with ``identity``).
-:mod:`skfairtune.search._trial_record` re-exports it under its earlier path.
+Pickles and code of the flat layout reach it as ``skfairtune._trial_record`` (see :mod:`skfairtune._legacy`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backbone._half_blocks import half_block_of, n_half_blocks, supports_prefix_cache, typical_half_block_params
-from ._layout import EMBEDDING_PARAM_NAMES, EMBEDDING_PATTERNS, FINAL_NORM_PATTERNS, HEAD_PATTERNS, list_names, matches
+from ..backbone._half_blocks import (
+    half_block_of,
+    n_half_blocks,
+    supports_prefix_cache,
+    typical_half_block_params,
+)
+from ._layout import (
+    EMBEDDING_PARAM_NAMES,
+    EMBEDDING_PATTERNS,
+    FINAL_NORM_PATTERNS,
+    HEAD_PATTERNS,
+    list_names,
+    matches,
+)
 from ._mask import Mask
 from ._space import MaskSpace
 

@@ -34,8 +34,8 @@ metrics raise a :class:`ValueError` naming such groups and their class counts;
 
 from __future__ import annotations
 
-from typing import Any, Literal
 import warnings
+from typing import Any, Literal
 
 import fairlearn.metrics
 import numpy as np

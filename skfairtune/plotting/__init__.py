@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ._search import (  # noqa: F401 - re-exported
+    plot_group_auc_curves,
     plot_hypervolume_history,
     plot_mask_selection,
-    plot_pareto_front,
-    plot_search_convergence,
     plot_pareto,
-    plot_group_auc_curves,
+    plot_pareto_front,
     plot_report,
+    plot_search_convergence,
 )
 
 __all__ = [

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..distributed._trial_record import TrialRecord
 from ..masks._lora import resolve_states
-from ..search._trial_record import TrialRecord
 from ._pareto import plot_hypervolume_history, plot_pareto_front
 
 __all__ = [

@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
+from ..distributed._trial_record import TrialRecord
 from ..masks import PRESETS
-from ._trial_record import TrialRecord
 
 __all__ = ["BASELINE_PARAM", "baseline_lrs", "baseline_trials", "preset_distribution"]
 

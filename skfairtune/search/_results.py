@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
+from ..distributed._trial_record import TrialRecord
 from ._pareto import non_dominated_sort
-from ._trial_record import TrialRecord
 
 __all__ = ["results_table"]
 
