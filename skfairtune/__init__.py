@@ -37,6 +37,7 @@ __all__ = [
     "group_auc",
     "make_fairness_scorer",
     "min_group_auc",
+    "model_card",
     "overall_auc",
     "worst_group_accuracy",
     "__version__",
@@ -65,6 +66,7 @@ _LAZY = {
     "group_auc": "metrics",
     "make_fairness_scorer": "scorers",
     "min_group_auc": "metrics",
+    "model_card": "export",
     "overall_auc": "metrics",
     "worst_group_accuracy": "metrics",
 }
@@ -72,7 +74,7 @@ _LAZY = {
 # Public submodules, reachable as attributes (``skfairtune.datasets``) as when the
 # package imported them eagerly.
 _SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "exceptions",
-               "masks", "metrics", "plotting", "reports", "scorers", "search", "worker")
+               "export", "masks", "metrics", "plotting", "reports", "scorers", "search", "worker")
 
 
 def __getattr__(name: str):  # noqa: D103 - PEP 562

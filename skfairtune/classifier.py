@@ -13,16 +13,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._images._convert import ImageConverter
 from ._images._filecache import resolve_image_cache
-from .masks._lora import merge_lora
-from ._utils._params import Checked, OneOf, validate_params
-from ._images._pixels import check_bit_depth
 from ._images._geometry import check_transform
+from ._images._pixels import check_bit_depth
+from ._training._pretrained import PretrainedMixin
 from ._training._trainer import Trainer, predict_proba
+from ._utils._params import Checked, OneOf, validate_params
 from .masks import MaskSpace
+from .masks._lora import merge_lora
 
 __all__ = ["FairTuneClassifier"]
 
-class FairTuneClassifier(ClassifierMixin, BaseEstimator):
+class FairTuneClassifier(PretrainedMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a pre-trained timm Vision Transformer with a binary parameter mask.
 
     Only the units of the ViT selected by ``mask`` (per block: LayerNorms,
@@ -161,6 +162,10 @@ class FairTuneClassifier(ClassifierMixin, BaseEstimator):
         Per-epoch training history (loss, learning rate, duration).
     device_ : torch.device
         Where the model lives.
+    decision_threshold_ : float
+        Only on a classifier from :meth:`from_pretrained`: the threshold its
+        author recorded with :meth:`save_pretrained` (``predict`` stays the
+        argmax; apply it with ``sklearn.model_selection.FixedThresholdClassifier``).
 
     Examples
     --------

@@ -26,6 +26,7 @@ from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 
 from ._training._trainer import encode_targets
+from ._utils._strata import label_group_strata
 from .distributed._trial_record import TrialRecord
 from .masks import PRESETS
 from .metrics._group import (
@@ -40,7 +41,7 @@ from .search._pruners import make_pruner, make_sampler, rung_system_attrs
 from .search._search import BASELINES, FairTuneSearchCV
 from .search._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
 from .search._setup import classifier_step_of, searched_space
-from .search._splits import group_codes, label_group_strata, make_splits
+from .search._splits import group_codes, make_splits
 
 __all__ = ["compare_methods", "COMPARISON_COLUMNS", "FAIRTUNE", "FAIRTUNE_SEARCHED", "VALIDATION_SELECTED"]
 

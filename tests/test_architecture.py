@@ -30,7 +30,7 @@ LAYERS = (
     ("callbacks", "classifier"),
     ("distributed",),
     ("search",),
-    ("plotting", "compare"),
+    ("plotting", "compare", "export"),
     ("demo", "worker"),
     ("cli", "__main__"),
 )

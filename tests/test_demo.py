@@ -40,6 +40,10 @@ def _check_outputs(out: Path, stdout: str) -> pd.DataFrame:
         < params["full fine-tuning"]
     report = json.loads((out / "results.json").read_text())
     assert sorted(report["figures"]) == sorted(FIGURES)
+    # The model card of FairTune's model, with its held-out evidence and the comparison table.
+    card = (out / "model_card.md").read_text()
+    assert card.startswith("---\nlibrary_name: timm") and "## Comparison with the baselines" in card
+    assert report["best_mask_description"] in card
     assert report["best_mask"] == table["mask"].iloc[-1]
     # One printed table: a header, then one line per method.
     lines = stdout.splitlines()

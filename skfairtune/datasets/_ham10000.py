@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import Bunch, check_random_state, check_scalar
+from sklearn.utils import Bunch, check_scalar
 
 from .._images._decode import check_size
+from .._utils._strata import proportional_subset, strata_labels
 from ._bunch import as_name_list, count_table, make_bunch, missing_sensitive
 
 __all__ = ["load_ham10000"]
@@ -36,29 +37,6 @@ _HAM_CITATION = (
 def _check_n_samples(n_samples) -> None:
     if n_samples is not None:
         check_scalar(n_samples, "n_samples", Integral, min_val=1)
-
-
-def _stratified_subset(strata: np.ndarray, n_samples: int, random_state) -> np.ndarray:
-    """Sorted indices of a random subset with the strata's proportions.
-
-    Each stratum gets its proportional share, rounded by largest remainder, so
-    that, unlike ``train_test_split(stratify=...)``, strata with a single
-    member are allowed.
-    """
-    rng = check_random_state(random_state)
-    _, codes, counts = np.unique(strata, return_inverse=True, return_counts=True)
-    quota = n_samples * counts / counts.sum()
-    take = np.floor(quota).astype(int)
-    # Ties in the remainders are broken at random, not by stratum order.
-    tie_break = rng.permutation(len(counts))
-    order = np.lexsort((tie_break, -(quota - take)))
-    take[order[: n_samples - take.sum()]] += 1
-    chosen = [
-        rng.choice(np.flatnonzero(codes == k), size=k_take, replace=False)
-        for k, k_take in enumerate(take)
-        if k_take
-    ]
-    return np.sort(np.concatenate(chosen))
 
 
 def _ham_sensitive(
@@ -227,10 +205,8 @@ def load_ham10000(
                 f"dropping {int(drop.sum())} rows with missing sensitive values; "
                 "pass a smaller `n_samples` or None."
             )
-        strata = target[keep].astype(str).astype(object)
-        for name in names:
-            strata = strata + "|" + sensitive_frame[name].to_numpy(dtype=str)[keep]
-        keep = keep[_stratified_subset(strata, n_samples, random_state)]
+        strata = strata_labels(target[keep], [sensitive_frame[name].to_numpy(dtype=str)[keep] for name in names])
+        keep = keep[proportional_subset(strata, n_samples, random_state)]
 
     index = _ham_image_index(root)
     image_ids = frame["image_id"].astype(str).to_numpy()[keep]

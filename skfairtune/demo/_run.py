@@ -1,25 +1,4 @@
-"""``skfairtune demo``: the FairTune story end to end, offline, in a few minutes.
-
-1. data: a biased image task (:func:`skfairtune.datasets.make_biased_images`,
-   or HAM10000 with ``--data ham10000 --root PATH``), split into a training
-   part and a held-out test part, stratified on label x group;
-2. backbone: a small ViT pre-trained on a *different* task
-   (:func:`~skfairtune.datasets.make_pretraining_images`), shipped with the
-   package (made by ``scripts/make_demo_backbone.py``) and loaded through
-   ``checkpoint_path`` like any user checkpoint;
-3. :func:`skfairtune.compare_methods`: the paper's baselines (full fine-tuning
-   = ERM, linear readout, attention and LayerNorm tuning, as the public
-   FairTune code defines them), each with its learning rate tuned on the same
-   fairness objective and validation folds, and
-   :class:`~skfairtune.FairTuneSearchCV` over the mask and the learning rate,
-   its study starting from the tuned baselines' trials (copied, not
-   retrained), so that FairTune keeps a baseline when no new mask beats it on
-   validation;
-4. every method refit on the whole training part and scored on the held-out
-   part: one table with paired-bootstrap 95 % intervals of each method's
-   worst-group AUC difference to FairTune, saying which differences are noise;
-5. a CSV/JSON copy of the table and the figures in ``--out``.
-"""
+"""The steps of ``skfairtune demo`` (described in :mod:`skfairtune.demo`): data, backbone, comparison, table."""
 
 from __future__ import annotations
 
@@ -34,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils._strata import strata_labels
 from ..callbacks import GroupAUCScoring
 from ..classifier import FairTuneClassifier
 from ..compare import FAIRTUNE, compare_methods
 from ..datasets import load_ham10000, make_biased_images, make_pretraining_images
+from ..export import model_card
 from ..plotting import (
     plot_group_auc_curves,
     plot_mask_selection,
@@ -315,11 +296,6 @@ def _backbone(args, out: Path) -> tuple[str, dict, str]:
         f"(held-out accuracy {info['held_out_accuracy']:.2f}), saved to {path}")
 
 
-def _strata(y, sensitive) -> np.ndarray:
-    frame = sensitive.astype(str)
-    return np.asarray(y).astype(str) + "|" + frame.agg("|".join, axis=1).to_numpy()
-
-
 def _load_data(args, config: _Config, sensitive, root):
     """Images, labels, sensitive features (DataFrame), sample groups (or None) and a description."""
 
@@ -340,7 +316,7 @@ def _load_data(args, config: _Config, sensitive, root):
 def _test_split(y, sensitive, groups, fraction: float, seed: int):
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-    strata = _strata(y, sensitive)
+    strata = strata_labels(y, [sensitive[c].astype(str) for c in sensitive.columns])
     index = np.arange(len(y))
     if groups is not None:
         # One lesion (patient) never sits on both sides of the test split.
@@ -490,9 +466,17 @@ def run(args) -> int:
     figures = _save_figures(out, search, curves)
     _write_results(out, rows, source, s, train, test, config, seed, args, model_kwargs, checkpoint, described,
                    search, figures, started)
-    _log(f"\nWrote {', '.join(figures)}, results.csv and results.json to {out.resolve()} "
+    _write_model_card(out, search, table, X_test, y_test, s_test, seed)
+    _log(f"\nWrote {', '.join(figures)}, results.csv, results.json and model_card.md to {out.resolve()} "
          f"(total {time.perf_counter() - started:.0f} s).")
     return 0
+
+
+def _write_model_card(out, search, table, X_test, y_test, s_test, seed) -> None:
+    """model_card.md (and .json) of FairTune's model: the held-out evidence and the comparison table."""
+    card = model_card(search, X_test, y_test, sensitive_features=s_test, comparison=table, n_boot=200,
+                      random_state=seed)
+    card.save(out, name="model_card.md")
 
 
 def _compare(template, config, seed, X, y, s, groups, train, test, stage_4):

@@ -14,10 +14,30 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted
 
+from .._training._pretrained import write_pretrained
 from ..reports import fairness_report
 from ._objective import requires_sensitive_features, scorer_kwargs
 
-__all__ = ["FittedSearchMixin"]
+__all__ = ["FittedSearchMixin", "search_summary"]
+
+
+def search_summary(search) -> dict:
+    """The budget and selection rule of a fitted search, as JSON-ready values (config.json, the model card)."""
+    baseline = search.cv_results_.get("baseline", [])
+    n_baseline = sum(1 for b in baseline if isinstance(b, str) and b)
+    scoring = search.scoring if isinstance(search.scoring, str) else repr(search.scoring)
+    best = getattr(search, "best_score_", None)
+    return {"n_trials": int(search.n_trials), "n_trials_run": int(len(search.cv_results_["params"])),
+            "n_baseline_trials": int(n_baseline),
+            "baselines": list(search.baselines) if search.baselines is not None else None,
+            "baseline_lrs": (search.baseline_lrs if isinstance(search.baseline_lrs, str) or search.baseline_lrs is None
+                             else [float(v) for v in search.baseline_lrs]),
+            "scoring": scoring, "selection": search.selection, "lr_range": (None if search.lr_range is None else
+                                                                          [float(v) for v in search.lr_range]),
+            "best_score": None if best is None else float(best), "best_params": {
+                k: (v if isinstance(v, (str, bool)) or v is None else
+                    v.item() if hasattr(v, "item") else v if isinstance(v, numbers.Real) else repr(v))
+                for k, v in search.best_params_.items()}}
 
 
 class FittedSearchMixin:
@@ -90,6 +110,35 @@ class FittedSearchMixin:
         return fairness_report(self.best_estimator_, X, y, sensitive_features=sensitive_features,
                                threshold=threshold, n_boot=n_boot, ci_quantiles=ci_quantiles,
                                random_state=random_state)
+
+    def save_pretrained(self, directory, *, overwrite=False, threshold=0.5):
+        """Save ``best_estimator_`` as a folder plain timm loads (see ``FairTuneClassifier.save_pretrained``).
+
+        ``config.json`` also records the search: its budget, baselines,
+        scoring, selection rule and the best validation score.
+
+        Parameters
+        ----------
+        directory : str or path
+            Folder to create; an existing non-empty one needs ``overwrite=True``.
+        overwrite : bool, default=False
+            Replace an existing folder.
+        threshold : float, default=0.5
+            Decision threshold on the positive-class probability to record.
+
+        Returns
+        -------
+        path : pathlib.Path
+            The folder written.
+        """
+        self._check_refit("save_pretrained")
+        if isinstance(self.best_estimator_, Pipeline):
+            raise ValueError(
+                "save_pretrained saves a FairTuneClassifier; this search's best_estimator_ is a Pipeline whose "
+                "other steps a timm folder cannot hold. Save its last step, search.best_estimator_[-1], and "
+                "keep the steps before it with joblib.")
+        return write_pretrained(self.best_estimator_, directory, overwrite=overwrite, threshold=threshold,
+                                extra={"search": search_summary(self)})
 
     def get_metadata_routing(self):
         """Route ``sensitive_features`` to the scorer and ``groups`` to the splitter.

@@ -21,6 +21,7 @@ from .._training._net import NonFiniteLossError
 from .._training._template import TemplateStore
 from .._training._trainer import Trainer, resolve_seed
 from .._utils._params import validate_params
+from .._utils._strata import label_group_strata
 from ..backbone._vit_split import ActivationCache, max_bytes_from_mb
 from ..distributed._trial_record import TrialRecord
 from ..metrics._group import overall_auc
@@ -28,7 +29,6 @@ from ._multiobjective import TrialCost
 from ._predictions import FrozenPredictions
 from ._pruners import record_epoch_values
 from ._selection import stratified_bootstrap_indices
-from ._splits import label_group_strata
 
 __all__ = ["Objective", "scorer_kwargs", "requires_sensitive_features"]
 

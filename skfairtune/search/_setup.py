@@ -26,6 +26,7 @@ from .._utils._checks import (
     check_splits,
 )
 from .._utils._params import Checked, OneOf
+from .._utils._strata import stratified_subsample
 from ..classifier import FairTuneClassifier
 from ..distributed._follow import progress_enabled
 from ..distributed._run import resolve_n_jobs
@@ -37,7 +38,6 @@ from ._splits import (
     check_validation_folds,
     group_codes,
     make_splits,
-    stratified_subsample,
 )
 
 __all__ = ["FOLD_SCORINGS", "SEARCH_PARAMETER_CONSTRAINTS", "FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",

@@ -12,9 +12,10 @@ from sklearn.model_selection import (
     check_cv,
 )
 
+from .._utils._strata import label_group_strata
 from ..metrics._group_inputs import encode_groups
 
-__all__ = ["group_codes", "label_group_strata", "make_splits", "check_validation_folds", "stratified_subsample"]
+__all__ = ["group_codes", "make_splits", "check_validation_folds"]
 
 
 def group_codes(sensitive_features, n_samples: int) -> tuple[np.ndarray, list]:
@@ -31,11 +32,6 @@ def group_codes(sensitive_features, n_samples: int) -> tuple[np.ndarray, list]:
 def _plain(value):
     """numpy scalars print as np.str_('a') in messages; use the Python value."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def label_group_strata(y_codes: np.ndarray, g_codes: np.ndarray) -> np.ndarray:
-    """One integer per label x group cell: what splits and bootstrap resamples stratify on."""
-    return y_codes * (int(g_codes.max()) + 1) + g_codes
 
 
 def make_splits(cv, *, y_codes, g_codes, groups=None, validation_fraction=0.2, random_state=None,
@@ -107,19 +103,3 @@ def check_validation_folds(splits, *, y_codes, g_codes, group_labels, class_labe
         )
 
 
-def stratified_subsample(fraction, *, y_codes, g_codes, random_state=None) -> np.ndarray:
-    """Indices of a label- and group-stratified fraction of the data (sorted)."""
-    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
-        raise ValueError(f"`subsample` must be a float in (0, 1]; got {fraction!r}.")
-    if fraction == 1:
-        return np.arange(len(y_codes))
-    splitter = StratifiedShuffleSplit(n_splits=1, train_size=fraction, random_state=random_state)
-    strata = label_group_strata(y_codes, g_codes)
-    try:
-        subset, _ = next(splitter.split(np.zeros((len(y_codes), 1)), strata))
-    except ValueError as exc:
-        raise ValueError(
-            f"`subsample={fraction}` is too small to keep every label x group cell ({exc}); "
-            "use a larger fraction."
-        ) from exc
-    return np.sort(subset)
