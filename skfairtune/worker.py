@@ -379,11 +379,23 @@ def _run_worker(args: argparse.Namespace) -> int:
     here = sum((t.system_attrs.get(OWNER_ATTR) or {}).get("host") == host for t in trials)
     _say(f"study {search.study_name!r} done: {len(trials)} trials ({states['complete']} complete, "
          f"{states['pruned']} pruned, {states['fail']} failed; {here} ran on this host) in "
-         f"{time.perf_counter() - started:.1f} s; best {search.scoring} {search.best_score_:.4f} with "
-         f"{search.best_params_}")
+         f"{time.perf_counter() - started:.1f} s; {_best_summary(search)}")
     if args.refit_out:
         return _refit_once(search, X, y, args.refit_out, complete=len(trials) >= search.n_trials)
     return 0
+
+
+def _best_summary(search) -> str:
+    """The chosen trial in words: its score, or with several objectives (and ``best_score_`` unset
+    as ``refit`` rules) the chosen trial's value of each objective."""
+    if hasattr(search, "best_score_"):
+        return f"best {search.scoring} {search.best_score_:.4f} with {search.best_params_}"
+    index, results = search.best_index_, search.cv_results_
+    values = ", ".join(f"{name} {float(results['mean_test_' + name][index]):.4f}" for name in search.scorer_)
+    refit = search.refit
+    rule = refit if isinstance(refit, str) else "refit callable" if callable(refit) else "utopia"
+    return (f"chosen trial ({rule} rule over {len(search.scorer_)} objectives): {values} "
+            f"with {search.best_params_}")
 
 
 def _refit_once(search, X, y, out, *, complete: bool) -> int:
@@ -458,6 +470,5 @@ def _run_refit(args: argparse.Namespace) -> int:
         return 1
     search.set_params(storage=storage, progress_bar=False)
     search.fit(X, y, **fit_params)  # the study is complete: no trial runs, only the refit
-    _say(f"refit of study {search.study_name!r}: best {search.scoring} {search.best_score_:.4f} with "
-         f"{search.best_params_}")
+    _say(f"refit of study {search.study_name!r}: {_best_summary(search)}")
     return _write_model(search.best_estimator_, args.out)

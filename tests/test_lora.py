@@ -377,3 +377,37 @@ def test_bad_lora_ranks_are_refused(value):
 
     with pytest.raises(ValueError, match=r"`lora_ranks` must be None or a non-empty sequence of positive ints"):
         FairTuneSearchCV(tiny_classifier(), lora_ranks=value).fit(np.zeros((8, 16, 16, 3), np.uint8), [0, 1] * 4)
+
+
+@pytest.mark.parametrize("search_params, kept", [
+    (dict(lora_ranks=(4, 8), scoring=["min_group_auc", "n_trainable_params"]), None),  # docs/howto/lora_units.md
+    (dict(mask_space=None), "021021"),  # the classifier's own ternary mask, trained as given
+])
+def test_search_accepts_a_classifier_with_a_ternary_mask(search_params, kept):
+    # Issue 27: the search checked the template's mask as a binary one and refused "021021".
+    pytest.importorskip("peft")
+    from skfairtune import FairTuneSearchCV
+    from skfairtune.datasets import make_biased_images
+
+    from .conftest import TINY_VIT, tiny_classifier
+
+    data = make_biased_images(64, image_size=16, random_state=0)
+    clf = tiny_classifier(max_epochs=1, mask="021" * 2, lora_rank=4, model_kwargs=dict(TINY_VIT, embed_dim=16))
+    search = FairTuneSearchCV(clf, n_trials=2, baselines=() if kept else ("linear",), baseline_lrs=None,
+                              pruner="none", random_state=0, **search_params)
+    search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    assert len(search.cv_results_["params"]) == 2
+    if kept:
+        assert search.best_estimator_.unit_states_.to_string() == kept
+
+
+def test_search_still_refuses_a_bad_template_mask():
+    from skfairtune import FairTuneSearchCV
+    from skfairtune.datasets import make_biased_images
+
+    from .conftest import tiny_classifier
+
+    data = make_biased_images(32, image_size=16, random_state=0)
+    with pytest.raises(ValueError, match="neither a preset nor a bit string"):
+        FairTuneSearchCV(tiny_classifier(mask="01x01x"), n_trials=1).fit(
+            data.images, data.target, sensitive_features=data.sensitive_features)

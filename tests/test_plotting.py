@@ -249,3 +249,28 @@ def test_plot_report_draws_each_group_with_its_interval():
     with pytest.raises(ValueError, match="not a column"):
         plot_report(report, "auc")
     plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def multi_search(data):
+    clf = tiny_classifier(max_epochs=1, batch_size=64, model_kwargs=dict(img_size=16, patch_size=4, embed_dim=16,
+                                                                          depth=DEPTH, num_heads=2))
+    return FairTuneSearchCV(clf, n_trials=3, scoring=["min_group_auc", "n_trainable_params"], baselines=("linear",),
+                            baseline_lrs=None, pruner="none", refit=False, random_state=0).fit(
+        data.images, data.target, sensitive_features=data.sensitive_features)
+
+
+@pytest.mark.parametrize("plot", [plot_mask_selection, plot_search_convergence, plot_pareto])
+def test_search_plots_draw_the_first_maximised_objective_of_a_multi_objective_search(multi_search, plot):
+    # Issue 27: these raised a bare KeyError: 'mean_test_score'.
+    ax = plot(multi_search)
+    assert "min-group AUC (1 of 2 objectives" in ax.get_title()
+    assert "plot_pareto_front" in ax.get_title()
+
+
+def test_search_plots_refuse_a_search_that_only_minimises(multi_search):
+    from types import SimpleNamespace
+
+    only_costs = SimpleNamespace(cv_results_=multi_search.cv_results_, scoring=["n_trainable_params"])
+    with pytest.raises(ValueError, match="plot_search_convergence draws one objective.*plot_pareto_front"):
+        plot_search_convergence(only_costs)

@@ -411,3 +411,34 @@ def test_claim_refit_on_postgres_is_won_once(postgres_url):
     studies = [optuna.create_study(study_name=name, storage=make_storage(postgres_url), load_if_exists=True,
                                    direction="maximize") for _ in range(3)]
     assert sorted(claim_refit(s) for s in studies) == [False, False, True]
+
+
+def _run_command(configure, *argv) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+def test_multi_objective_worker_and_refit_commands_log_the_chosen_trial(tmp_path, capsys):
+    # Issue 27: a `scoring` list made both commands fail on `best_score_`, which a
+    # multi-objective search sets only when `refit` names an objective.
+    from skfairtune.worker import configure_parser, configure_refit_parser
+
+    spec = spec_dict(url=str(tmp_path / "study.log"))
+    spec["data"]["n_samples"] = 64
+    spec["estimator"]["max_epochs"] = 1
+    spec["search"].update(n_trials=2, baselines=["linear"], scoring=["min_group_auc", "n_trainable_params"])
+    path = write_spec(tmp_path, spec)
+    assert _run_command(configure_parser, "--spec", path, "--refit-out", tmp_path / "model.pkl") == 0
+    out = capsys.readouterr().out
+    assert "done: 2 trials" in out and "chosen trial (utopia rule over 2 objectives): min_group_auc " in out
+    assert "n_trainable_params " in out and "refit model written" in out
+    with open(tmp_path / "model.pkl", "rb") as handle:
+        assert hasattr(pickle.load(handle), "predict_proba")
+    assert _run_command(configure_refit_parser, "--spec", path, "--out", tmp_path / "again.pkl") == 0
+    out = capsys.readouterr().out
+    assert "refit of study 's': chosen trial (utopia rule" in out and "refit model written" in out
+    assert (tmp_path / "again.pkl").exists()

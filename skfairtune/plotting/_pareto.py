@@ -47,6 +47,37 @@ def _objectives(search, caller: str):
     return names, directions, results
 
 
+def primary_objective(search, caller: str) -> tuple[str, int] | None:
+    """(name, number of objectives) of the objective a one-objective plot draws: None for one
+    objective, else the first maximised one (a ValueError naming the two-objective plots if none)."""
+    scoring = getattr(search, "scoring", None)
+    if not isinstance(scoring, (list, tuple, dict)):
+        return None
+    names, _, directions = resolve_scorings(scoring)
+    name = next((n for n, d in zip(names, directions) if d == "maximize"), None)
+    if name is None:
+        raise ValueError(
+            f"{caller} draws one objective to maximise; this search minimises all of {list(names)}. "
+            "Use skfairtune.plotting.plot_pareto_front or plot_hypervolume_history instead."
+        )
+    return name, len(names)
+
+
+def scored_objective(search) -> tuple[str, str]:
+    """(name, note) of the objective a one-objective plot labels: ``scoring``, or with several
+    objectives the :func:`primary_objective` and a note saying so."""
+    scoring, primary = getattr(search, "scoring", None), primary_objective(search, "plot")
+    if primary is None:
+        return (scoring if isinstance(scoring, str) else "objective"), ""
+    return primary[0], f" (1 of {primary[1]} objectives; all: plot_pareto_front)"
+
+
+def single_objective_results(search, results, caller: str) -> dict:
+    """``cv_results_`` whose ``mean_test_score`` is :func:`primary_objective`'s column."""
+    primary = primary_objective(search, caller)
+    return results if primary is None else {**results, "mean_test_score": results[objective_column(primary[0])]}
+
+
 def _complete_matrix(results, names) -> tuple[np.ndarray, np.ndarray]:
     """(rows of complete trials with all values, their values), in cv_results_ order."""
     matrix = np.column_stack([np.asarray(results[objective_column(n)], dtype=float) for n in names])

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..distributed._trial_record import TrialRecord
 from ..masks._lora import resolve_states
+from . import _pareto  # the objective a multi-objective search is drawn by
 from ._pareto import plot_hypervolume_history, plot_pareto_front
 
 __all__ = [
@@ -61,13 +62,12 @@ def _check_search(search, caller: str) -> dict:
             f"{caller} needs a fitted FairTuneSearchCV; got an unfitted {type(search).__name__}: "
             "call search.fit(X, y, sensitive_features=...) first."
         )
-    return results
+    return _pareto.single_objective_results(search, results, caller)  # several objectives: one of them
 
 
 def _scoring_label(search, *, capital: bool = False) -> str:
-    scoring = getattr(search, "scoring", None)
-    name = scoring if isinstance(scoring, str) else "objective"
-    return ("Validation " if capital else "validation ") + _SCORING_LABELS.get(name, name)
+    name, note = _pareto.scored_objective(search)
+    return ("Validation " if capital else "validation ") + _SCORING_LABELS.get(name, name) + note
 
 
 def _complete_order(results) -> np.ndarray:
@@ -283,7 +283,7 @@ def plot_search_convergence(search, *, ax=None):
                         color="0.25", rotation=35, rotation_mode="anchor")
     ax.set_xlabel("Trial")
     ax.set_ylabel(_scoring_label(search, capital=True))
-    ax.set_title("Search convergence")
+    ax.set_title("Search convergence" + (f": {_scoring_label(search)}" if _pareto.scored_objective(search)[1] else ""))
     if len(number) and number.max() < 30:
         ax.set_xticks(range(int(number.min()), int(number.max()) + 1, max(1, math.ceil(len(number) / 15))))
     ax.grid(alpha=0.3)
@@ -406,7 +406,7 @@ def plot_pareto(search, *, ax=None):
                     zorder=5)
     ax.set_xlabel("Validation overall AUC")
     ax.set_ylabel(_scoring_label(search, capital=True))
-    ax.set_title("Complete trials: overall vs worst-group performance")
+    ax.set_title(f"Complete trials: overall AUC vs {_scoring_label(search)}")
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.margins(0.1)  # room for the baseline labels at the edges
     ax.grid(alpha=0.3)

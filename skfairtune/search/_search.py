@@ -21,6 +21,7 @@ from ..distributed._follow import (
 )
 from ..distributed._study import pickle_safe_study
 from ..masks import MaskSpace
+from ..masks._lora import lora_states
 from ._baselines import baseline_lrs, preset_distribution
 from ._fitted import FittedSearchMixin
 from ._multiobjective import (
@@ -520,7 +521,9 @@ default="successive_halving"
         params = classifier.get_params(deep=False)
         template = ModelTemplate(params, n_classes=len(self.classes_), seed=resolve_seed(params["random_state"]))
         user = self._classifier_step()[1]
-        MaskSpace.from_model(user.mask_space, template.backbone).resolve(user.mask)
+        space = MaskSpace.from_model(user.mask_space, template.backbone)
+        if lora_states(user.mask, space) is None:  # a ternary mask (LoRA units) is checked as states
+            space.resolve(user.mask)
         return template
 
     def _pooled(self, splits) -> bool:
