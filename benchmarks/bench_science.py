@@ -398,10 +398,30 @@ def report(folder: Path, *, out=print) -> dict:
                 ft = [x["fairtune"]["min_group_auc"] for x in rows if x["fairtune"]]
                 fs = [x["fairtune_searched"]["min_group_auc"] for x in rows if x["fairtune_searched"]]
                 out(f"| {rule} | {np.mean([x['epochs'] for x in rows]):.0f} | {np.mean(ft):.3f} | {np.mean(fs):.3f} |")
+        if phase == "dev":
+            _development_evidence(group, out)
         tables[(phase, variant, attribute)] = entry
     if not runs:
         out("no finished runs yet")
     return tables
+
+
+def _development_evidence(group, out) -> None:
+    """Per development fold: does ERM over-fit by the last epoch, and which learning rates win on validation."""
+    out("\nPer fold: ERM's validation worst-group AUC at its chosen rate (peak, its epoch, last epoch) and the "
+        "validation-chosen learning rate of every method:\n")
+    out("| fold | ERM peak (epoch) | ERM last | over-fits (peak - last >= 0.005) | "
+        + " | ".join(f"lr {m}" for m in (*PRESETS, "fairtune_searched")) + " |")
+    out("|---|---|---|---|" + "---|" * (len(PRESETS) + 1))
+    for run_ in group:
+        erm = run_["methods"]["full"]
+        curve = run_["full_val_curves"].get(str(erm["lr"]), []) if erm else []
+        peak = max(curve) if curve else float("nan")
+        epoch = curve.index(peak) + 1 if curve else 0
+        last = curve[-1] if curve else float("nan")
+        rates = [f"{(run_['methods'][m] or {}).get('lr') or float('nan'):.1e}" for m in (*PRESETS, "fairtune_searched")]
+        out(f"| r{run_['repeat']}f{run_['fold']} | {peak:.3f} ({epoch}) | {last:.3f} | {peak - last >= 0.005} | "
+            + " | ".join(rates) + " |")
 
 
 def main(argv=None) -> int:
