@@ -18,7 +18,7 @@ from skorch.callbacks import Callback
 from ._images._convert import ImageConverter
 from ._training._net import TensorDataset
 from .backbone._introspect import model_input_config
-from .metrics._group import group_auc
+from .metrics._group import group_auc, overall_auc
 
 __all__ = ["GroupAUCScoring"]
 
@@ -123,17 +123,11 @@ class GroupAUCScoring(Callback):
         self.groups_ = [str(g) for g in per_group.index]
         net.history.record(f"{self.name}_group_auc", {str(k): float(v) for k, v in per_group.items()})
         net.history.record(f"{self.name}_min_group_auc", float(per_group.min()))
-        net.history.record(f"{self.name}_overall_auc", _auc(self.y_binary_, proba[:, 1]))
+        net.history.record(f"{self.name}_overall_auc", overall_auc(self.y_binary_, proba[:, 1], pos_label=1))
 
 
 def _n_rows(values) -> int:
     return len(values) if isinstance(values, (pd.Series, pd.DataFrame)) else len(np.asarray(values, dtype=object))
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score))
 
 
 def _timm_model(module):

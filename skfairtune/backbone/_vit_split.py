@@ -37,7 +37,7 @@ __all__ = [
     "NOTHING_FROZEN",
     "ViTSuffix",
     "check_cut",
-    "data_fingerprint",
+    "images_digest",
     "forward_prefix",
     "max_bytes_from_mb",
     "prefix_cut",
@@ -258,7 +258,7 @@ def prefix_cut(backbone: nn.Module, frozen_half_blocks: int, *, setting, augment
 _DATA_SAMPLE = 1 << 20
 
 
-def data_fingerprint(images: torch.Tensor) -> str:
+def images_digest(images: torch.Tensor) -> str:
     """Shape, dtype and a sample of evenly spaced images (cheap for any data size).
 
     Whole images are sampled, not a strided view of the flattened tensor: a
@@ -360,7 +360,7 @@ class ActivationCache:
         torch.Tensor
             On the CPU; treat it as read-only, other trials may share it.
         """
-        data = (data_key, data_fingerprint(images), model_key)
+        data = (data_key, images_digest(images), model_key)
         key = (data, frozen_prefix)
         if key in self._entries:
             self._entries.move_to_end(key)
