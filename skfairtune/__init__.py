@@ -73,7 +73,7 @@ _LAZY = {
 
 # Public submodules, reachable as attributes (``skfairtune.datasets``) as when the
 # package imported them eagerly.
-_SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "exceptions",
+_SUBMODULES = ("backbone", "callbacks", "classifier", "cli", "compare", "datasets", "demo", "distributed", "exceptions",
                "export", "masks", "metrics", "plotting", "reports", "scorers", "search", "worker")
 
 
