@@ -443,3 +443,52 @@ def test_forward_prefix_errors_and_identity():
         forward_prefix(net, x, 9)
     with pytest.raises(TypeError, match=r"needs a timm VisionTransformer"):
         forward_prefix(vit(block_fn=ResPostBlock), x, 1)
+
+
+# ----------------------------------------------------------------------------- timm's local-weights route
+_OVERLAY_VIT = dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_pretrained_cfg_overlay_file_loads_local_weights(tmp_path, suffix):
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=3, **_OVERLAY_VIT)
+    path = tmp_path / f"weights{suffix}"
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    torch.save(state, path) if suffix == ".pth" else save_file(state, str(path))
+    started = time.perf_counter()
+    net = build_backbone("vit_tiny_patch16_224", pretrained=True, num_classes=2,
+                         model_kwargs=dict(_OVERLAY_VIT, pretrained_cfg_overlay=dict(file=str(path))))
+    assert time.perf_counter() - started < 20  # the Hub is never probed nor retried
+    loaded = net.state_dict()
+    for key, value in state.items():
+        if not key.startswith("head."):
+            torch.testing.assert_close(loaded[key], value, msg=key)
+    assert net.head.out_features == 2  # timm drops a head of another size
+
+
+def test_pretrained_cfg_overlay_file_through_the_classifier(tmp_path):
+    from skfairtune import FairTuneClassifier
+
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=2, **_OVERLAY_VIT)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=True, max_epochs=1, batch_size=8, random_state=0,
+                             lr=1e-10,  # training moves no weight measurably: what is left is what was loaded
+                             model_kwargs=dict(_OVERLAY_VIT, pretrained_cfg_overlay=dict(file=str(path))))
+    X = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    clf.fit(X, np.array([0, 1] * 4))
+    torch.testing.assert_close(clf.model_.patch_embed.proj.weight, source.patch_embed.proj.weight)
+    torch.testing.assert_close(clf.model_.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(pretrained=False), ValueError, r"loaded only with pretrained=True"),
+    (dict(pretrained=True, file="missing.pth"), FileNotFoundError, r"\['file'\]`='missing.pth' does not exist"),
+])
+def test_pretrained_cfg_overlay_file_errors(tmp_path, kwargs, exc, message):
+    path = tmp_path / "w.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", **_OVERLAY_VIT).state_dict(), path)
+    overlay = dict(file=kwargs.pop("file", str(path)))
+    with pytest.raises(exc, match=message):
+        build_backbone("vit_tiny_patch16_224", model_kwargs=dict(_OVERLAY_VIT, pretrained_cfg_overlay=overlay),
+                       **kwargs)

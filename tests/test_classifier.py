@@ -126,7 +126,10 @@ def _as_paths(X, tmp_path):
 @pytest.mark.parametrize("kind", ["nchw_float", "tensor", "pil", "paths", "paths_array", "gray"])
 def test_input_types_give_the_same_model(random_images, tmp_path, kind):
     X, y = random_images
-    reference = tiny_classifier(max_epochs=1).fit(X, y).predict_proba(X)
+    # crop_pct 1.0: images at the model's size are used as they are, so every encoding gives the same
+    # pixels (timm's resize-and-crop would round PIL and tensor resampling differently).
+    at_size = {"crop_pct": 1.0}
+    reference = tiny_classifier(max_epochs=1, timm_transform=at_size).fit(X, y).predict_proba(X)
     if kind == "nchw_float":
         X_alt = X.transpose(0, 3, 1, 2).astype(np.float32) / 255
     elif kind == "tensor":
@@ -140,8 +143,8 @@ def test_input_types_give_the_same_model(random_images, tmp_path, kind):
     else:
         X_alt = X[..., 0]
         X = np.repeat(X_alt[..., None], 3, axis=-1)
-        reference = tiny_classifier(max_epochs=1).fit(X, y).predict_proba(X)
-    proba = tiny_classifier(max_epochs=1).fit(X_alt, y).predict_proba(X_alt)
+        reference = tiny_classifier(max_epochs=1, timm_transform=at_size).fit(X, y).predict_proba(X)
+    proba = tiny_classifier(max_epochs=1, timm_transform=at_size).fit(X_alt, y).predict_proba(X_alt)
     np.testing.assert_allclose(proba, reference, atol=1e-5)
 
 

@@ -114,3 +114,27 @@ def test_postgres_password_never_in_a_pickle():
     assert password.encode() not in blob
     revived = pickle.loads(blob)
     assert len(revived.study_.trials) == 2 and password not in revived.storage
+
+
+@pytest.mark.parametrize("text, expected", [
+    # One URL: rendered by SQLAlchemy (URL.render_as_string(hide_password=True)).
+    (URL, REDACTED),
+    ("postgresql://ann:p%40ss%2Fword@db/s", "postgresql://ann:***@db/s"),  # an encoded password
+    ("mysql+pymysql://ann:s3cret@db/s?charset=utf8&password=again",
+     "mysql+pymysql://ann:***@db/s?charset=utf8&password=***"),  # query order kept
+    ("postgresql://ann@db/s", "postgresql://ann@db/s"),
+    ("postgresql://ann:p@ss@db/s", "postgresql://ann:***@db/s"),  # raw "@": SQLAlchemy would misread it
+    # Any other text keeps the text rules.
+    (f"could not connect to {URL}: timeout", f"could not connect to {REDACTED}: timeout"),
+    ("host=db password=s3cret user=ann", "host=db password=*** user=ann"),
+    ("runs/search.log", "runs/search.log"),
+])
+def test_redact_url_renders_urls_with_sqlalchemy(text, expected):
+    from sqlalchemy.engine import make_url
+
+    from skfairtune.distributed import redact_url
+
+    assert redact_url(text) == expected
+    assert "s3cret" not in redact_url(text) and SECRET not in redact_url(text)
+    if text == URL:
+        assert redact_url(text) == make_url(text).render_as_string(hide_password=True)

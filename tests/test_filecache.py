@@ -52,12 +52,14 @@ def count_decodes(monkeypatch):
 
 def test_search_decodes_every_file_once_across_trials_and_refit(image_files, count_decodes, tmp_path):
     paths, X, y = image_files
-    clf = tiny_classifier(max_epochs=1, image_cache=str(tmp_path / "cache"))
+    # crop_pct 1.0: files and arrays at the model's size reach it unresampled, so they predict alike.
+    clf = tiny_classifier(max_epochs=1, image_cache=str(tmp_path / "cache"), timm_transform={"crop_pct": 1.0})
     search = FairTuneSearchCV(clf, n_trials=2, cv=2, scoring="roc_auc", baselines=None, random_state=0)
     search.fit(paths, y)
     assert len(count_decodes) == len(paths)  # folds, 2 trials and the refit: one decode per file
     search.best_estimator_.predict_proba(paths)
-    tiny_classifier(max_epochs=1, image_cache=str(tmp_path / "cache")).fit(paths, y)  # a later fit
+    tiny_classifier(max_epochs=1, image_cache=str(tmp_path / "cache"),
+                    timm_transform={"crop_pct": 1.0}).fit(paths, y)  # a later fit
     assert len(count_decodes) == len(paths)
     np.testing.assert_allclose(search.predict_proba(paths), search.predict_proba(X), atol=1e-5)
 
@@ -65,7 +67,7 @@ def test_search_decodes_every_file_once_across_trials_and_refit(image_files, cou
 def test_edited_file_is_decoded_again(image_files, count_decodes, tmp_path):
     paths, X, _ = image_files
     cache = ImageCache(tmp_path / "cache")
-    geometry = Geometry((16, 16), 0.9)
+    geometry = Geometry((16, 16), 1.0)
     first = cache.decode(paths, geometry)
     Image.fromarray(255 - X[0]).save(paths[0])
     os.utime(paths[0], ns=(0, 10**18))  # a different mtime even on coarse clocks
@@ -78,9 +80,9 @@ def test_edited_file_is_decoded_again(image_files, count_decodes, tmp_path):
 def test_memory_mapped_entry_is_not_written_back(image_files, tmp_path):
     paths, _, _ = image_files
     cache = ImageCache(tmp_path / "cache")
-    images = cache.decode(paths, Geometry((16, 16), 0.9))
+    images = cache.decode(paths, Geometry((16, 16), 1.0))
     images[0] = 0  # copy-on-write: the entry on disk keeps its pixels
-    again = cache.decode(paths, Geometry((16, 16), 0.9))
+    again = cache.decode(paths, Geometry((16, 16), 1.0))
     assert again[0].any()
 
 
@@ -89,7 +91,7 @@ def test_unwritable_cache_directory_falls_back_to_memory(image_files, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.warns(UserWarning, match="not writable"):
-        images = ImageCache(blocker / "cache").decode(paths, Geometry((16, 16), 0.9))
+        images = ImageCache(blocker / "cache").decode(paths, Geometry((16, 16), 1.0))
     np.testing.assert_array_equal(images, X)  # 16 px files into a 16 px model: unchanged
 
 

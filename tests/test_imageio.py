@@ -155,3 +155,96 @@ def test_real_ham10000_jpegs():
     assert np.abs(images[0].astype(float) - reference).mean() < 2
     # Different lesions, different pictures.
     assert len({image.tobytes() for image in images}) == len(images)
+
+
+# ------------------------------------------------------------------ DICOM windows (pydicom's own)
+def _dicom_in_memory(stored, **elements):
+    """A single-frame grey DICOM dataset written to bytes with pydicom (no file on disk)."""
+    import io
+
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns = "CT", *stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for name, value in elements.items():
+        setattr(ds, name, value)
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    buffer.seek(0)
+    return buffer, ds
+
+
+@pytest.mark.parametrize("elements, expected", [
+    # LINEAR (PS3.3 C.11.2.1.2.1) on Hounsfield units: 2 * stored - 1024, window 40 +- 200.
+    (dict(RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400),
+     lambda hu: np.clip((hu - 39.5) / 399 + 0.5, 0, 1)),
+    (dict(RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400, VOILUTFunction="LINEAR_EXACT"),
+     lambda hu: np.clip((hu - 40) / 400 + 0.5, 0, 1)),
+    (dict(RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400, VOILUTFunction="SIGMOID"),
+     lambda hu: 1 / (1 + np.exp(-4 * (hu - 40) / 400))),
+    # Several windows: the first one is shown (as viewers do).
+    (dict(RescaleSlope=1, RescaleIntercept=0, WindowCenter=[500, 2000], WindowWidth=[1001, 10]),
+     lambda hu: np.clip((hu - 499.5) / 1000 + 0.5, 0, 1)),
+])
+def test_dicom_windows_match_pydicom(elements, expected):
+    from pydicom.pixels import apply_modality_lut, apply_windowing
+
+    from skfairtune._images._dicom import read_dicom
+
+    stored = np.array([[0, 400, 500, 512, 530, 600, 1000, 4095]], dtype=np.uint16)
+    buffer, ds = _dicom_in_memory(stored, **elements)
+    unit = read_dicom(buffer) / 65535
+    hu = stored * float(elements["RescaleSlope"]) + float(elements["RescaleIntercept"])
+    np.testing.assert_allclose(unit, expected(hu), atol=1e-4)
+    # The same as pydicom's window, scaled by the output range pydicom maps into.
+    slope, intercept = float(elements["RescaleSlope"]), float(elements["RescaleIntercept"])
+    low, high = intercept, 4095 * slope + intercept
+    windowed = apply_windowing(apply_modality_lut(stored, ds).astype(float), ds)
+    np.testing.assert_allclose(unit, (windowed - low) / (high - low), atol=1e-4)
+
+
+def test_dicom_window_pydicom_refuses_names_the_file():
+    pytest.importorskip("pydicom")
+    from skfairtune._images._dicom import read_dicom
+
+    buffer, _ = _dicom_in_memory(np.zeros((2, 2), np.uint16), WindowCenter=10, WindowWidth=0.5)
+    with pytest.raises(ValueError, match=r"DICOM file .* has a window pydicom cannot apply.*Window Width"):
+        read_dicom(buffer)
+
+
+# ------------------------------------------------------------------ timm's evaluation transform
+@pytest.mark.parametrize("size, image_size, crop_pct, crop_mode, interpolation", [
+    ((16, 16), (40, 30), 0.9, "center", "bicubic"),
+    ((16, 16), (16, 16), 0.9, "center", "bicubic"),  # already at the input size: timm still resizes and crops
+    ((16, 24), (50, 37), 0.875, "center", "bilinear"),  # a non-square input
+    ((16, 16), (33, 20), 0.95, "squash", "bicubic"),
+    ((16, 16), (21, 25), 1.0, "center", "lanczos"),
+])
+def test_pil_images_get_timm_eval_pixels(size, image_size, crop_pct, crop_mode, interpolation):
+    import timm
+    from timm.data import create_transform, resolve_model_data_config
+
+    from skfairtune._images._geometry import Geometry, resize_crop_pil, resolve_preprocessing
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (*image_size, 3), dtype=np.uint8))
+    model = timm.create_model("vit_tiny_patch16_224", img_size=size, patch_size=4, embed_dim=16, depth=1,
+                              num_heads=2, pretrained_cfg_overlay=dict(crop_pct=crop_pct, crop_mode=crop_mode,
+                                                                       interpolation=interpolation))
+    geometry, _, _ = resolve_preprocessing(model, {"img_size": size, "in_chans": 3, "mean": (0.5,) * 3,
+                                                   "std": (0.5,) * 3}, None)
+    assert geometry == Geometry(size, crop_pct, interpolation, crop_mode)
+    config = dict(resolve_model_data_config(model), input_size=(3, *size))
+    expected = create_transform(**config, is_training=False, use_prefetcher=True)(img)  # timm's uint8 CHW
+    ours = np.asarray(resize_crop_pil(img, geometry)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(ours, expected.numpy())

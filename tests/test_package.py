@@ -32,6 +32,14 @@ def test_import_skfairtune_loads_neither_torch_nor_timm():
     assert seen["heavy"] == []
 
 
+def test_import_skfairtune_loads_no_cluster_engine():
+    # The `cluster` extra (dask, distributed, ray, submitit) loads only when a search uses it.
+    seen = _fresh("import json, skfairtune\n"
+                  "print(json.dumps(sorted(m for m in ('dask', 'distributed', 'ray', 'submitit') "
+                  "if m in sys.modules)))")
+    assert seen == []
+
+
 def test_every_public_name_resolves_in_a_fresh_process():
     seen = _fresh("import json, skfairtune\n"
                   "names = {n: type(getattr(skfairtune, n)).__name__ for n in skfairtune.__all__}\n"

@@ -153,7 +153,7 @@ class _Diverge(Callback):
     """Make the loss NaN for masks that train the first block's attention."""
 
     def on_batch_begin(self, net, training=False, **kwargs):
-        model = net.module_.suffix.vit
+        model = net.module_.vit
         if training and model.blocks[0].attn.qkv.weight.requires_grad:
             with __import__("torch").no_grad():
                 model.head.weight.fill_(float("nan"))
@@ -349,8 +349,9 @@ def test_default_search_draws_random_masks_after_the_baselines(data, caplog):
 
 
 def test_budget_without_searched_masks_warns(data):
-    with pytest.warns(UserWarning, match=r"n_trials=4 leaves no searched mask.*Set n_trials above 4"):
-        fit_search(data, n_trials=4, baseline_lrs=(1e-3,))
+    # The fix names the number of baseline trials, not the (smaller) budget that truncated them.
+    with pytest.warns(UserWarning, match=r"n_trials=3 leaves no searched mask.*: 4\) .*Set n_trials above 4"):
+        fit_search(data, n_trials=3, baseline_lrs=(1e-3,))
 
 
 def test_unprunable_baselines_train_to_the_end_and_still_compete(data):

@@ -154,15 +154,17 @@ def test_search_stores_bootstrap_intervals(data):
     for i in range(3):
         replicates = search.study_.trials[i].user_attrs["bootstrap_scores"]
         assert len(replicates) == 50
-        assert results["std_test_score"][i] == pytest.approx(np.std(replicates, ddof=1))
+        assert results["bootstrap_std_test_score"][i] == pytest.approx(np.std(replicates, ddof=1))
         assert results["ci_low_test_score"][i] <= results["mean_test_score"][i] <= results["ci_high_test_score"][i]
-    assert (results["std_test_score"] > 0).all()
+        # std_test_score keeps scikit-learn's meaning: the spread over splits (one split here).
+        assert results["std_test_score"][i] == 0.0
+    assert (results["bootstrap_std_test_score"] > 0).all()
 
 
 # ----------------------------------------------------------------------------- selection rules
 def _results(scores, std, params, states=None):
     n = len(scores)
-    return {"mean_test_score": np.array(scores, dtype=float), "std_test_score": np.array(std, dtype=float),
+    return {"mean_test_score": np.array(scores, dtype=float), "bootstrap_std_test_score": np.array(std, dtype=float),
             "n_trainable_params": np.array(params, dtype=float),
             "state": np.array(states or ["complete"] * n, dtype=object)}
 

@@ -2,7 +2,8 @@
 
 The stored values go through the DICOM pipeline in its standard order
 (PS3.3 C.11): the modality LUT (``RescaleSlope``/``RescaleIntercept``), then
-the VOI LUT or window (``WindowCenter``/``WindowWidth``, first one given), then
+the VOI LUT or window (``WindowCenter``/``WindowWidth``, first one given), both
+pydicom's own (``apply_modality_lut``, ``apply_voi_lut``, ``apply_windowing``), then
 ``MONOCHROME1`` inversion so that larger always means brighter. Without a VOI
 the stored values are scaled by their real range, ``BitsStored`` bits.
 """
@@ -24,7 +25,7 @@ def _pydicom():
     except ImportError as exc:
         raise ImportError(
             "Reading DICOM files needs pydicom, an optional dependency: "
-            "pip install 'skfairtune[dicom]' (or pip install pydicom)."
+            "pip install pydicom (the `dicom` extra: pip install -e '.[dicom]' in a clone)."
         ) from exc
     return pydicom
 
@@ -42,25 +43,19 @@ def is_dicom(path: str | os.PathLike) -> bool:
         return False
 
 
-def _first(value):
-    """First entry of a multi-valued DICOM element (windows may list several)."""
-    try:
-        return float(value[0])
-    except TypeError:
-        return float(value)
+def _unit_window(values: np.ndarray, ds) -> np.ndarray:
+    """pydicom's window (``apply_windowing``, the first one given) as intensities in [0, 1].
 
+    ``apply_windowing`` maps into the output range its rescale implies
+    (PS3.3 C.11.2.1.2); that range is read back from pydicom itself, as the
+    images of the two ends of the real line, rather than re-derived here.
+    """
+    from pydicom.pixels import apply_windowing  # deferred: pydicom is optional
 
-def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """The VOI window of PS3.3 C.11.2.1.2, as intensities in [0, 1]."""
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
-    if function == "LINEAR_EXACT":
-        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
-    if width < 1:
-        raise ValueError(f"DICOM WindowWidth must be >= 1 for a LINEAR window; got {width}.")
-    if width == 1:
-        return (x > center - 0.5).astype(np.float64)
-    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+    out = apply_windowing(values, ds, index=0)
+    with np.errstate(over="ignore"):  # SIGMOID at +-inf: exp overflows to the range's end, as intended
+        low, high = apply_windowing(np.array([-np.inf, np.inf]), ds, index=0)
+    return (out - low) / (high - low)
 
 
 def read_dicom(path: str | os.PathLike) -> np.ndarray:
@@ -109,14 +104,14 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
 
     if "VOILUTSequence" in ds:
         # A lookup table: its output has the LUT's own bit depth (LUTDescriptor[2]).
-        lut = ds.VOILUTSequence[0]
-        out_bits = int(lut.LUTDescriptor[2])
+        out_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         unit = apply_voi_lut(apply_modality_lut(pixels, ds), ds, index=0).astype(np.float64)
         unit /= 2**out_bits - 1
     elif "WindowCenter" in ds and "WindowWidth" in ds:
-        values = apply_modality_lut(pixels, ds).astype(np.float64)
-        function = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        unit = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
+        try:
+            unit = _unit_window(apply_modality_lut(pixels, ds).astype(np.float64), ds)
+        except ValueError as exc:  # e.g. a LINEAR window narrower than 1
+            raise ValueError(f"DICOM file '{path}' has a window pydicom cannot apply: {exc}") from exc
     else:
         # No window: the rescale is linear, so scaling the stored range is the same as
         # scaling the rescaled range, and it does not depend on the image's content.

@@ -1,25 +1,23 @@
 """The model's own preprocessing: timm's data config, applied once per image.
 
-timm models carry a data config (``timm.data.resolve_data_config``): the input
-size, ``crop_pct``, the interpolation and mean/std that their pre-trained weights
-expect. Evaluation in timm resizes the shorter side to ``size / crop_pct`` and
-centre-crops ``size``; this module does the same, once per image (at decode or
-when the arrays arrive), so search, refit and predict all see the same pixels.
-An image already at the model's input size is taken as prepared by the user and
-left unchanged.
+timm models carry a data config (``timm.data.resolve_model_data_config``): the
+``crop_pct``, crop mode, interpolation and mean/std that their pre-trained
+weights expect. The resize and centre crop are timm's own evaluation transform
+(``timm.data.create_transform(is_training=False)``), applied once per image (at
+decode or when the arrays arrive), so search, refit and predict all see the
+pixels timm would feed the model, an image already at the input size included.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = [
-    "AUGMENT_KEYS", "EVAL_KEYS", "Geometry", "check_transform", "crop_box", "make_train_transform",
+    "AUGMENT_KEYS", "EVAL_KEYS", "Geometry", "check_transform", "eval_resize_crop", "make_train_transform",
     "resize_crop_pil", "resize_crop_tensor", "resolve_preprocessing",
 ]
 
@@ -31,8 +29,6 @@ AUGMENT_KEYS = (
     "gaussian_blur_prob", "auto_augment", "re_prob", "re_mode", "re_count", "re_num_splits",
     "train_crop_mode",
 )
-_INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest",
-                   "lanczos": "bicubic", "random": "bilinear", "area": "area", "box": "area"}
 
 
 @dataclass(frozen=True)
@@ -58,32 +54,46 @@ class Geometry:
     crop_mode: str = "center"
 
 
-def crop_box(height: int, width: int, geometry: Geometry) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Resized size and crop box ``(top, left, bottom, right)`` for one image.
+def _interpolation(name: str, *, tensor: bool) -> str:
+    """timm's interpolation name; on tensors, the nearest one torchvision can apply to them."""
+    if name == "random":
+        return "bilinear"  # timm draws one per image in training; evaluation is deterministic
+    if tensor and name not in ("bilinear", "bicubic", "nearest"):
+        return "bicubic" if name == "lanczos" else "bilinear"
+    return name
+
+
+@functools.lru_cache(maxsize=32)
+def eval_resize_crop(geometry: Geometry, *, tensor: bool = False):
+    """timm's evaluation resize and centre crop for ``geometry`` (torchvision transforms).
+
+    The steps of ``timm.data.create_transform(is_training=False)`` before the
+    tensor conversion: built by timm itself, so the pixels are timm's. With
+    ``crop_pct=None`` the image is stretched to ``size`` (no crop).
 
     Examples
     --------
-    >>> crop_box(300, 400, Geometry((16, 16), crop_pct=0.9))
-    ((17, 22), (0, 3, 16, 19))
-    >>> crop_box(16, 16, Geometry((16, 16), crop_pct=0.9))  # already prepared: unchanged
-    ((16, 16), (0, 0, 16, 16))
+    >>> eval_resize_crop(Geometry((16, 16), crop_pct=0.9, interpolation="bicubic"))
+    Compose(
+        Resize(size=17, interpolation=bicubic, max_size=None, antialias=True)
+        CenterCrop(size=(16, 16))
+    )
     """
-    out_h, out_w = geometry.size
-    if (height, width) == (out_h, out_w) or geometry.crop_pct is None:
-        return (out_h, out_w), (0, 0, out_h, out_w)
-    scale_h = math.floor(out_h / geometry.crop_pct)
-    scale_w = math.floor(out_w / geometry.crop_pct)
-    if geometry.crop_mode == "squash":
-        new_h, new_w = scale_h, scale_w
-    else:
-        # Shorter side to the scaled size, aspect kept, truncated as torchvision's Resize(int).
-        if scale_h * width >= scale_w * height:
-            new_h, new_w = scale_h, max(out_w, int(width * scale_h / height))
-        else:
-            new_h, new_w = max(out_h, int(height * scale_w / width)), scale_w
-    top = int(round((new_h - out_h) / 2.0))
-    left = int(round((new_w - out_w) / 2.0))
-    return (new_h, new_w), (top, left, top + out_h, left + out_w)
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    interpolation = _interpolation(geometry.interpolation, tensor=tensor)
+    if geometry.crop_pct is None:
+        from timm.data.transforms import str_to_interp_mode
+
+        return transforms.Compose([transforms.Resize(tuple(geometry.size), str_to_interp_mode(interpolation),
+                                                     antialias=True)])
+    timm_transform = create_transform(
+        input_size=(3, *geometry.size), is_training=False, interpolation=interpolation,
+        crop_pct=geometry.crop_pct, crop_mode=geometry.crop_mode, use_prefetcher=True)
+    # use_prefetcher=True ends with the tensor conversion only (no normalisation): drop it, the
+    # images stay compact integers and are normalised on the model's side.
+    return transforms.Compose(timm_transform.transforms[:-1])
 
 
 def _limits(dtype: torch.dtype) -> tuple[float, float] | None:
@@ -95,60 +105,45 @@ def _limits(dtype: torch.dtype) -> tuple[float, float] | None:
 
 
 def resize_crop_tensor(images: torch.Tensor, geometry: Geometry, *, chunk: int = 256) -> torch.Tensor:
-    """Resize and centre-crop ``(N, C, H, W)`` images, keeping their dtype.
+    """Resize and centre-crop ``(N, C, H, W)`` images as timm's evaluation transform does, keeping their dtype.
 
     Works a chunk of images at a time: the float copy interpolation needs is
-    never larger than ``chunk`` images, whatever N is.
+    never larger than ``chunk`` images, whatever N is. Images already at the
+    input size are resized and cropped too (timm does), unless ``crop_pct`` is
+    None (stretching to the same size changes nothing).
     """
-    height, width = images.shape[-2:]
-    (new_h, new_w), (top, left, bottom, right) = crop_box(height, width, geometry)
-    if (height, width) == tuple(geometry.size):
+    if geometry.crop_pct is None and tuple(images.shape[-2:]) == tuple(geometry.size):
         return images
-    mode = _INTERPOLATIONS.get(geometry.interpolation, "bilinear")
+    steps = eval_resize_crop(geometry, tensor=True)
     limits = _limits(images.dtype)
+    bicubic = _interpolation(geometry.interpolation, tensor=True) == "bicubic"
     out = torch.empty((images.shape[0], images.shape[1], *geometry.size), dtype=images.dtype)
     for start in range(0, images.shape[0], chunk):
         part = images[start:start + chunk]
         part = part.to(torch.int32).float() if part.dtype == torch.uint16 else part.float()
-        kwargs = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
-        resized = F.interpolate(part, size=(new_h, new_w), mode=mode, **kwargs)
-        resized = resized[..., top:bottom, left:right]
+        resized = steps(part)
         if limits is not None:
             # Bicubic overshoots at edges; clamp back into the stored type's range.
             resized = resized.round_().clamp_(*limits)
             resized = resized.to(torch.int32).to(images.dtype) if images.dtype == torch.uint16 else resized.to(images.dtype)
         elif images.dtype.is_floating_point:
-            resized = resized.clamp_(0.0, 1.0) if mode == "bicubic" else resized
+            resized = resized.clamp_(0.0, 1.0) if bicubic else resized
         out[start:start + chunk] = resized
     return out
 
 
-def _pil_filter(name: str):
+def resize_crop_pil(img, geometry: Geometry, *, reducing_gap: float | None = None):
+    """Resize and crop a PIL image with timm's evaluation transform (16-bit images via float mode).
+
+    ``reducing_gap`` is accepted for callers and not used: timm's resize uses
+    none, and its pixels are the ones the model's weights expect.
+    """
     from PIL import Image
 
-    return {
-        "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-        "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
-        "box": Image.Resampling.BOX, "area": Image.Resampling.BOX,
-    }.get(name, Image.Resampling.BILINEAR)
-
-
-def resize_crop_pil(img, geometry: Geometry, *, reducing_gap: float | None = 2.0):
-    """Resize and crop a PIL image to ``geometry`` (16-bit images via float mode)."""
-    from PIL import Image
-
-    height, width = img.height, img.width
-    (new_h, new_w), box = crop_box(height, width, geometry)
-    if (height, width) == tuple(geometry.size):
+    if geometry.crop_pct is None and (img.height, img.width) == tuple(geometry.size):
         return img
     sixteen = img.mode.startswith("I")
-    work = img.convert("F") if sixteen else img
-    if (work.height, work.width) != (new_h, new_w):
-        gap = None if sixteen else reducing_gap
-        work = work.resize((new_w, new_h), _pil_filter(geometry.interpolation), reducing_gap=gap)
-    top, left, bottom, right = box
-    if (top, left, bottom, right) != (0, 0, new_h, new_w):
-        work = work.crop((left, top, right, bottom))
+    work = eval_resize_crop(geometry)(img.convert("F") if sixteen else img)
     if sixteen:
         array = np.clip(np.rint(np.asarray(work, dtype=np.float32)), 0, 65535).astype(np.uint16)
         return Image.fromarray(array)
@@ -156,9 +151,15 @@ def resize_crop_pil(img, geometry: Geometry, *, reducing_gap: float | None = 2.0
 
 
 def draft_target(height: int, width: int, geometry: Geometry, reducing_gap: float = 2.0) -> tuple[int, int]:
-    """``(width, height)`` a JPEG may be shrunk to while decoding, keeping quality."""
-    (new_h, new_w), _ = crop_box(height, width, geometry)
-    return int(new_w * reducing_gap), int(new_h * reducing_gap)
+    """``(width, height)`` a JPEG may be shrunk to while decoding, keeping quality.
+
+    At least ``reducing_gap`` times what timm's resize makes of it, in both directions.
+    """
+    size = eval_resize_crop(geometry).transforms[0].size
+    if isinstance(size, int) or len(size) == 1:  # the shorter side becomes `size`
+        side = size if isinstance(size, int) else size[0]
+        return int(side * reducing_gap), int(side * reducing_gap)
+    return int(size[1] * reducing_gap), int(size[0] * reducing_gap)
 
 
 def check_transform(transform) -> dict:
@@ -200,15 +201,15 @@ def resolve_preprocessing(backbone, input_config: dict, transform) -> tuple[Geom
         Settings for ``timm.data.create_transform(is_training=True)``, or None
         when training is not augmented.
     """
-    settings = check_transform(transform)
-    cfg = getattr(backbone, "pretrained_cfg", None) or {}
-    if not isinstance(cfg, dict):
-        cfg = getattr(cfg, "__dict__", {})
-    from timm.data import DEFAULT_CROP_PCT
+    from timm.data import (
+        resolve_model_data_config,  # deferred: importing timm takes seconds
+    )
 
-    crop_pct = settings.get("crop_pct", cfg.get("crop_pct") or DEFAULT_CROP_PCT)
+    settings = check_transform(transform)
+    # timm's own resolution (pretrained_cfg, then its defaults); the input size is the built model's.
+    cfg = resolve_model_data_config(backbone) if isinstance(backbone, torch.nn.Module) else {}
     geometry = Geometry(
-        tuple(input_config["img_size"]), crop_pct=float(crop_pct),
+        tuple(input_config["img_size"]), crop_pct=float(settings.get("crop_pct", cfg.get("crop_pct") or 0.875)),
         interpolation=str(settings.get("interpolation", cfg.get("interpolation") or "bicubic")),
         crop_mode=str(settings.get("crop_mode", cfg.get("crop_mode") or "center")),
     )

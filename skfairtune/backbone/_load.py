@@ -27,6 +27,30 @@ _RESERVED_KWARGS = {
 }
 
 
+def _local_overlay(timm_kwargs: dict, *, pretrained: bool, checkpoint_path) -> dict | None:
+    """``pretrained_cfg_overlay`` naming a local ``file``, checked; None when it names none.
+
+    ``custom_load`` defaults to False for ``.pth``/``.safetensors`` files: timm
+    would otherwise hand them to the JAX ``.npz`` loader of models whose
+    pretrained config sets it.
+    """
+    overlay = timm_kwargs.get("pretrained_cfg_overlay")
+    if not isinstance(overlay, Mapping) or overlay.get("file") is None:
+        return None
+    where = "`model_kwargs['pretrained_cfg_overlay']['file']`"
+    if not pretrained:
+        raise ValueError(f"{where} is loaded only with pretrained=True (timm's convention); pass pretrained=True, "
+                         "or checkpoint_path=... to load a local file without it.")
+    if checkpoint_path is not None:
+        raise ValueError(f"{where} and `checkpoint_path` both name weights; pass one of them.")
+    path = Path(os.fspath(overlay["file"])).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}={str(overlay['file'])!r} does not exist or is not a file.")
+    local = dict(overlay, file=str(path))
+    local.setdefault("custom_load", path.suffix.lower() == ".npz")
+    return local
+
+
 def build_backbone(
     model: str | Callable[..., nn.Module] = "vit_base_patch16_224",
     *,
@@ -55,6 +79,10 @@ def build_backbone(
         model name.
     checkpoint_path : str or path-like, optional
         Load weights from this local file instead, see :func:`load_checkpoint`.
+        timm users' own route works too: ``pretrained=True`` with
+        ``model_kwargs={"pretrained_cfg_overlay": {"file": path}}`` loads the
+        file through timm (never the Hub); ``custom_load`` defaults to False
+        unless the file is a JAX ``.npz``.
 
     Returns
     -------
@@ -112,7 +140,12 @@ def build_backbone(
                 f"`model`={name!r} is not a timm model name; see timm.list_models('vit*') for ViTs.{hint}"
             )
         timm_kwargs = dict(model_kwargs, num_classes=num_classes)
-        if pretrained:
+        local = _local_overlay(timm_kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path)
+        if local is not None:
+            # timm's own route for local weights (its filter: pos_embed resampled, a mismatched head
+            # dropped); the Hub is never asked.
+            net = timm_create(name, True, dict(timm_kwargs, pretrained_cfg_overlay=local))
+        elif pretrained:
             net = create_pretrained(name, timm_kwargs)
         else:
             net = timm_create(name, False, timm_kwargs)

@@ -32,6 +32,7 @@ try:
     import numpy as np
     import optuna
 
+    from ._engine_task import release_accelerator_memory
     from ._loop import run_trial_loop
     from ._pool import assign_device
 except BaseException as _exc:  # noqa: BLE001 - reported by main()
@@ -93,7 +94,7 @@ def _run(payload_path: str, device: str | None) -> None:
     if payload["seed"] is None and hasattr(study.sampler, "reseed_rng"):
         study.sampler.reseed_rng()  # unseeded: independent draws per worker
     run_trial_loop(study, objective, n_trials=payload["n_trials"], timeout=payload["timeout"],
-                   callbacks=payload["callbacks"], seed=payload["seed"])
+                   callbacks=[*payload["callbacks"], release_accelerator_memory], seed=payload["seed"])
 
 
 def main(argv=None) -> None:

@@ -25,7 +25,8 @@ import optuna
 
 from ._optuna_compat import storage_of
 
-__all__ = ["expand_storage_url", "forget_password", "pickle_safe_storage", "redact_url", "scrub", "REDACTED"]
+__all__ = ["expand_storage_url", "forget_password", "has_literal_password", "pickle_safe_storage", "redact_url",
+           "scrub", "REDACTED"]
 
 REDACTED = "***"
 # Redacted URL -> the full URL, for clones made in this process (never pickled).
@@ -47,7 +48,9 @@ def redact_url(url) -> str:
 
     Used for every log line, repr and error message that could show a
     storage URL: the user-info password and ``password=`` options become
-    ``***``.
+    ``***``. A text that is one database URL is rendered by SQLAlchemy
+    (``URL.render_as_string(hide_password=True)``); any other text (an error
+    message quoting a URL, a connection string) is searched for passwords.
 
     Parameters
     ----------
@@ -67,9 +70,36 @@ def redact_url(url) -> str:
     'postgresql://db/search?user=ann&password=***'
     """
     text = str(url)
-    # The user-info ends at the last "@" before the host: passwords may hold "@" unencoded.
+    parsed = _whole_url(text)
+    if parsed is not None:
+        # SQLAlchemy's own rendering hides the user-info password; the query keeps its order.
+        base, query = parsed.set(query={}).render_as_string(hide_password=True), text.partition("?")[2]
+        return base + (f"?{_redact_options(query)}" if "?" in text else "")
+    # Any other text (an error message, a log line): the user-info ends at the last "@" before
+    # the host, as passwords may hold "@" unencoded.
     text = re.sub(r"(://[^:/@\s]*):[^\s/]*@", r"\1:***@", text)
+    return _redact_options(text)
+
+
+def _redact_options(text: str) -> str:
+    """``password=`` (``passwd``, ``pwd``) options of a URL query or connection string as ``***``."""
     return re.sub(r"(?i)\b((?:password|passwd|pwd)\s*=\s*)[^&\s;'\"]+", r"\1***", text)
+
+
+def _whole_url(text: str):
+    """``text`` as a SQLAlchemy URL when it is one URL that SQLAlchemy reads as written, else None.
+
+    A password holding a raw "@" is not: SQLAlchemy cuts the user-info at the first "@".
+    """
+    if not re.fullmatch(r"[\w+]+://\S*", text) or text.split("://", 1)[1].split("/", 1)[0].count("@") > 1:
+        return None
+    try:
+        # sqlalchemy is Optuna's optional database dependency: file and memory storages never load it.
+        from sqlalchemy.engine import make_url
+
+        return make_url(text)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: handled as text
+        return None
 
 
 def scrub(message: str, url: str) -> str:
@@ -90,6 +120,24 @@ def scrub(message: str, url: str) -> str:
     if password:
         message = message.replace(str(password), REDACTED)
     return redact_url(message)
+
+
+def has_literal_password(url) -> bool:
+    """Whether a URL carries a password itself (redacted or not), not as a ``${VAR}`` reference.
+
+    Such a URL must not travel to other machines (task payloads of a cluster
+    engine): the workers would receive the password, or a redacted one they
+    cannot use.
+
+    Examples
+    --------
+    >>> has_literal_password("postgresql://ann:s3cret@db/search")
+    True
+    >>> has_literal_password("postgresql://ann:${PGPASSWORD}@db/search"), has_literal_password("postgresql://db/s")
+    (False, False)
+    """
+    password = _password(str(url))
+    return bool(password) and not _ENV_REFERENCE.fullmatch(password)
 
 
 def forget_password(url):

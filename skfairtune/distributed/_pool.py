@@ -22,7 +22,7 @@ running trial, a worker keeps one device for all its trials, and a worker's
 exception ends the run with its own traceback. What loky would add is small
 here: the images are memory-mapped with one ``numpy.save``, and the CPU count
 honours the process's affinity (``os.sched_getaffinity``: Slurm and taskset
-allocations; a cgroup CPU quota without an affinity mask is not seen).
+allocations) and its cgroup CPU quota (containers), as loky's does.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ try:  # pragma: no branch - scikit-learn's joblib brings it; it pickles function
 except ImportError:  # pragma: no cover
     cloudpickle = None
 
+from .._utils._cpus import available_cpus as _affinity_and_quota
 from ._loop import run_trial_loop
 from ._optuna_compat import storage_of
 from ._study import copy_study
@@ -59,6 +60,7 @@ __all__ = [
     "assign_device",
     "available_cpus",
     "estimator_device",
+    "one_worker_per_gpu",
     "resolve_n_jobs",
     "run_worker_processes",
     "worker_devices",
@@ -98,17 +100,14 @@ class SearchObjective(Protocol):
 
 # --------------------------------------------------------------------------- n_jobs and devices
 def available_cpus() -> int:
-    """Cores this process may run on (its CPU affinity on Linux, e.g. a Slurm allocation).
+    """Cores this process may run on: its CPU affinity (e.g. a Slurm allocation) capped by its cgroup CPU quota.
 
     Examples
     --------
     >>> available_cpus() >= 1
     True
     """
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return _affinity_and_quota()
 
 
 def resolve_n_jobs(n_jobs) -> int:
@@ -177,6 +176,47 @@ def worker_devices(n_workers: int, device) -> list:
     if n_gpus < 2:
         return [None] * n_workers
     return [f"cuda:{i % n_gpus}" for i in range(n_workers)]
+
+
+def one_worker_per_gpu(n_workers: int, device) -> int:
+    """At most one local worker per GPU when the estimator's device is ``"auto"``, with a warning.
+
+    Workers that share a GPU compete for its memory (each holds its model,
+    optimizer state and CUDA context) and run out of it, or all train on
+    ``cuda:0`` while other GPUs idle. An explicit ``device`` is the user's
+    choice and is kept, as are CPU-only machines.
+
+    Parameters
+    ----------
+    n_workers : int
+        Workers asked for.
+    device : str or None
+        The estimator's ``device`` (:func:`estimator_device`).
+
+    Returns
+    -------
+    n_workers : int
+
+    Examples
+    --------
+    >>> one_worker_per_gpu(4, "cpu")
+    4
+    """
+    if n_workers <= 1 or device not in ("auto", None):
+        return n_workers
+    try:
+        # torch is heavy: only a search with an estimator "auto" device pays for loading it here.
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return n_workers
+    if not torch.cuda.is_available() or torch.cuda.device_count() >= n_workers:
+        return n_workers
+    n_gpus = torch.cuda.device_count()
+    warnings.warn(
+        f"n_jobs={n_workers} workers with device='auto' on {n_gpus} GPU(s): {n_gpus} worker(s) run, one per "
+        "GPU, since workers sharing a GPU compete for its memory. To put several workers on one GPU anyway, "
+        "set the estimator's device explicitly (e.g. device='cuda:0').", UserWarning, stacklevel=4)
+    return n_gpus
 
 
 def estimator_device(objective):

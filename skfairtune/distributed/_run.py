@@ -34,7 +34,10 @@ from ._budget import SURPLUS_ATTR, counted_trials, work_left
 from ._follow import TrialFeed
 from ._liveness import MAX_RETRY, OWNER_ATTR, RetryDeadTrial, recover_dead_trials
 from ._loop import run_trial_loop
-from ._pool import SearchObjective, resolve_n_jobs, run_worker_processes, worker_devices
+from ._optuna_compat import storage_of
+from ._engines import active_engine, engine_n_workers, run_engine_trials, worker_storage
+from ._pool import SearchObjective, estimator_device, one_worker_per_gpu, resolve_n_jobs, run_worker_processes, \
+    worker_devices
 
 __all__ = [
     "run_trials",
@@ -61,7 +64,7 @@ class TrialRun(NamedTuple):
 
 
 def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int, n_jobs=1, timeout=None,
-               callbacks: Sequence[Callable] = (), seed: int | None = None) -> TrialRun:
+               callbacks: Sequence[Callable] = (), seed: int | None = None, storage=None) -> TrialRun:
     """Run the trials the study still misses, until it holds ``n_trials``.
 
     Parameters
@@ -78,9 +81,15 @@ def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int
         Total budget of the study, counting trials that earlier runs and
         other workers finished.
     n_jobs : int or None, default=1
-        Worker processes on this machine (see :func:`resolve_n_jobs`). With
-        more than one, each process divides the cores' torch threads and, on
-        a machine with several GPUs and ``device="auto"``, gets its own GPU.
+        Concurrent trial workers (see :func:`resolve_n_jobs`; None: the
+        ``n_jobs`` of ``joblib.parallel_config`` when it sets a backend, else
+        1). Where they run is ``joblib.parallel_config``'s choice: with no
+        backend configured, processes of this machine's worker pool
+        (:mod:`skfairtune.distributed._pool`); with one (``loky``, ``dask``,
+        ``ray`` ...), tasks of that engine
+        (:mod:`skfairtune.distributed._engines`). On this machine each worker
+        divides the cores' torch threads and, with several GPUs and
+        ``device="auto"``, gets its own GPU (at most one worker per GPU).
     timeout : float, default=None
         Stop starting new trials after this many seconds.
     callbacks : sequence of callable, default=()
@@ -88,6 +97,9 @@ def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int
         this process (which follows the workers' study: :class:`skfairtune.distributed._follow.TrialFeed`).
     seed : int, default=None
         Re-seed the sampler from ``(seed, slot)`` before each trial.
+    storage : None, str or optuna storage, default=None
+        The search's ``storage`` as given, sent to cluster workers (a
+        ``${VAR}`` password reference stays one); None: the study's storage.
 
     Returns
     -------
@@ -103,7 +115,10 @@ def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int
     >>> len(run.study.trials), run.interrupted
     (4, False)
     """
-    n_workers = resolve_n_jobs(n_jobs)
+    engine = active_engine()
+    n_workers = engine_n_workers(n_jobs, engine)
+    if n_workers > 1 and not engine.local:
+        worker_storage(storage if storage is not None else storage_of(study), engine)  # refuse before any work
     feed = TrialFeed(callbacks, study)
     try:
         recover_dead_trials(study)
@@ -113,6 +128,14 @@ def run_trials(study: optuna.Study, objective: SearchObjective, *, n_trials: int
             return TrialRun(study, False)
     except KeyboardInterrupt:
         return TrialRun(study, True)
-    shared, interrupted = run_worker_processes(study, objective, n_workers=min(n_workers, work),
-                                               n_trials=n_trials, timeout=timeout, feed=feed, seed=seed)
+    n_workers = min(n_workers, work)
+    if engine.local:
+        n_workers = one_worker_per_gpu(n_workers, estimator_device(objective))
+    if engine.name == "pool":
+        shared, interrupted = run_worker_processes(study, objective, n_workers=n_workers, n_trials=n_trials,
+                                                   timeout=timeout, feed=feed, seed=seed)
+    else:
+        shared, interrupted = run_engine_trials(study, objective, engine=engine, n_workers=n_workers,
+                                                n_trials=n_trials, timeout=timeout, feed=feed, seed=seed,
+                                                storage=storage)
     return TrialRun(shared, interrupted)

@@ -41,6 +41,10 @@ class TrialRecord:
         Epochs trained (so far, for a running or pruned trial).
     fit_time : float
         Seconds spent training and scoring all splits.
+    split_fit_times : list of float
+        Seconds spent training each split (``cv_results_``'s ``mean_fit_time``, ``std_fit_time``).
+    split_score_times : list of float
+        Seconds spent predicting and scoring each split's validation part (``*_score_time``).
     n_trainable_params : int or None
         Parameters the mask trains, head included.
     frozen_prefix : int or None
@@ -59,6 +63,11 @@ class TrialRecord:
         The learning rate a baseline was enqueued with (kept on retry; identity).
     fail_reason : str or None
         Why a trial failed or scored ``error_score``.
+    error_score : float or None
+        The search's numeric ``error_score`` given to a trial whose fit failed (the trial is
+        told to the sampler as failed; ``cv_results_`` shows this score, as scikit-learn does).
+    split_objective_scores : list of list of float
+        Multi-objective searches: each objective's score per split at the last epoch.
     traceback : str or None
         The end of the failure's traceback.
     interrupted : bool
@@ -90,6 +99,8 @@ class TrialRecord:
     params: dict | None = None
     n_epochs: int = 0
     fit_time: float = math.nan
+    split_fit_times: list = field(default_factory=list)
+    split_score_times: list = field(default_factory=list)
     n_trainable_params: int | None = None
     frozen_prefix: int | None = None
     activation_cache: dict | None = None
@@ -99,6 +110,8 @@ class TrialRecord:
     baseline: str | None = field(default=None, metadata=_ENQUEUED)
     baseline_lr: float | None = field(default=None, metadata=_ENQUEUED)
     fail_reason: str | None = None
+    error_score: float | None = None
+    split_objective_scores: list = field(default_factory=list)
     traceback: str | None = None
     interrupted: bool = False
     requeued_from: int | None = None

@@ -122,7 +122,7 @@ def _check_missing(array: np.ndarray, name: str) -> None:
     if missing.any():
         raise ValueError(
             f"`{name}` has {_count_at_positions(missing, 'missing values (None/NaN)')}; "
-            "drop or impute them before calling."
+            "drop or impute them before calling this function."
         )
 
 
@@ -165,7 +165,8 @@ def _factorize(column: Any) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.intp, copy=False), pd.Index(uniques)
 
 
-def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, pd.Index]:
+def encode_groups(sensitive_features: Any, n_samples: int, *, labels_name: str = "y_true"
+                  ) -> tuple[np.ndarray, pd.Index]:
     """Return integer group codes and the matching (Multi)Index of group labels."""
     columns = _sensitive_columns(sensitive_features)
     if not columns:
@@ -173,7 +174,7 @@ def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, 
     for name, column in columns:
         if len(column) != n_samples:
             raise ValueError(
-                f"`sensitive_features` has {len(column)} rows but `y_true` has "
+                f"`sensitive_features` has {len(column)} rows but `{labels_name}` has "
                 f"{n_samples} samples; pass one group per sample."
             )
         label = "`sensitive_features`"
@@ -183,7 +184,7 @@ def encode_groups(sensitive_features: Any, n_samples: int) -> tuple[np.ndarray, 
         if missing.any():
             raise ValueError(
                 f"{label} has {_count_at_positions(missing, 'missing values (None/NaN)')}; "
-                "drop or impute them before calling."
+                "drop or impute them before calling this function."
             )
 
     encoded = [_factorize(column) for _, column in columns]
@@ -311,7 +312,7 @@ def _check_scores(values: np.ndarray) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"`y_score` has {_count_at_positions(bad, 'non-finite values (NaN/inf)')}; "
-            "fix the model or drop those samples before calling."
+            "fix the model or drop those samples before calling this function."
         )
     return values
 

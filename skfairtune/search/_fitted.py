@@ -141,12 +141,14 @@ class FittedSearchMixin:
                                 extra={"search": search_summary(self)})
 
     def get_metadata_routing(self):
-        """Route ``sensitive_features`` to the scorer and ``groups`` to the splitter.
+        """Route ``sensitive_features`` to the scorer, ``groups`` to the splitter, the rest to the estimator.
 
         The search consumes both itself in ``fit`` (requested by default), so
         it works unchanged inside ``cross_validate`` with routing on.
         """
         router = MetadataRouter(owner=self).add_self_request(self)
+        # fit(**params) reaches the estimator's fit (the refit, and a Pipeline's steps in every trial).
+        router.add(estimator=self.estimator, method_mapping=MethodMapping().add(caller="fit", callee="fit"))
         scorer = self._resolve_scoring().scorer_for_score(self.refit)
         if hasattr(scorer, "get_metadata_routing"):
             router.add(scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score"))

@@ -30,7 +30,7 @@ from ._predictions import FrozenPredictions
 from ._pruners import record_epoch_values
 from ._selection import stratified_bootstrap_indices
 
-__all__ = ["Objective", "scorer_kwargs", "requires_sensitive_features"]
+__all__ = ["Objective", "scorer_kwargs", "requires_sensitive_features", "index_fit_params"]
 
 
 def requires_sensitive_features(scorer) -> bool:
@@ -71,6 +71,23 @@ def scorer_kwargs(scorer, sensitive_features) -> dict:
     return {"sensitive_features": sensitive_features} if wanted else {}
 
 
+def index_fit_params(params: dict, indices, n_samples: int) -> dict:
+    """``params`` for the samples at ``indices``: sample-aligned arrays indexed, anything else as is (sklearn's rule).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfairtune.search._objective import index_fit_params
+    >>> index_fit_params({"w": np.arange(4.0), "alpha": 0.5}, [0, 2], 4)
+    {'w': array([0., 2.]), 'alpha': 0.5}
+    """
+    def aligned(value) -> bool:
+        return (not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__")
+                and hasattr(value, "__getitem__") and len(value) == n_samples)
+
+    return {k: _safe_indexing(v, indices) if aligned(v) else v for k, v in params.items()}
+
+
 def _overall_auc(y_valid, proba, classes) -> float | None:
     """Validation ROC AUC over all samples for binary tasks (None otherwise or if undefined)."""
     if proba.shape[1] != 2 or len(np.unique(y_valid)) != 2:
@@ -84,6 +101,29 @@ class _Fold:
     valid_input: torch.Tensor
     valid: np.ndarray  # positions of the validation samples in the search's data
     overall_auc: float | None = None
+    fit_time: float = 0.0  # seconds preparing and training this split (cv_results_' *_fit_time)
+    score_time: float = 0.0  # seconds predicting and scoring its validation part (*_score_time)
+
+
+def _timed_predictions(folds: list[_Fold]) -> list[np.ndarray]:
+    """Each fold's validation probabilities, the time to predict them added to its score time."""
+    probas = []
+    for fold in folds:
+        started = time.perf_counter()
+        probas.append(fold.trainer.predict_proba(fold.valid_input))
+        fold.score_time += time.perf_counter() - started
+    return probas
+
+
+def _share_score_time(folds: list[_Fold], seconds: float) -> None:
+    """Scoring time shared by the folds (pooled scoring scores them together)."""
+    for fold in folds:
+        fold.score_time += seconds / len(folds)
+
+
+def _write_split_times(trial, folds: list[_Fold]) -> None:
+    TrialRecord.write(trial, split_fit_times=[f.fit_time for f in folds],
+                      split_score_times=[f.score_time for f in folds])
 
 
 class Objective:
@@ -103,7 +143,7 @@ class Objective:
     def __init__(self, *, estimator, step, space, X, X_original, y, sensitive_features,
                  splits, scorer, error_score, max_epochs, verbose=0, fold_scoring="mean",
                  g_codes=None, n_bootstrap=0, bootstrap_seed=0, templates=None, objectives=None,
-                 pareto_pruner=None, prune_baselines=True):
+                 pareto_pruner=None, prune_baselines=True, head_fit_params=None):
         self.estimator = estimator
         self.step = step
         self.space = space
@@ -128,6 +168,8 @@ class Objective:
         # False: baseline trials still report (and leave rung records, so they compete at every
         # rung) but always train to the end, so each baseline is compared fully trained.
         self.prune_baselines = prune_baselines
+        # fit(**params) routed to a Pipeline's steps before the classifier (sample-aligned to y).
+        self.head_fit_params = dict(head_fit_params or {})
         self.classes = np.unique(y)
         self._activation_cache = None
 
@@ -158,7 +200,8 @@ class Objective:
         if self.step:
             # A Pipeline: fit its transformers on the training fold, then train the classifier.
             head = estimator[:-1]
-            X_train = head.fit_transform(_safe_indexing(self.X_original, train), self.y[train])
+            params_train = index_fit_params(self.head_fit_params, train, len(self.y))
+            X_train = head.fit_transform(_safe_indexing(self.X_original, train), self.y[train], **params_train)
             X_valid = head.transform(_safe_indexing(self.X_original, valid))
             clf = estimator[-1]
         else:
@@ -225,7 +268,11 @@ class Objective:
 
         Returns (value, epoch fold scores, final evaluation sets, classes).
         """
-        folds = [self._prepare_fold(params, tr, va) for tr, va in splits]
+        folds = []
+        for train, valid in splits:
+            started = time.perf_counter()
+            folds.append(self._prepare_fold(params, train, valid))
+            folds[-1].fit_time = time.perf_counter() - started
         return self._run_epochs(folds, trial)
 
     def _run_epochs(self, folds: list[_Fold], trial=None):
@@ -241,11 +288,16 @@ class Objective:
         prunable = trial is not None and (self.prune_baselines or TrialRecord.of(trial).baseline is None)
         for epoch in range(1, self.max_epochs + 1):
             for fold in folds:
+                started = time.perf_counter()
                 fold.trainer.step(1, propagate_interrupt=True)
+                fold.fit_time += time.perf_counter() - started
+            probas = _timed_predictions(folds)
+            started = time.perf_counter()
             if self.objectives:
-                value, fold_scores, sets = self._objective_values(folds)
+                value, fold_scores, sets, per_objective = self._objective_values(folds, probas)
             else:
-                value, fold_scores, sets = self._epoch_scores(folds)
+                (value, fold_scores, sets), per_objective = self._epoch_scores(folds, probas), None
+            _share_score_time(folds, time.perf_counter() - started)
             epoch_scores.append(fold_scores)
             epoch_overall.append([fold.overall_auc for fold in folds])
             if not np.all(np.isfinite(value)):
@@ -254,24 +306,32 @@ class Objective:
                 )
             if trial is not None:
                 TrialRecord.write(trial, epoch_split_overall_auc=epoch_overall,
-                                  epoch_split_scores=epoch_scores, n_epochs=epoch)
+                                  epoch_split_scores=epoch_scores, n_epochs=epoch,
+                                  **({} if per_objective is None else {"split_objective_scores": per_objective}))
                 # Pruning after the last epoch would save nothing and discard a trained trial.
                 if self._judge(trial, value, epoch, may_prune=epoch < self.max_epochs) and prunable:
+                    _write_split_times(trial, folds)
                     raise optuna.TrialPruned(f"pruned after epoch {epoch} with score {value}")
+        if trial is not None:
+            _write_split_times(trial, folds)
         return value, epoch_scores, sets, folds[0].trainer.classes
 
-    def _objective_values(self, folds):
-        """(one value per objective, the first objective's fold scores, its sets) after an epoch."""
-        probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
-        values, first = [], None
+    def _objective_values(self, folds, probas=None):
+        """(one value per objective, the first objective's fold scores, its sets, every objective's
+        fold scores) after an epoch."""
+        if probas is None:
+            probas = [fold.trainer.predict_proba(fold.valid_input) for fold in folds]
+        values, first, per_objective = [], None, []
         for scorer in self.objectives.values():
             if isinstance(scorer, TrialCost):
                 values.append(scorer.from_trainer(folds[0].trainer))
+                per_objective.append([values[-1]] * len(folds))  # a cost is the same on every split
                 continue
             value, fold_scores, sets = self._epoch_scores(folds, probas, scorer)
             values.append(value)
+            per_objective.append(list(fold_scores))
             first = first or (fold_scores, sets)
-        return tuple(values), *(first or ([], []))
+        return tuple(values), *(first or ([], [])), per_objective
 
     def _judge(self, trial, value, epoch: int, *, may_prune: bool) -> bool:
         """Report ``value`` after ``epoch``; True when the trial should stop (asked only if ``may_prune``)."""
@@ -301,7 +361,12 @@ class Objective:
         try:
             value, _, sets, classes = self._train(params, self.splits, trial)
             if not self.objectives:  # replicates of one objective; several are compared by their front
+                scored = time.perf_counter()
                 TrialRecord.write(trial, bootstrap_scores=self._bootstrap(sets, classes))
+                if self.n_bootstrap:  # the bootstrap scores every split's predictions: its time is theirs
+                    share = (time.perf_counter() - scored) / len(self.splits)
+                    TrialRecord.write(trial, split_score_times=[
+                        t + share for t in TrialRecord.of(trial).split_score_times])
             TrialRecord.write(trial, fit_time=time.perf_counter() - started)
             return value
         except optuna.TrialPruned:
@@ -314,8 +379,10 @@ class Objective:
         except Exception as exc:  # noqa: BLE001 - error_score decides, like sklearn
             if isinstance(self.error_score, str) and self.error_score == "raise":
                 raise
-            TrialRecord.write(trial, fit_time=time.perf_counter() - started,
+            # As scikit-learn: the fit scores error_score in cv_results_ and a FitFailedWarning says so.
+            # The sampler is told the trial failed (NaN), never error_score as if it were a result.
+            TrialRecord.write(trial, fit_time=time.perf_counter() - started, error_score=float(self.error_score),
                               fail_reason=f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, (NonFiniteLossError, FloatingPointError)):
                 TrialRecord.write(trial, traceback=traceback.format_exc()[-2000:])
-            return (float(self.error_score),) * len(self.objectives) if self.objectives else float(self.error_score)
+            return (float("nan"),) * len(self.objectives) if self.objectives else float("nan")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import numbers
+import time
 import warnings
 
 import numpy as np
@@ -11,31 +13,34 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 
-from .._images._convert import ImageConverter
 from .._training._template import ModelTemplate, TemplateStore
 from .._training._trainer import resolve_seed
-from .._utils._params import InvalidParameterError, validate_params
+from .._utils._params import validate_params
 from ..distributed._credentials import forget_password, pickle_safe_storage, redact_url
+from ..distributed._engines import check_engine_storage
 from ..distributed._follow import (
     optuna_verbosity,
 )
+from ..distributed._run import counted_trials
 from ..distributed._study import pickle_safe_study
 from ..masks import MaskSpace
 from ..masks._lora import lora_states
-from ._baselines import baseline_lrs, preset_distribution
+from ._baselines import preset_distribution
 from ._fitted import FittedSearchMixin
 from ._multiobjective import (
     Scoring,
-    resolve_refit,
     resolve_search_scoring,
 )
-from ._objective import Objective
+from ._objective import Objective, index_fit_params
 from ._pruners import pareto_pruner
+from ._results import warn_about_fit_failures
 from ._setup import (
     SEARCH_PARAMETER_CONSTRAINTS,
     FitData,
     check_fit_data,
+    check_interacting_params,
     classifier_step_of,
+    search_images,
     search_splits,
     searched_space,
 )
@@ -119,10 +124,12 @@ class FairTuneSearchCV(SearchStepsMixin, FittedSearchMixin, MetaEstimatorMixin, 
     n_bootstrap : int, default=200
         Paired bootstrap replicates of each complete trial's validation score
         (resampled within label x group cells, the same resamples for every
-        trial). Their standard deviation is ``cv_results_["std_test_score"]``
-        and their 2.5/97.5 percentiles ``ci_low_test_score`` /
-        ``ci_high_test_score``; ``selection="one_se"`` uses them. 0 turns the
-        bootstrap off (``std_test_score`` is then the spread over folds).
+        trial). Their standard deviation is
+        ``cv_results_["bootstrap_std_test_score"]`` and their 2.5/97.5
+        percentiles ``ci_low_test_score`` / ``ci_high_test_score``;
+        ``selection="one_se"`` uses them. 0 turns the bootstrap off (those
+        columns are then NaN). ``std_test_score`` keeps scikit-learn's
+        meaning: the spread of the split scores (0 with one split).
     selection : {"best", "one_se", "reeval"}, default="best"
         How the final trial is chosen among the complete ones. ``"best"``:
         the best validation score (the paper). ``"one_se"``: among trials
@@ -223,16 +230,25 @@ default="successive_halving"
         per-objective best after min-max scaling, an objective's name, or a
         callable ``cv_results_ -> index`` as in scikit-learn.
     error_score : "raise" or float, default=np.nan
-        Value for a trial that fails (e.g. the loss becomes NaN); NaN marks it
-        failed in the study. ``"raise"`` stops the search with the error.
+        Score of a trial whose fit fails (e.g. the loss becomes NaN), as in
+        scikit-learn: ``cv_results_`` shows it on every split of that trial,
+        and a ``FitFailedWarning`` after the search counts the failures (a
+        ``ValueError`` when every trial failed). The study records the trial
+        as failed whatever the number, so the sampler never learns from
+        ``error_score`` as if it were a result. ``"raise"`` stops the search
+        with the error.
     timeout : float, default=None
         Stop starting new trials after this many seconds.
     n_jobs : int, default=1
         Worker processes (not threads) running trials at once, sharing one
         study through file-backed storage.
-    random_state : int or None, default=None
+    random_state : int, RandomState instance or None, default=None
         Seeds the default sampler (not one passed as ``sampler``), the splits
-        and every trial's training.
+        and every trial's training. A ``numpy.random.RandomState`` gives one
+        int seed per ``fit`` (``randint(2**31 - 1)``, as
+        ``FairTuneClassifier`` draws its own): a fresh ``RandomState(0)``
+        reproduces a search; fitting again with the same instance draws a new
+        seed, as scikit-learn's estimators do.
     verbose : int, default=0
         0: the library logs to ``logging.getLogger("skfairtune")`` only (one
         INFO line per trial: number, state, value, epochs, seconds, mask, lr),
@@ -280,9 +296,15 @@ default="successive_halving"
     best_estimator_ : estimator
         Refit on all data with the best parameters (when ``refit``).
     cv_results_ : dict of ndarray
-        One row per trial, scikit-learn's layout plus ``state``, ``n_epochs``,
-        ``n_trainable_params`` and the bootstrap interval of the validation
-        score (``ci_low_test_score``, ``ci_high_test_score``).
+        One row per trial in scikit-learn's layout (``*_fit_time``,
+        ``*_score_time``, ``params``, ``split<k>_test_score``, ``std_test_score``
+        over splits, ``rank_test_score`` with ties at the smallest rank; per
+        objective ``<name>`` with several), plus ``state``, ``n_epochs``,
+        ``n_trainable_params``, ``trial_number``, ``baseline``, ``fail_reason``
+        and the bootstrap (``bootstrap_std_test_score``, ``ci_low_test_score``,
+        ``ci_high_test_score``). Pruned trials rank after finished ones.
+    refit_time_ : float
+        Seconds spent refitting the chosen trial on all data (when ``refit``).
     study_ : optuna.Study
         The study, with every trial.
     n_trials_ : int
@@ -423,35 +445,13 @@ default="successive_halving"
     def _validate_params(self):
         """Check every parameter against ``_parameter_constraints``, then the pairs that interact."""
         validate_params(self)
-        if self.lr_range is not None:
-            for lr in baseline_lrs(self.baseline_lrs, self.lr_range) or ():
-                if not float(self.lr_range[0]) <= lr <= float(self.lr_range[1]):
-                    raise InvalidParameterError(
-                        f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(self.lr_range)!r}; the "
-                        "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
-        if not (isinstance(self.space, str) and self.space == "deprecated"):
-            if not (isinstance(self.mask_space, str) and self.mask_space == "ln-attn-mlp"):
-                raise InvalidParameterError(f"both `mask_space={self.mask_space!r}` and its deprecated name "
-                                            f"`space={self.space!r}` are set; pass `mask_space` only.")
-            warnings.warn("`space` was renamed `mask_space` (the classifier's name for the same setting); "
-                          "`space` will be removed in a future version.", FutureWarning, stacklevel=3)
-        scoring = self._resolve_scoring()
-        if scoring.multi:
-            if self.selection != "best":
-                raise InvalidParameterError(
-                    f"selection={self.selection!r} applies to one objective; a multi-objective search "
-                    "chooses its refit trial with `refit` ('utopia', an objective name or a callable).")
-            resolve_refit(self.refit, scoring.names, scoring.directions)  # a bad refit fails now
-        elif not isinstance(self.refit, (bool, np.bool_)):
-            raise InvalidParameterError(f"`refit` must be True or False for one objective; got {self.refit!r} "
-                                        "('utopia', names and callables choose among several objectives).")
-        if self.selection == "one_se" and self.n_bootstrap < 2:
-            raise InvalidParameterError(
-                f"selection='one_se' needs the paired bootstrap replicates; got n_bootstrap={self.n_bootstrap}: "
-                "set n_bootstrap >= 2 or choose selection='best'.")
+        check_interacting_params(self, self._resolve_scoring())
 
     def _seed(self) -> int | None:
-        return None if self.random_state is None else int(self.random_state)
+        """The int seed of this fit: ``random_state`` itself, or drawn once per fit from a RandomState."""
+        if self.random_state is None or isinstance(self.random_state, numbers.Integral):
+            return None if self.random_state is None else int(self.random_state)
+        return self._random_seed
 
     # ---------------------------------------------------------------- fit
     def fit(self, X, y, *, sensitive_features=None, groups=None, **fit_params) -> FairTuneSearchCV:
@@ -471,7 +471,12 @@ default="successive_halving"
             Grouping for the splitter (e.g. lesion or patient ids) so that
             one patient never sits on both sides of a split.
         **fit_params : dict
-            Not used; present for API compatibility.
+            Routed to the estimator's ``fit`` as scikit-learn's searches do:
+            with metadata routing off all of them (a Pipeline's as
+            ``<step>__<name>``; its steps before the classifier get them in
+            every trial, indexed to each fold), with it on what the estimator
+            requested. ``FairTuneClassifier.fit`` takes none but refuses
+            ``sample_weight`` (use ``class_weight``).
 
         Returns
         -------
@@ -479,6 +484,10 @@ default="successive_halving"
             The fitted search.
         """
         self._validate_params()
+        # A RandomState gives one int per fit (sklearn's rule: a second fit draws another).
+        self._random_seed = None if self.random_state is None else resolve_seed(self.random_state)
+        # joblib.parallel_config may send the workers to a cluster: its storage rules hold before any work.
+        check_engine_storage(self.storage, self.n_jobs, study=self.study)
         scoring = self._resolve_scoring()
         self.scorer_ = scoring.scorer_attribute()
         data = check_fit_data(self, X, y, sensitive_features, groups, fit_params, scoring,
@@ -490,15 +499,17 @@ default="successive_halving"
         self.n_splits_ = len(splits)
         objective = self._make_objective(classifier, template, data, search_idx, splits, scoring)
         queued = self._baseline_queue(objective.space)
-        self._open_study(objective, data, splits, scoring, n_baseline_trials=len(queued))
+        self._open_study(objective, data, splits, scoring, n_baseline_trials=min(len(queued), self.n_trials))
         self._enqueue_baselines(queued)
         with optuna_verbosity(self.verbose):
             self.interrupted_ = self._optimize(objective)
+        warn_about_fit_failures([t for t in counted_trials(self.study_) if t.state.is_finished()],
+                                self.error_score)
         self._collect_results(objective.space, scoring)
         if self.selection == "reeval" and not self.interrupted_:
             self._reevaluate(objective, data, search_idx)
         if self.refit:
-            self._refit(data.X, data.y, data.prefix)
+            self._refit(data.X, data.y, data.prefix, data.fit_params)
         return self
 
     # ---------------------------------------------------------------- the steps of fit
@@ -529,21 +540,9 @@ default="successive_halving"
     def _pooled(self, splits) -> bool:
         return self.fold_scoring == "pooled" and len(splits) > 1
 
-    def _search_images(self, classifier, template: ModelTemplate, data: FitData):
-        """The images every trial reads, converted once (None for a Pipeline: its steps run per fold).
-
-        The trials' converter takes them as they are (converting its own output is a
-        no-op), so pixels are never scaled twice and rows keep their width.
-        """
-        if data.step:
-            return None
-        converter = ImageConverter.for_model(classifier.get_params(deep=False), template.input_config,
-                                             template.geometry)
-        return converter.convert(data.X if data.checked is None else data.checked)
-
     def _make_objective(self, estimator, template: ModelTemplate, data: FitData, search_idx, splits, scoring):
         classifier = estimator[-1] if data.step else estimator
-        images = self._search_images(classifier, template, data)
+        images = search_images(classifier, template, data)
         templates = TemplateStore()
         templates.add(template)
         searched = searched_space(self) is not None
@@ -568,18 +567,21 @@ default="successive_halving"
             objectives=dict(zip(scoring.names, scoring.scorers)) if scoring.multi else None,
             pareto_pruner=pareto_pruner(self.pruner, scoring, classifier),
             prune_baselines=self.prune_baselines,
+            head_fit_params=index_fit_params(data.head_fit_params or {}, search_idx, len(data.y)),
         )
 
     def _space_params(self, prefix: str) -> dict:
         space = searched_space(self)
         return {} if space is None else {prefix + "mask_space": space}
 
-    def _refit(self, X, y, prefix):
+    def _refit(self, X, y, prefix, fit_params=None):
         estimator = clone(self.estimator).set_params(**self._space_params(prefix))
         estimator.set_params(**{prefix + k: v for k, v in self.best_params_.items() if k != "random_state"})
         if self.random_state is not None:
-            estimator.set_params(**{prefix + "random_state": self.random_state})
-        self.best_estimator_ = estimator.fit(X, y)
+            estimator.set_params(**{prefix + "random_state": self._seed()})
+        started = time.perf_counter()
+        self.best_estimator_ = estimator.fit(X, y, **(fit_params or {}))
+        self.refit_time_ = time.perf_counter() - started
         # skorch ends training quietly on Ctrl-C (and on a callback's stop): say so, rather than
         # hand back an under-trained model as if it were the refit.
         step = self.best_estimator_[-1] if isinstance(self.best_estimator_, Pipeline) else self.best_estimator_

@@ -9,15 +9,18 @@ record of the data that every step of ``FairTuneSearchCV.fit`` reads.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 import optuna
+from sklearn import get_config
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.metadata_routing import process_routing
 
-from .._images._convert import check_input
+from .._images._convert import ImageConverter, check_input
 from .._training._trainer import encode_targets
 from .._utils._checks import (
     check_param_distributions,
@@ -25,12 +28,14 @@ from .._utils._checks import (
     check_several_groups,
     check_splits,
 )
-from .._utils._params import Checked, OneOf
+from .._utils._params import Checked, InvalidParameterError, OneOf
 from .._utils._strata import stratified_subsample
 from ..classifier import FairTuneClassifier
 from ..distributed._follow import progress_enabled
 from ..distributed._run import resolve_n_jobs
 from ..masks import PRESETS, MaskSpace
+from ._baselines import baseline_lrs
+from ._multiobjective import resolve_refit
 from ._objective import requires_sensitive_features
 from ._pruners import SAMPLERS, make_pruner, make_sampler
 from ._selection import SELECTIONS
@@ -41,7 +46,8 @@ from ._splits import (
 )
 
 __all__ = ["FOLD_SCORINGS", "SEARCH_PARAMETER_CONSTRAINTS", "FitData", "searched_space", "check_fit_data", "search_splits", "check_baseline_lrs", "check_baselines", "check_callbacks", "check_error_score", "check_estimator",
-           "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of"]
+           "check_lora_ranks", "check_lr_range", "check_split_iterable", "check_study", "classifier_step_of",
+           "route_fit_params", "check_interacting_params", "search_images"]
 
 
 def check_estimator(estimator) -> None:
@@ -132,6 +138,10 @@ class FitData:
     prefix: str
     #: ``X`` after the checks that need no decoding: converted once, for every trial.
     checked: object = None
+    #: What ``fit(**params)`` routes to the estimator's ``fit`` (the refit passes them all).
+    fit_params: dict = None
+    #: The part of them a Pipeline's steps before the classifier take (every trial's folds).
+    head_fit_params: dict = None
 
 
 def searched_space(search):
@@ -151,9 +161,7 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
     check_param_distributions(search.param_distributions, estimator_params=classifier.get_params(deep=False),
                               estimator_name=type(classifier).__name__,
                               searches_lr=search.lr_range is not None, searches_mask=searched_space(search) is not None)
-    if fit_params.get("sample_weight") is not None:
-        raise ValueError("FairTuneSearchCV does not support sample_weight; use the estimator's "
-                         "`class_weight` to weight the classes.")
+    estimator_params, head_params = route_fit_params(search, fit_params)
     # A Pipeline's first steps may turn a matrix into images: its X is not refused as a table.
     checked = check_input(X, allow_tabular=bool(step) or classifier.allow_tabular)
     classes, y_codes = encode_targets(y, owner=type(search).__name__)
@@ -179,7 +187,87 @@ def check_fit_data(search, X, y, sensitive_features, groups, fit_params, scoring
         raise ValueError(f"`groups` has {len(groups)} entries but y has {n_samples}.")
     return FitData(X=X, y=y, classes=classes, y_codes=y_codes, g_codes=g_codes, group_labels=group_labels,
                    sensitive_features=sensitive_features, groups=groups, seed=seed,
-                   step=step, prefix=f"{step}__" if step else "", checked=checked)
+                   step=step, prefix=f"{step}__" if step else "", checked=checked,
+                   fit_params=estimator_params, head_fit_params=head_params)
+
+
+def route_fit_params(search, params: dict) -> tuple[dict, dict]:
+    """(the estimator's fit parameters, those of a Pipeline's steps before the classifier), as sklearn routes them.
+
+    With metadata routing off, every parameter goes to the estimator's ``fit``
+    (a Pipeline's as ``step__name``), as scikit-learn's searches do; with it on,
+    :func:`~sklearn.utils.metadata_routing.process_routing` sends what the
+    estimator requested and refuses what nobody did. Checked here, before any
+    work: ``sample_weight`` for the classifier, and steps a Pipeline does not have.
+    """
+    step, _ = classifier_step_of(search.estimator)
+    if get_config().get("enable_metadata_routing", False):
+        routed = process_routing(search, "fit", **params).estimator.fit if params else {}
+        if not step or not routed:
+            return _refuse_sample_weight(routed, step), {}
+        head = search.estimator[:-1]
+        consumed = head.get_metadata_routing().consumes("fit_transform", list(routed))
+        return routed, {k: v for k, v in routed.items() if k in consumed}
+    if not step:
+        return _refuse_sample_weight(dict(params), step), {}
+    names = [name for name, _ in search.estimator.steps]
+    for key in params:
+        if "__" not in key or key.split("__", 1)[0] not in names:
+            raise ValueError(
+                f"FairTuneSearchCV.fit got {key!r}, which its Pipeline cannot route: pass parameters of a step "
+                f"as <step>__<parameter> with a step among {names}, e.g. {names[0]}__sample_weight=...")
+    _refuse_sample_weight({k.split("__", 1)[1]: v for k, v in params.items() if k.startswith(f"{step}__")}, step)
+    return dict(params), {k: v for k, v in params.items() if not k.startswith(f"{step}__")}
+
+
+def _refuse_sample_weight(params: dict, step) -> dict:
+    if params.get("sample_weight") is not None:
+        name = f"{step}__sample_weight" if step else "sample_weight"
+        raise ValueError(f"FairTuneSearchCV.fit got {name}, which FairTuneClassifier does not support; use the "
+                         "estimator's `class_weight` to weight the classes.")
+    return params
+
+
+def check_interacting_params(search, scoring) -> None:
+    """The checks of parameters that interact (each alone passed ``_parameter_constraints``)."""
+    if search.lr_range is not None:
+        for lr in baseline_lrs(search.baseline_lrs, search.lr_range) or ():
+            if not float(search.lr_range[0]) <= lr <= float(search.lr_range[1]):
+                raise InvalidParameterError(
+                    f"`baseline_lrs` holds {lr!r}, outside lr_range={tuple(search.lr_range)!r}; the "
+                    "baselines are tuned over the searched range: widen `lr_range` or drop the rate.")
+    if not (isinstance(search.space, str) and search.space == "deprecated"):
+        if not (isinstance(search.mask_space, str) and search.mask_space == "ln-attn-mlp"):
+            raise InvalidParameterError(f"both `mask_space={search.mask_space!r}` and its deprecated name "
+                                        f"`space={search.space!r}` are set; pass `mask_space` only.")
+        warnings.warn("`space` was renamed `mask_space` (the classifier's name for the same setting); "
+                      "`space` will be removed in a future version.", FutureWarning, stacklevel=4)
+    if scoring.multi:
+        if search.selection != "best":
+            raise InvalidParameterError(
+                f"selection={search.selection!r} applies to one objective; a multi-objective search "
+                "chooses its refit trial with `refit` ('utopia', an objective name or a callable).")
+        resolve_refit(search.refit, scoring.names, scoring.directions)  # a bad refit fails now
+    elif not isinstance(search.refit, (bool, np.bool_)):
+        raise InvalidParameterError(f"`refit` must be True or False for one objective; got {search.refit!r} "
+                                    "('utopia', names and callables choose among several objectives).")
+    if search.selection == "one_se" and search.n_bootstrap < 2:
+        raise InvalidParameterError(
+            f"selection='one_se' needs the paired bootstrap replicates; got n_bootstrap={search.n_bootstrap}: "
+            "set n_bootstrap >= 2 or choose selection='best'.")
+
+
+def search_images(classifier, template, data: FitData):
+    """The images every trial reads, converted once (None for a Pipeline: its steps run per fold).
+
+    The trials' converter takes them as they are (converting its own output is a
+    no-op), so pixels are never scaled twice and rows keep their width.
+    """
+    if data.step:
+        return None
+    converter = ImageConverter.for_model(classifier.get_params(deep=False), template.input_config,
+                                         template.geometry)
+    return converter.convert(data.X if data.checked is None else data.checked)
 
 
 #: Scorings whose validation folds must hold both classes in every group.
@@ -240,7 +328,7 @@ SEARCH_PARAMETER_CONSTRAINTS: dict = {
     "error_score": [Checked(check_error_score, "'raise' or a number")],
     "timeout": [Interval(Real, 0, None, closed="neither"), None],
     "n_jobs": [Checked(resolve_n_jobs, "a positive int, -1 or None"), None],
-    "random_state": [Integral, None],
+    "random_state": ["random_state"],
     "verbose": ["verbose"],
     "progress_bar": [Checked(progress_enabled, "'auto', True or False")],
     "callbacks": [Checked(check_callbacks, "a list of callables"), None],

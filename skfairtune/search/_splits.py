@@ -18,12 +18,12 @@ from ..metrics._group_inputs import encode_groups
 __all__ = ["group_codes", "make_splits", "check_validation_folds"]
 
 
-def group_codes(sensitive_features, n_samples: int) -> tuple[np.ndarray, list]:
+def group_codes(sensitive_features, n_samples: int, *, labels_name: str = "y") -> tuple[np.ndarray, list]:
     """Integer code per sample for the (intersectional) group, and the group labels.
 
     The encoding is the metrics' own, so splits, checks and scores agree on groups.
     """
-    codes, index = encode_groups(sensitive_features, n_samples)
+    codes, index = encode_groups(sensitive_features, n_samples, labels_name=labels_name)
     labels = [tuple(_plain(v) for v in label) if isinstance(label, tuple) else _plain(label)
               for label in index]
     return codes.astype(np.int64), labels

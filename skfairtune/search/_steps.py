@@ -80,15 +80,15 @@ class SearchStepsMixin:
             )
 
     def _baseline_queue(self, space: SearchSpace) -> list[tuple[dict, dict]]:
-        """The baseline trials this search starts with, at most ``n_trials`` of them."""
+        """Every baseline trial of this search (``_enqueue_baselines`` keeps at most ``n_trials``)."""
         if not self.baselines or space.mask_space is None:
             return []
-        queued = baseline_trials(self.baselines, space, space.mask_space,
-                                 baseline_lrs(self.baseline_lrs, space.lr_range), space_name=searched_space(self))
-        return queued[:self.n_trials]
+        return baseline_trials(self.baselines, space, space.mask_space,
+                               baseline_lrs(self.baseline_lrs, space.lr_range), space_name=searched_space(self))
 
     def _enqueue_baselines(self, queued) -> None:
         """Enqueue the baselines (not again into a resumed study) and say how ``n_trials`` is spent."""
+        n_baselines, queued = len(queued), queued[:self.n_trials]
         n_new = self.n_trials - len(queued)
         named = self.sampler is None or isinstance(self.sampler, str)
         n_random = n_new if self.sampler == "random" else min(n_new, self.n_startup_trials) if named else 0
@@ -97,7 +97,7 @@ class SearchStepsMixin:
         if queued and n_new <= 0:
             warnings.warn(
                 f"n_trials={self.n_trials} leaves no searched mask: the baseline trials (presets x "
-                f"baseline_lrs) use the whole budget. Set n_trials above {len(queued)}, or pass fewer "
+                f"baseline_lrs: {n_baselines}) use the whole budget. Set n_trials above {n_baselines}, or pass fewer "
                 "`baselines` or `baseline_lrs`.", UserWarning, stacklevel=3)
         if self.study_.trials:
             return  # a resumed study already holds its baselines
@@ -123,7 +123,8 @@ class SearchStepsMixin:
             # SIGTERM (preemption) fails and re-queues the running trial, then exits with code 143.
             with preemption_guard(self._preempted_message), log_to_stderr(self.verbose):
                 run = run_trials_degrading(self.study_, objective, n_trials=self.n_trials, n_jobs=self.n_jobs,
-                                           timeout=self.timeout, callbacks=callbacks, seed=reseed)
+                                           timeout=self.timeout, callbacks=callbacks, seed=reseed,
+                                           storage=self.storage if self.study is None else None)
         finally:
             if bar is not None:
                 bar.close()
