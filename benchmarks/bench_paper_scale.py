@@ -3,8 +3,8 @@
 The workload of the FairTune paper's HAM10000 search: ViT-B/16 at 224 px, the
 36-bit LayerNorm / attention / MLP mask space, 40 trials of up to 30 epochs,
 successive halving, all through the public ``FairTuneSearchCV`` /
-``FairTuneClassifier`` API with their defaults (bf16 autocast on CUDA, float32
-on the CPU). Random weights: the timing does not depend on them.
+``FairTuneClassifier`` API with their defaults (``precision="auto"``: bf16
+autocast where the hardware has it natively). Random weights: the timing does not depend on them.
 
 In one run, within ``--time-budget`` seconds (default 420, so that a lent GPU
 machine finishes it in one 8-minute call), it measures:
@@ -34,9 +34,26 @@ Usage::
     python benchmarks/bench_paper_scale.py --smoke               # CPU, tiny ViT, seconds
 
 Results go to stdout and, as JSON with machine, date and command, to ``--json``
-(default ``bench_paper_scale.json`` in the current folder). Without
-``../shared/data/ham10000`` the full mode exits with status 2; ``--smoke``
-then uses synthetic images.
+(default ``bench_paper_scale.json`` in the current folder), or to
+``<--out>/bench_paper_scale.json`` with ``--out DIR``. Without HAM10000 the full
+mode exits with status 2; ``--smoke`` then uses synthetic images.
+
+**A fresh GPU machine holding only the repository, without network.** The
+data (``../shared/data/ham10000``) is outside the repository, and its licence
+keeps it out of git. Write a stratified subset small enough to carry into the
+git-ignored ``benchmarks/.cache/`` once, on a machine that has the data::
+
+    python benchmarks/bench_paper_scale.py --write-subset benchmarks/.cache/ham10000_subset --n-images 2000
+
+(about 32 MB of 224 px JPEGs); the benchmark reads it by default when
+``../shared/data/ham10000`` is absent. Copy that folder along with the
+repository (e.g. as an ignored path the job carries), then::
+
+    python benchmarks/bench_paper_scale.py --out "$OUT"
+
+Nothing is downloaded at run time: the weights are random (``pretrained=False``),
+the Hugging Face hub is switched offline (``HF_HUB_OFFLINE=1``) and every
+package is the environment's.
 """
 
 from __future__ import annotations
@@ -60,6 +77,14 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: A HAM10000 subset written by ``--write-subset`` inside the (git-ignored) benchmark cache.
+CARRIED_DATA = Path(__file__).resolve().parent / ".cache" / "ham10000_subset"
+
+
+def default_data() -> Path:
+    """The shared HAM10000 folder when present, else the carried subset."""
+    shared = SHARED_DATA / "ham10000"
+    return shared if (shared / "HAM10000_metadata.csv").is_file() or not CARRIED_DATA.is_dir() else CARRIED_DATA
 #: The paper's search (appendix A.5): 40 trials of up to 30 epochs, reduction factor 4.
 PAPER = dict(model="vit_base_patch16_224", image_size=224, n_trials=40, max_epochs=30)
 #: Smoke: a 12-block ViT (so the 36-bit space applies) narrow enough for seconds on a CPU.
@@ -80,11 +105,20 @@ def parse_args(argv):
     parser.add_argument("--validation-fraction", type=float, default=None,
                         help="default 0.2 (--smoke 0.3: both classes in both age groups)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cpu")
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "ham10000")
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"HAM10000 folder (default {SHARED_DATA / 'ham10000'}, else {CARRIED_DATA})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the results (bench_paper_scale.json); overrides --json")
+    parser.add_argument("--write-subset", type=Path, default=None, metavar="DIR",
+                        help="write a stratified subset of --data (--n-images images, default 2000) to DIR and exit")
     parser.add_argument("--n-simulations", type=int, default=None,
                         help="simulated searches for the expected number of epochs (default 50; --smoke 10)")
     parser.add_argument("--json", type=Path, default=Path("bench_paper_scale.json"))
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data = default_data()
+    if args.out is not None:
+        args.json = args.out / "bench_paper_scale.json"
     smoke = args.smoke
     defaults = dict(time_budget=(120.0, 420.0), n_trials=(4, PAPER["n_trials"]),
                     max_epochs=(3, PAPER["max_epochs"]), batch_size=(16, 128), n_images=(96, None),
@@ -140,6 +174,31 @@ def load_data(args, image_size: int):
     return data.images, np.asarray(data.target), groups, "synthetic make_biased_images (data absent)"
 
 
+def write_subset(source: Path, target: Path, n_images: int) -> int:
+    """Copy ``n_images`` of HAM10000 (stratified by label and age group) into ``target``, same layout."""
+    import shutil
+
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from skfairtune.datasets import load_ham10000
+
+    meta = pd.read_csv(source / "HAM10000_metadata.csv")
+    paths = load_ham10000(source, load_images=False, sensitive="age").paths  # rows the loader keeps
+    keep = {Path(p).stem: Path(p) for p in paths}
+    meta = meta[meta["image_id"].isin(keep)].reset_index(drop=True)
+    if n_images < len(meta):
+        strata = meta["dx"].isin(["akiec", "mel"]).astype(str) + (meta["age"] > 60).astype(str)
+        meta, _ = train_test_split(meta, train_size=n_images, stratify=strata, random_state=0)
+    (target / "HAM10000_images").mkdir(parents=True, exist_ok=True)
+    for image_id in meta["image_id"]:
+        shutil.copy2(keep[image_id], target / "HAM10000_images" / keep[image_id].name)
+    meta.sort_values("image_id").to_csv(target / "HAM10000_metadata.csv", index=False)
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    print(f"wrote {len(meta)} images ({size / 2**20:.1f} MiB) of {source} to {target}")
+    return 0
+
+
 def split(y, groups, fraction: float):
     """One stratified (label x group) train / validation split, as the search's ``cv``."""
     from sklearn.model_selection import train_test_split
@@ -158,9 +217,15 @@ def sync(device) -> None:
 
 # --------------------------------------------------------------------------- 1. plain loop
 def plain_loop(args, model_kwargs, images, y, device, seconds: float) -> dict:
-    """Images/s of full fine-tuning in plain PyTorch: data on the device, bf16 + fused AdamW on CUDA."""
+    """Images/s of full fine-tuning in plain PyTorch: data on the device, fused AdamW on CUDA.
+
+    In the precision ``FairTuneClassifier(precision="auto")`` picks for this device and model
+    (bf16 autocast on a GPU from compute capability 8.0, and on a CPU with native bf16 for wide
+    models), so the ratio of the two compares like with like.
+    """
     import torch
 
+    from skfairtune._training._precision import model_width, resolve_precision
     from skfairtune.backbone import build_backbone
     from skfairtune.masks import MaskSpace, apply_mask
 
@@ -169,6 +234,7 @@ def plain_loop(args, model_kwargs, images, y, device, seconds: float) -> dict:
     apply_mask(model, MaskSpace.from_model("ln-attn-mlp", model).resolve("full"))  # what the trial trains
     model = model.to(device).train()
     cuda = device.type == "cuda"
+    bf16 = resolve_precision("auto", device, model_width(model)) == "bf16"
     X = torch.from_numpy(images).to(device)  # uint8 (N, H, W, 3): 4x smaller than float32
     labels = torch.as_tensor(y).to(device)
     counts = torch.bincount(labels, minlength=2).float()
@@ -180,8 +246,8 @@ def plain_loop(args, model_kwargs, images, y, device, seconds: float) -> dict:
 
     def step(index):
         x = (X[index].permute(0, 3, 1, 2).float().div_(255) - mean) / std
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = torch.nn.functional.cross_entropy(model(x), labels[index], weight=weight)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), labels[index], weight=weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -206,7 +272,7 @@ def plain_loop(args, model_kwargs, images, y, device, seconds: float) -> dict:
         break
     sync(device)
     elapsed = time.perf_counter() - started
-    precision = "bf16 autocast, fused AdamW" if cuda else "float32, AdamW"
+    precision = ("bf16 autocast" if bf16 else "float32") + (", fused AdamW" if cuda else ", AdamW")
     return {"img_per_s": n_images / elapsed, "images_timed": n_images, "seconds": elapsed, "setting": precision}
 
 
@@ -234,8 +300,8 @@ def one_trial(args, model_kwargs, X_train, y_train, X_val) -> dict:
     return {"img_per_s": len(X_train) / min(durations[1:] or durations), "epoch_s": durations,
             "fit_s": fit_s, "predict_val_s": predict_s, "n_train": int(len(X_train)),
             "device": str(clf.device_),
-            # precision="auto" (the default used here): bf16 autocast on CUDA, float32 elsewhere.
-            "precision": f"auto ({'bf16 autocast' if clf.device_.type == 'cuda' else 'float32'})"}
+            # precision="auto" (the default used here), as it resolved on this device and model.
+            "precision": f"auto ({'bf16 autocast' if clf.precision_ == 'bf16' else 'float32'})"}
 
 
 # --------------------------------------------------------------------------- 3. the search
@@ -300,6 +366,9 @@ def simulated_epochs(n_trials: int, max_epochs: int, n_simulations: int) -> dict
 # --------------------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network the machine may not have
+    if args.write_subset is not None:
+        return write_subset(args.data, args.write_subset, args.n_images or 2000)
     started = time.perf_counter()
     deadline = started + args.time_budget
     import torch
@@ -307,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         torch.set_num_threads(min(torch.get_num_threads(), 2))
     if not args.smoke and not (args.data / "HAM10000_metadata.csv").is_file():
-        print(f"HAM10000 is not at {args.data}: the full benchmark needs it (see ../shared/data/README.md). "
+        print(f"HAM10000 is not at {args.data}: the full benchmark needs it (see ../shared/data/README.md), "
+              f"or a subset written with --write-subset {CARRIED_DATA}. "
               "Run with --smoke for the synthetic version.", file=sys.stderr)
         return 2
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

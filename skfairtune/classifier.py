@@ -113,7 +113,13 @@ class FairTuneClassifier(PretrainedMixin, ClassifierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` trains on CUDA when present, else on the CPU.
     precision : {"auto", "32", "bf16"}, default="auto"
-        ``"auto"`` uses bf16 autocast on CUDA and float32 on the CPU.
+        Arithmetic of training and prediction. ``"auto"`` uses bf16 autocast
+        where the hardware computes bf16 natively and it is faster: on CUDA
+        from compute capability 8.0, and on a CPU with ``avx512_bf16`` or
+        ``amx_bf16`` for models at least 96 wide (``embed_dim``; narrower ones
+        gain nothing); float32 elsewhere. ``"32"`` is IEEE float32 (TF32 off on
+        CUDA during the fit and prediction); ``"bf16"`` forces bf16 autocast.
+        ``precision_`` records the one used.
     predict_batch_size : int, default=None
         Batch size for inference; ``None`` uses ``2 * batch_size``.
     callbacks : list of skorch callbacks, default=None
@@ -150,6 +156,9 @@ class FairTuneClassifier(PretrainedMixin, ClassifierMixin, BaseEstimator):
     frozen_cache_reason_ : str or None
         Why the frozen cache was not used (e.g. augmentation), None when it was
         used or ``frozen_cache=False``.
+    precision_ : {"bf16", "32"}
+        The precision training and prediction used (``precision`` resolved
+        for this device and model).
     preprocessing_ : dict
         What every image went through: ``img_size``, ``crop_pct``,
         ``crop_mode``, ``interpolation``, ``mean``, ``std`` and the

@@ -206,3 +206,49 @@ def test_bench_fused_smoke_prints_ratio_and_agrees_with_plain_loop(capsys):
     baseline = max(result["per_hour"]["plain"], result["per_hour"]["engine_k1"])
     assert result["ratio"] == pytest.approx(result["per_hour"]["fused"] / baseline)
     assert result["max_diff"] < 1e-4  # fused trials end where the plain loop's do
+
+
+def test_precision_smoke_prints_a_ratio_per_width(tmp_path):
+    out = tmp_path / "precision.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_precision.py"), "--smoke",
+                           "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["width"] for row in rows] == [16, 128]
+    assert rows[0]["auto_resolved_to"] == "32"  # below the width rule on any CPU
+    for row in rows:
+        assert row["speedup"] > 0 and row["cpu_speedup"] > 0
+        assert f"precision='auto' vs '32' at width {row['width']}: speedup " in proc.stdout
+
+
+def test_roofline_smoke_reports_peaks_and_shares(tmp_path):
+    out = tmp_path / "roofline.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_roofline.py"), "--smoke",
+                           "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert {"32 x1", "bf16 x1"} <= set(report["peaks_gflops"])
+    assert all(value > 0 for value in report["peaks_gflops"].values())
+    for row in report["rows"]:
+        assert row["mflop_per_image"] > 0 and row["fit_s"] > 0
+        assert 0 < row["share"] == pytest.approx(row["gflops"] / row["peak_gflops"])
+        assert f"width {row['width']}: " in proc.stdout
+
+
+def test_paper_scale_writes_to_the_given_folder_from_a_carried_subset(tmp_path):
+    """What a fresh GPU machine runs: a subset inside the repository's cache, results to --out."""
+    source = REPO.parent / "shared" / "data" / "ham10000"
+    if not (source / "HAM10000_metadata.csv").is_file():
+        pytest.skip("HAM10000 is not in ../shared/data (the subset is written from it)")
+    subset = tmp_path / "subset"
+    proc = subprocess.run([sys.executable, str(PAPER), "--write-subset", str(subset), "--data", str(source),
+                           "--n-images", "80"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert len(list((subset / "HAM10000_images").glob("*.jpg"))) == 80
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(PAPER), "--smoke", "--data", str(subset), "--n-images", "48",
+                           "--n-trials", "2", "--max-epochs", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads((out / "bench_paper_scale.json").read_text())
+    assert report["data"]["source"] == f"HAM10000 ({subset})"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .._utils._cpus import available_cpus
 from ._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from ._geometry import Geometry, draft_target, resize_crop_pil, resize_crop_tensor
 from ._pixels import pil_to_array, standardize_pixels
@@ -53,11 +54,7 @@ def check_size(size) -> tuple[int, int] | None:
 
 def _n_threads(n_jobs: int | None, n_images: int) -> int:
     if n_jobs is None or n_jobs == -1:
-        try:
-            n_cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not available on macOS and Windows
-            n_cpus = os.cpu_count() or 1
-        n_jobs = n_cpus
+        n_jobs = available_cpus()  # affinity and cgroup quota
     elif not isinstance(n_jobs, Integral) or n_jobs < 1:
         raise ValueError(
             f"`n_jobs` must be None, -1 or a positive int; got {n_jobs!r}."

@@ -17,6 +17,7 @@ from skorch.dataset import unpack_data
 
 from .._images._pixels import to_unit_float
 from ..backbone._vit_split import ViTSuffix, forward_prefix, run_half_blocks
+from ._precision import compute_scope
 
 __all__ = [
     "MaskedViTNet",
@@ -70,9 +71,11 @@ class TensorBatchLoader:
         n_samples = len(self.dataset)
         X, y = self.dataset.X, self.dataset.y
         if y is None:
-            y = torch.zeros(n_samples, dtype=torch.long)
+            y = torch.zeros(n_samples, dtype=torch.long, device=X.device)
         if self.shuffle:
-            order = torch.randperm(n_samples)
+            # Drawn where the data lives: a CPU permutation indexing GPU tensors is copied to the
+            # GPU on every batch, a host round trip per step. (On the CPU this is the same draw.)
+            order = torch.randperm(n_samples, device=X.device)
             for start in range(0, n_samples, self.batch_size):
                 index = order[start:start + self.batch_size]
                 yield X[index], y[index]
@@ -172,7 +175,7 @@ class ImageModel(torch.nn.Module):
     @torch.no_grad()
     def prefix_activations(self, x: torch.Tensor, first: int, stop: int, *, batch_size: int,
                            device: torch.device, autocast_dtype: torch.dtype | None,
-                           out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                           out_dtype: torch.dtype = torch.float32, keep_on_device: bool = False) -> torch.Tensor:
         """Half-blocks ``first .. stop - 1`` in inference mode, in batches, back on the CPU.
 
         Parameters
@@ -190,6 +193,9 @@ class ImageModel(torch.nn.Module):
             whole model would compute.
         out_dtype : torch.dtype, default=torch.float32
             Dtype the activations are stored in.
+        keep_on_device : bool, default=False
+            Leave the result on ``device`` (a GPU where it fits) instead of
+            copying it to the CPU, from where training would copy it back.
 
         Returns
         -------
@@ -207,7 +213,7 @@ class ImageModel(torch.nn.Module):
                         out = forward_prefix(self.vit, self.prepare_images(chunk), stop)
                     else:
                         out = run_half_blocks(self.vit, chunk, first, stop)
-                chunks.append(out.to(out_dtype).cpu())
+                chunks.append(out.to(out_dtype) if keep_on_device else out.to(out_dtype).cpu())
         finally:
             self.train(was_training)
         return torch.cat(chunks)
@@ -265,11 +271,27 @@ class EpochSeed(Callback):
 
 
 class StopOnNonFiniteLoss(Callback):
-    """Fail fast with a named error when the loss diverges."""
+    """Fail fast with a named error when the loss diverges.
+
+    Checked after every batch where the loss is read per batch (the CPU), and at
+    the end of each epoch where it is read once per epoch (a GPU, see
+    :meth:`MaskedViTNet.run_single_epoch`).
+    """
 
     def on_batch_end(self, net, training=False, **kwargs):
         loss = net.history[-1, "batches", -1].get("train_loss")
-        if training and loss is not None and not np.isfinite(loss):
+        if training and isinstance(loss, float):
+            self._check(loss, net)
+
+    def on_epoch_end(self, net, **kwargs):
+        for batch in net.history[-1, "batches"]:
+            loss = batch.get("train_loss")
+            if isinstance(loss, float):
+                self._check(loss, net)
+
+    @staticmethod
+    def _check(loss: float, net) -> None:
+        if not np.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss became {loss} at epoch {len(net.history)}; lower `lr` "
                 "(or enable class weighting / check the inputs for extreme values)."
@@ -280,19 +302,54 @@ class MaskedViTNet(NeuralNetClassifier):
     """NeuralNetClassifier that trains only parameters with ``requires_grad``.
 
     Frozen parameters never enter the optimizer (so AdamW's weight decay cannot
-    move them), and on CUDA the forward runs under bf16 autocast when asked.
+    move them), and the forward runs under bf16 autocast when ``autocast_dtype``
+    asks for it. ``exact_float32`` (``precision="32"``) keeps TF32 and
+    reduced-precision float32 matmuls off for each training and inference step,
+    backward pass included.
     ``image_converter`` (an :class:`~skfairtune._images._convert.ImageConverter`)
     is how this net's images were prepared: callbacks that score other images
     (:class:`~skfairtune.callbacks.GroupAUCScoring`) convert them with it.
     """
 
-    #: Nets pickled before the converter existed have none.
+    #: Nets pickled before the converter (or the exact float32 scope) existed have none.
     image_converter = None
+    exact_float32 = False
 
-    def __init__(self, *args, autocast_dtype=None, image_converter=None, **kwargs):
+    def __init__(self, *args, autocast_dtype=None, image_converter=None, exact_float32=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype
         self.image_converter = image_converter
+        self.exact_float32 = exact_float32
+
+    def train_step(self, batch, **fit_params):
+        with compute_scope(self.exact_float32):
+            return super().train_step(batch, **fit_params)
+
+    def _defer_loss_reads(self) -> bool:
+        """Read the batch losses once per epoch (on a GPU), not once per batch."""
+        return torch.device(self.device).type == "cuda"
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        # skorch records `loss.item()` after every batch; on a GPU that waits for the step to
+        # finish, so the host cannot queue the next one. There the losses are kept as tensors
+        # during the epoch and read with one transfer at its end, before `on_epoch_end` callbacks
+        # (skorch's epoch mean, the non-finite check) see them, as floats.
+        if iterator is None or not self._defer_loss_reads():
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        batches = self.history[-1]["batches"]
+        first = len(batches)
+        losses = []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            self.history.record_batch(prefix + "_loss", losses[-1])
+            self.history.record_batch(prefix + "_batch_size", len(batch[0]))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if losses:
+            for record, value in zip(batches[first:], torch.stack(losses).float().cpu().tolist()):
+                record[prefix + "_loss"] = value
+        self.history.record(prefix + "_batch_count", len(losses))
 
     def _set_training(self, training=True):
         # skorch sets the mode before every batch; nn.Module.train walks every submodule
@@ -307,7 +364,8 @@ class MaskedViTNet(NeuralNetClassifier):
         # Predictions never need autograd: inference mode skips its bookkeeping entirely.
         self.check_is_fitted()
         Xi, _ = unpack_data(batch)
-        with torch.inference_mode(not training), torch.set_grad_enabled(training):
+        with torch.inference_mode(not training), torch.set_grad_enabled(training), \
+                compute_scope(self.exact_float32):
             self._set_training(training)
             return self.infer(Xi)
 

@@ -40,10 +40,10 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_random_state
 
-from .._images._convert import CheckedInput, ImageConverter, check_input
+from .._images._convert import ImageConverter, check_input
 from .._images._geometry import make_train_transform
 from ..backbone._introspect import count_parameters
-from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, prefix_cut
+from ..backbone._vit_split import NOTHING_FROZEN, ActivationCache, prefix_cut, token_shape
 from ..exceptions import DegradedWarning
 from ..masks import apply_mask, frozen_prefix_length
 from ..masks._lora import apply_units, lora_states
@@ -56,9 +56,11 @@ from ._net import (
     TensorDataset,
     WarmupCosineLR,
 )
+from ._precision import compute_scope, model_width, resolve_precision
 from ._template import ModelTemplate
 
-__all__ = ["Trainer", "encode_targets", "on_device_if_it_fits", "resolve_device", "resolve_seed", "predict_proba"]
+__all__ = ["Trainer", "device_memory_available", "encode_targets", "on_device_if_it_fits", "resolve_device",
+           "resolve_seed", "predict_proba"]
 
 
 def resolve_device(device) -> torch.device:
@@ -115,24 +117,51 @@ def to_model_tensor(X, params: dict, input_config: dict, geometry) -> torch.Tens
     return ImageConverter.for_model(params, input_config, geometry).convert(X).pixels
 
 
-#: Share of the free accelerator memory the training set may take when held there.
+#: Share of the accelerator memory free to this process that the training set may take when held there.
 DEVICE_DATA_SHARE = 0.25
 
+#: Bytes kept per token, width unit and block for a training step's saved activations (float32;
+#: the block's inputs, normalised inputs, q/k/v, attention output, and the 4x-wide MLP hidden layer twice).
+_ACTIVATION_BYTES_PER_UNIT = 16 * 4
 
-def on_device_if_it_fits(tensors, device: torch.device, share: float = DEVICE_DATA_SHARE) -> tuple:
-    """``tensors`` moved to a CUDA ``device`` when together they take under ``share`` of its free memory.
+
+def device_memory_available(device: torch.device) -> int:
+    """Bytes this process can still allocate on a CUDA ``device``.
+
+    The driver's free memory does not count what PyTorch's caching allocator
+    has reserved but no tensor uses (freed by earlier trials and kept for
+    reuse): that is free to this process too.
+    """
+    free, _ = torch.cuda.mem_get_info(device)
+    unused_reserved = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free + max(0, unused_reserved))
+
+
+def _on(tensor: torch.Tensor, device: torch.device) -> bool:
+    return tensor.device.type == device.type and device.index in (None, tensor.device.index)
+
+
+def on_device_if_it_fits(tensors, device: torch.device, share: float = DEVICE_DATA_SHARE, *,
+                         reserve_bytes: int = 0) -> tuple:
+    """``tensors`` moved to a CUDA ``device`` when, with ``reserve_bytes``, they take under ``share`` of its memory.
 
     Images stay compact (uint8/uint16) there and are converted per batch, so a
     training set of HAM10000's size at 224 px fits an H200 many times over;
-    each epoch then reads no host memory. On the CPU, or when they do not fit,
-    they stay where they are and each batch is copied.
+    each epoch then reads no host memory. The memory counted is what this
+    process can still allocate (:func:`device_memory_available`: the allocator's
+    unused reserve included); data already placed (other folds, earlier
+    inputs) is not, and ``reserve_bytes`` keeps room for the training step's
+    activations. Tensors already on the device cost nothing. On the CPU, or
+    when they do not fit, they stay where they are and each batch is copied.
     """
+    tensors = tuple(tensors)
     if device.type != "cuda":
-        return tuple(tensors)
-    needed = sum(t.element_size() * t.nelement() for t in tensors)
-    free, _ = torch.cuda.mem_get_info(device)
-    if needed > share * free:
-        return tuple(tensors)
+        return tensors
+    needed = sum(t.element_size() * t.nelement() for t in tensors if not _on(t, device))
+    if needed == 0:
+        return tensors
+    if needed + reserve_bytes > share * device_memory_available(device):
+        return tensors
     return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
@@ -173,13 +202,45 @@ class Trainer:
         self.classes, y_encoded = encode_targets(y, owner="FairTuneClassifier")
         self.device = resolve_device(self.params["device"])
         seed = resolve_seed(self.params["random_state"])
-        images = self._convert(checked, self._template_for(seed), n_labels=len(y_encoded))
+        template = self._template_for(seed)
+        # Converted here, straight after the checks: X goes checks -> conversion -> prefix -> net
+        # without coming back to this module in between (one path, see docs/architecture.md).
+        converted = ImageConverter.from_params(self.params).convert(checked, model=template)
+        if len(converted) != len(y_encoded):
+            raise ValueError(f"X has {len(converted)} images but y has {len(y_encoded)} labels.")
+        self.input_config, self.geometry = template.input_config, template.geometry
+        self.n_features_in = converted.n_features
+        # The converter for validation and callbacks: model-ready images pass through it unchanged.
+        self.converter = ImageConverter.for_model(self.params, self.input_config, self.geometry,
+                                                  n_features=converted.n_features)
+        images = converted.pixels
         backbone = self._build_backbone()
         self.net = self._make_net(self._make_module(backbone), len(images), self._class_weights(y_encoded), seed)
         images = self._through_frozen_prefix(backbone, images, data_key)
         y_tensor = torch.as_tensor(y_encoded, dtype=torch.long)
-        self.dataset = TensorDataset(*on_device_if_it_fits((images, y_tensor), self.device))
+        self.dataset = TensorDataset(*self._on_device((images, y_tensor), ("train", data_key)))
         return self
+
+    def _activation_bytes(self) -> int:
+        """A training step's saved activations, roughly (0 for models without a token grid)."""
+        try:
+            tokens, width = token_shape(self.net.module_.vit)
+            depth = len(self.net.module_.vit.blocks)
+        except (AttributeError, TypeError):
+            return 0
+        return self.params["batch_size"] * tokens * width * depth * _ACTIVATION_BYTES_PER_UNIT
+
+    def _on_device(self, tensors: tuple, data_key: Hashable) -> tuple:
+        """``tensors`` on a CUDA device when they fit, uploaded once per search, not once per trial."""
+        if self.device.type != "cuda":
+            return tuple(tensors)
+
+        def move(to_move):
+            return on_device_if_it_fits(to_move, self.device, reserve_bytes=self._activation_bytes())
+
+        if self.cache is None or data_key[-1] is None:
+            return move(tensors)
+        return self.cache.on_device(tensors, data_key, move=move)
 
     def _template_for(self, seed: int) -> ModelTemplate:
         """The template to copy; a new one builds its model only when first read."""
@@ -206,17 +267,6 @@ class Trainer:
         self.n_params -= self.n_lora_params  # the model's own size, comparable across masks
         self.trainable_parameter_names = list(info["trainable_names"])
         return backbone
-
-    def _convert(self, checked: CheckedInput, template: ModelTemplate, *, n_labels: int) -> torch.Tensor:
-        """The checked training images through the converter, which then serves validation and callbacks."""
-        images = ImageConverter.from_params(self.params).convert(checked, model=template)
-        if len(images) != n_labels:
-            raise ValueError(f"X has {len(images)} images but y has {n_labels} labels.")
-        self.input_config, self.geometry = template.input_config, template.geometry
-        self.n_features_in = images.n_features
-        self.converter = ImageConverter.for_model(self.params, self.input_config, self.geometry,
-                                                  n_features=images.n_features)
-        return images.pixels
 
     def _make_module(self, backbone: torch.nn.Module) -> ImageModel:
         augmentation = self.template.augmentation
@@ -286,9 +336,8 @@ class Trainer:
 
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks.extend(p["callbacks"] or [])
-        self.autocast_dtype = None
-        if p["precision"] == "bf16" or (p["precision"] == "auto" and self.device.type == "cuda"):
-            self.autocast_dtype = torch.bfloat16
+        self.precision = resolve_precision(p["precision"], self.device, model_width(module.vit))
+        self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
         criterion_kwargs = {}
         if class_weights is not None:
             criterion_kwargs["criterion__weight"] = torch.as_tensor(class_weights, dtype=torch.float32)
@@ -314,6 +363,7 @@ class Trainer:
             device=str(self.device),
             verbose=int(p["verbose"] >= 1),
             autocast_dtype=self.autocast_dtype,
+            exact_float32=p["precision"] == "32",
             **optimizer_kwargs,
             **criterion_kwargs,
         )
@@ -345,13 +395,27 @@ class Trainer:
         Under the same autocast as training and prediction, so a cached prefix
         computes what the whole model would.
         """
-        return self.net.module_.prefix_activations(
-            x, first, stop, batch_size=self.predict_batch_size, device=self.device,
-            autocast_dtype=self.autocast_dtype, out_dtype=self._prefix_dtype)
+        with compute_scope(self.net.exact_float32):
+            return self.net.module_.prefix_activations(
+                x, first, stop, batch_size=self.predict_batch_size, device=self.device,
+                autocast_dtype=self.autocast_dtype, out_dtype=self._prefix_dtype,
+                keep_on_device=self._keep_prefix_on_device(len(x)))
+
+    def _keep_prefix_on_device(self, n_samples: int) -> bool:
+        """Whether the prefix's output may stay on the GPU (no GPU -> CPU -> GPU round trip)."""
+        if self.device.type != "cuda":
+            return False
+        tokens, width = token_shape(self.net.module_.vit)
+        needed = n_samples * tokens * width * self._prefix_dtype.itemsize
+        return needed + self._activation_bytes() <= DEVICE_DATA_SHARE * device_memory_available(self.device)
 
     @property
     def _prefix_dtype(self) -> torch.dtype:
-        """Stored activations keep the training precision: bf16 halves the cache under bf16 autocast."""
+        """Stored activations keep the training precision: bf16 halves the cache under bf16 autocast.
+
+        They are upcast to float32 on use (:func:`~skfairtune.backbone._vit_split.run_half_blocks`),
+        so the rest of the model sees the float32 residual stream an uncached run has.
+        """
         return self.autocast_dtype or torch.float32
 
     def _prefix_output(self, images: torch.Tensor, cut: int, *, data_key: Hashable) -> torch.Tensor:
@@ -366,7 +430,8 @@ class Trainer:
         tensor = self.converter.convert(X).pixels
         if self.frozen_prefix:
             tensor = self._prefix_output(tensor, self.frozen_prefix, data_key=("valid", data_key))
-        return tensor
+        # On a GPU, held there when it fits: scored every epoch, uploaded once.
+        return self._on_device((tensor,), ("valid", data_key))[0]
 
     def step(self, n_epochs: int = 1, *, propagate_interrupt: bool = False) -> None:
         """Train ``n_epochs`` more epochs.
@@ -405,6 +470,7 @@ class Trainer:
             "trainable_parameter_names_": self.trainable_parameter_names,
             "frozen_prefix_": self.frozen_prefix, "frozen_cache_reason_": self.frozen_cache_reason,
             "unit_states_": self.unit_states, "n_lora_params_": self.n_lora_params,
+            "precision_": self.precision,
         }
         if self.n_features_in is not None:
             attributes["n_features_in_"] = self.n_features_in

@@ -62,7 +62,16 @@ def check_cut(model: nn.Module, position: int, name: str) -> int:
 
 
 def run_half_blocks(model: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Half-blocks ``start .. stop - 1`` of ``model`` on the residual stream ``x``."""
+    """Half-blocks ``start .. stop - 1`` of ``model`` on the residual stream ``x``.
+
+    A stream stored in a 16-bit float (a frozen-prefix cache built under bf16
+    autocast) is upcast to float32 first: the whole model's residual stream is
+    float32 under autocast (``pos_embed`` is a float32 parameter, and each
+    half-block adds its branch to the stream), so a cached run must train and
+    predict on the same stream as an uncached one, not accumulate in bf16.
+    """
+    if x.dtype in (torch.bfloat16, torch.float16):
+        x = x.float()
     # Mirrors timm 1.0 Block.forward with attn_mask=None, is_causal=False.
     for h in range(start, stop):
         block, half = divmod(h, 2)
@@ -321,6 +330,7 @@ class ActivationCache:
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict = OrderedDict()
+        self._on_device: dict = {}
         self.hits = self.partial_hits = self.misses = self.evictions = self.rejected = 0
         self.bytes = self.peak_bytes = 0
 
@@ -335,7 +345,26 @@ class ActivationCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._on_device.clear()
         self.bytes = 0
+
+    def on_device(self, tensors: tuple, key: Hashable, *, move: Callable[[tuple], tuple]) -> tuple:
+        """``move(tensors)`` (placing them on a GPU), done once per ``key`` and data, not once per trial.
+
+        Every trial of a search holds the same folds: their images (or cached
+        activations) and labels are uploaded by the first trial and reused by
+        the next ones while the data under ``key`` is the same. Copies that
+        ``move`` left where they were (they did not fit) are not kept. These
+        copies live in device memory and are not counted in ``max_bytes``.
+        """
+        digest = tuple(images_digest(t) for t in tensors)
+        stored = self._on_device.get(key)
+        if stored is not None and stored[0] == digest:
+            return stored[1]
+        moved = tuple(move(tuple(tensors)))
+        if any(new is not old for new, old in zip(moved, tensors)):
+            self._on_device[key] = (digest, moved)
+        return moved
 
     def activations(self, images: torch.Tensor, frozen_prefix: int, *, data_key: Hashable,
                     model_key: Hashable, run: Callable[[torch.Tensor, int, int], torch.Tensor]) -> torch.Tensor:
