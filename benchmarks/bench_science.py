@@ -128,7 +128,10 @@ def _classifier(args, checkpoint, cfg, seed):
 
     return FairTuneClassifier(MODEL, pretrained=False, checkpoint_path=str(checkpoint),
                               model_kwargs=cfg.model_kwargs, max_epochs=args.epochs, batch_size=64,
-                              class_weight="balanced", device="cpu", random_state=seed)
+                              class_weight="balanced", device="cpu", random_state=seed,
+                              # Images are decoded at the model's size: used as they are (no timm
+                              # resize-and-crop), as every run of this benchmark so far.
+                              timm_transform={"crop_pct": 1.0})
 
 
 def _record_test_scores(X_test, y_test, groups_test):
@@ -165,18 +168,16 @@ def _copy_baselines(source_storage, source_name, storage, target_name, sampler, 
     """A new study holding the complete baseline trials of ``source_name`` (with rung records)."""
     import optuna
 
-    from skfairtune.search._pruners import rung_system_attrs
+    from skfairtune.search._baselines import copy_baseline_trial
 
     source = optuna.load_study(study_name=source_name, storage=source_storage)
     baselines = [t for t in source.trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"]
     target = optuna.create_study(study_name=target_name, storage=storage, sampler=sampler, pruner=pruner,
                                  direction="maximize")
     for trial in baselines:
-        attrs = dict(trial.user_attrs, copied_from={"study": source_name, "trial": trial.number})
-        target.add_trial(optuna.trial.create_trial(
-            params=trial.params, distributions=trial.distributions, value=trial.value, user_attrs=attrs,
-            intermediate_values=trial.intermediate_values,
-            system_attrs=rung_system_attrs(pruner, trial.intermediate_values, epochs)))
+        copy_baseline_trial(target, trial, baseline=trial.user_attrs["baseline"], source_study=source_name,
+                            presets=PRESETS, pruner=pruner, max_epochs=epochs,
+                            extra_user_attrs={"bench_test": trial.user_attrs.get("bench_test")})
     return target, len(baselines)
 
 

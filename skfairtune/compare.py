@@ -16,6 +16,7 @@ without FairTune, chosen per outer fold on inner validation only.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 import warnings
 from typing import Any
@@ -27,7 +28,6 @@ from sklearn.utils import _safe_indexing
 
 from ._training._trainer import encode_targets
 from ._utils._strata import label_group_strata
-from .distributed._trial_record import TrialRecord
 from .masks import PRESETS
 from .metrics._group import (
     auc_gap,
@@ -36,8 +36,8 @@ from .metrics._group import (
     min_group_auc,
     overall_auc,
 )
-from .search._baselines import BASELINE_PARAM, baseline_lrs, preset_distribution
-from .search._pruners import make_pruner, make_sampler, rung_system_attrs
+from .search._baselines import baseline_lrs, copy_baseline_trial
+from .search._pruners import make_pruner, make_sampler
 from .search._search import BASELINES, FairTuneSearchCV
 from .search._selection import cluster_bootstrap_indices, stratified_bootstrap_indices
 from .search._setup import classifier_step_of, searched_space
@@ -88,6 +88,13 @@ def _method_searches(search: FairTuneSearchCV, methods) -> dict[str, FairTuneSea
     return searches
 
 
+def _int_seed(random_state) -> int | None:
+    """None or an int as given; a ``RandomState`` gives one int draw (the search's own rule)."""
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return random_state
+    return int(random_state.randint(2**31 - 1))
+
+
 def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSearchCV], seed) -> FairTuneSearchCV:
     """FairTune's search, its study holding the baselines' trials already run on the same folds.
 
@@ -98,7 +105,6 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     """
     import optuna
 
-
     if searched_space(search) is None or not search.baselines or set(search.baselines) != set(fitted):
         return search
     _, template = classifier_step_of(search.estimator)
@@ -108,21 +114,9 @@ def _start_from_baselines(search: FairTuneSearchCV, fitted: dict[str, FairTuneSe
     study = optuna.create_study(direction="maximize", pruner=pruner,
                                 sampler=make_sampler(search.sampler, seed, n_baseline_trials=len(copies),
                                                      n_startup_trials=search.n_startup_trials))
-    presets = preset_distribution(search.baselines)
     for name, source in copies:
-        # Stored as the search stores its own preset trials: under the preset's name, not bits,
-        # with the rung records successive halving needs to count them as competitors.
-        params, distributions = {BASELINE_PARAM: name}, {BASELINE_PARAM: presets}
-        if "lr" in source.params:
-            params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
-        record = TrialRecord.of(source)
-        record.baseline, record.baseline_lr = name, params.get("lr")
-        record.copied_from = {"study": fitted[name].study_.study_name, "trial": source.number}
-        record.params = {"mask": name, **({"lr": params["lr"]} if "lr" in params else {})}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=distributions, value=source.value, user_attrs=record.as_user_attrs(),
-            intermediate_values=dict(source.intermediate_values),
-            system_attrs=rung_system_attrs(pruner, source.intermediate_values, template.max_epochs)))
+        copy_baseline_trial(study, source, baseline=name, source_study=fitted[name].study_.study_name,
+                            presets=search.baselines, pruner=pruner, max_epochs=template.max_epochs)
     return clone(search).set_params(study=study)
 
 
@@ -145,7 +139,8 @@ def _refit_row(fitted: FairTuneSearchCV, row: int, X, y):
     params = fitted.cv_results_["params"][row]
     estimator.set_params(**{prefix + k: v for k, v in params.items() if k != "random_state"})
     if fitted.random_state is not None:
-        estimator.set_params(**{prefix + "random_state": fitted.random_state})
+        # The int seed the search's own refit used (drawn once per fit when random_state is a RandomState).
+        estimator.set_params(**{prefix + "random_state": fitted._seed()})
     return estimator.fit(X, y)
 
 
@@ -368,7 +363,7 @@ def _fit_outer_fold(collected, searches, search, methods, X, y, sensitive_featur
     for name, method_search in searches.items():
         started = time.perf_counter()
         if name == FAIRTUNE:
-            method_search = _start_from_baselines(method_search, fold_fits, search.random_state)
+            method_search = _start_from_baselines(method_search, fold_fits, _int_seed(search.random_state))
         fitted = clone(method_search).fit(X_train, y[train], sensitive_features=s_train, groups=g_train)
         fold_fits[name] = fitted
         collected.fitted.setdefault(name, []).append(fitted)

@@ -200,3 +200,60 @@ def test_modules_and_functions_stay_small(module):
 def test_top_level_stays_small():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert len(top) <= 15, top
+
+
+MODEL_MODULE = "skfairtune._training._net"
+
+
+def _modules_on_x_path(X, y) -> list[str]:
+    """Modules, in call order, of every skfairtune call that receives ``X`` or something made from it.
+
+    "Made from it" is followed by identity: whatever a recorded call returns is
+    tracked too (the checked input, the converted images, the trainer).
+    """
+    import sys
+
+    from skfairtune import FairTuneClassifier
+
+    tracked, alive, recorded, path = {id(X)}, [X], set(), []
+
+    def follow(frame, event, arg):
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("skfairtune") or MODEL_MODULE in path:
+            return  # followed until X first reaches the network
+        if event == "call":
+            code = frame.f_code
+            names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            if any(id(frame.f_locals.get(name)) in tracked for name in names):
+                path.append(module)
+                recorded.add(id(frame))
+        elif event == "return" and id(frame) in recorded and arg is not None:
+            recorded.discard(id(frame))
+            for value in (arg if isinstance(arg, tuple) else (arg,)):
+                if isinstance(value, (bool, int, float, str, type(None))):
+                    continue  # shared singletons and small ints would tag unrelated calls
+                tracked.add(id(value))
+                alive.append(value)  # keeps the id from being reused by another object
+
+    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=1, batch_size=16, device="cpu",
+                             model_kwargs=dict(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2),
+                             random_state=0)
+    sys.setprofile(follow)
+    try:
+        clf.fit(X, y)
+    finally:
+        sys.setprofile(None)
+    return [m for i, m in enumerate(path) if i == 0 or path[i - 1] != m]
+
+
+def test_x_reaches_the_model_through_one_conversion_with_few_returns():
+    """Issue 23: X from ``fit`` goes checks -> one converter -> model, re-entering at most 4 modules."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8)
+    modules = _modules_on_x_path(X, np.arange(32) % 2)
+    returns = [m for i, m in enumerate(modules) if m in modules[:i]]
+    assert modules[:3] == ["skfairtune.classifier", "skfairtune._training._trainer", "skfairtune._images._convert"]
+    assert modules[-1] == MODEL_MODULE
+    assert len(returns) <= 4, modules

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..distributed._trial_record import TrialRecord
 from ..masks import PRESETS
+from ._pruners import rung_system_attrs
 
-__all__ = ["BASELINE_PARAM", "baseline_lrs", "baseline_trials", "preset_distribution"]
+__all__ = ["BASELINE_PARAM", "baseline_lrs", "baseline_trials", "copy_baseline_trial", "preset_distribution"]
 
 #: The study parameter that names the preset a baseline trial trained.
 BASELINE_PARAM = "baseline"
@@ -61,7 +62,6 @@ def preset_distribution(baselines):
     """
     import optuna
 
-
     names = tuple(dict.fromkeys(name for name in baselines or () if name in PRESETS))
     return optuna.distributions.CategoricalDistribution(names) if names else None
 
@@ -96,3 +96,49 @@ def baseline_trials(baselines, space, mask_space, lrs, *, space_name=None) -> li
             queued.append((params,
                            TrialRecord(baseline=name, baseline_lr=lr).as_user_attrs("baseline", "baseline_lr")))
     return queued
+
+
+def copy_baseline_trial(study, source, *, baseline: str, source_study: str, presets, pruner, max_epochs: int,
+                        extra_user_attrs: dict | None = None) -> None:
+    """Add a complete baseline trial of another study to ``study``, stored as the search stores its own.
+
+    The copy is kept under the preset's name (:data:`BASELINE_PARAM`), not bits,
+    records where it came from (``copied_from``), and carries the rung records
+    successive halving needs to count it as a competitor. Used where the same
+    baseline training (same folds, seed and objective) serves several studies,
+    e.g. ``compare_methods`` and the science benchmark's second sampler.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        The study receiving the copy.
+    source : optuna.trial.FrozenTrial
+        A complete trial that trained the preset ``baseline``.
+    baseline : str
+        The preset's name.
+    source_study : str
+        The name of the study ``source`` comes from.
+    presets : sequence of str
+        Every preset the receiving study holds (one distribution for all of them).
+    pruner : optuna.pruners.BasePruner
+        The receiving study's pruner.
+    max_epochs : int
+        Epochs a complete trial trains.
+    extra_user_attrs : dict, default=None
+        User attributes outside the trial record to store with the copy (e.g. a
+        benchmark's held-out scores); the record's own fields cannot be overridden.
+    """
+    import optuna
+
+    params, distributions = {BASELINE_PARAM: baseline}, {BASELINE_PARAM: preset_distribution(presets)}
+    if "lr" in source.params:
+        params["lr"], distributions["lr"] = source.params["lr"], source.distributions["lr"]
+    record = TrialRecord.of(source)
+    record.baseline, record.baseline_lr = baseline, params.get("lr")
+    record.copied_from = {"study": source_study, "trial": source.number}
+    record.params = {"mask": baseline, **({"lr": params["lr"]} if "lr" in params else {})}
+    study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=distributions, value=source.value,
+        user_attrs={**(extra_user_attrs or {}), **record.as_user_attrs()},
+        intermediate_values=dict(source.intermediate_values),
+        system_attrs=rung_system_attrs(pruner, source.intermediate_values, max_epochs)))
