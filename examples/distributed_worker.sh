@@ -15,5 +15,5 @@
 #SBATCH --cpus-per-task=8
 #SBATCH --output=fairtune-worker-%A_%a.log
 set -euo pipefail
-: "${SKFAIRTUNE_STORAGE:?set SKFAIRTUNE_STORAGE to the study's database URL}"
+: "${SKFAIRTUNE_STORAGE:?set SKFAIRTUNE_STORAGE to the database URL of the study}"
 exec skfairtune worker --spec "${1:?usage: $0 SPEC.json}" --refit-out "${REFIT_OUT:-fairtune-best.pkl}"

@@ -7,7 +7,7 @@ then ships the chosen model:
 2. plain timm loads the folder (``timm.create_model("local-dir:...")``) and
    gives the same probabilities after the same normalisation;
 3. ``FairTuneClassifier.from_pretrained(folder)`` rebuilds the fitted estimator;
-4. ``export_onnx`` writes an ONNX file (skipped without ``pip install skfairtune[onnx]``);
+4. ``export_onnx`` writes an ONNX file (skipped without ``pip install -e ".[onnx]"``);
 5. ``model_card`` computes the card (per-group AUC, TPR, FPR with bootstrap
    intervals, AUC gap, EOddsD, DPD, the mask, the search's budget) and saves
    it as the folder's ``README.md``, as the Hugging Face Hub expects.
@@ -70,7 +70,7 @@ if importlib.util.find_spec("onnxscript") and importlib.util.find_spec("onnxrunt
     (onnx_proba,) = onnxruntime.InferenceSession(str(onnx_path)).run(None, {"pixels": pixels.numpy()})
     print("ONNX matches:", bool(np.allclose(onnx_proba, expected, atol=1e-4)))
 else:
-    print("ONNX skipped: pip install skfairtune[onnx]")
+    print('ONNX skipped: pip install -e ".[onnx]"')
 
 # 5. The model card, computed on the held-out part; the author fills in the intended use.
 card = model_card(search, X_test, y_test, sensitive_features=s_test, n_boot=100 if quick else 500, random_state=0)

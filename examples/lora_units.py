@@ -12,7 +12,7 @@ but the head, MLPs fully trained, MLPs LoRA-adapted) and prints how many
 parameters each trains; then it runs ``FairTuneSearchCV(lora_ranks=(4, 8))``
 with two objectives, worst-group AUC and ``"n_trainable_params"`` (a cost to
 minimise), and prints the Pareto front: the fewest parameters for each level
-of worst-group AUC. Needs peft (``pip install skfairtune[lora]``).
+of worst-group AUC. Needs peft (``pip install -e ".[lora]"``).
 
 Takes about 20 s of CPU time on 2 CPU cores (``--quick``: about 12 s).
 
@@ -31,7 +31,7 @@ from skfairtune.metrics import min_group_auc
 try:
     import peft  # noqa: F401
 except ImportError:
-    print("Skipping: peft is not installed (pip install skfairtune[lora]).")
+    print('Skipping: peft is not installed (pip install -e ".[lora]").')
     sys.exit(0)
 
 quick = "--quick" in sys.argv

@@ -13,7 +13,10 @@ Try it by hand: run the script, press Ctrl-C while trials run, run it again.
 ``--demo-interrupt`` does the same by itself: it starts the search in a child
 process, sends it SIGINT (what Ctrl-C sends) once two trials are stored, then
 runs the same search again in this process.
-(The backbone is randomly initialised, so pruning is off, as in ``quickstart.py``.)
+The backbone is randomly initialised, so pruning is off. The search starts with
+the four preset baselines at one learning rate (``baseline_lrs=(1e-3,)``: 4
+trials instead of the default 4 x 3 for this ``lr_range``), so the remaining
+trials search masks: 6 of the default 10 (2 of 6 with ``--quick``).
 
 Takes about 25 s on 2 CPU cores with ``--demo-interrupt`` (``--quick``: about 15 s).
 
@@ -63,7 +66,7 @@ def run_search(args):
         max_epochs=5 if args.quick else 6,
         model_kwargs=dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2))
     # Random weights: pruning after one epoch would mostly judge noise (see quickstart.py).
-    search = FairTuneSearchCV(vit, n_trials=args.trials, lr_range=(1e-4, 1e-2), pruner="none",
+    search = FairTuneSearchCV(vit, n_trials=args.trials, lr_range=(1e-4, 1e-2), pruner="none", baseline_lrs=(1e-3,),
                               storage=args.storage, study_name=args.study_name,
                               random_state=0, verbose=1)
     before = len(stored_trials(args.storage, args.study_name))
@@ -73,7 +76,8 @@ def run_search(args):
     print(f"[{os.getpid()}] {before} trials were stored, this run added {ran} in "
           f"{time.perf_counter() - started:.0f} s; interrupted: {search.interrupted_}; "
           f"best {search.best_params_['mask']} lr={search.best_params_['lr']:.2e} "
-          f"score {search.best_score_:.3f}", flush=True)
+          f"score {search.best_score_:.3f}; searched masks: {sum(b is None for b in search.cv_results_['baseline'])}",
+          flush=True)
     return search
 
 
@@ -81,12 +85,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default="search.log", help="journal file (default: search.log)")
     parser.add_argument("--study-name", default="resume-example")
-    parser.add_argument("--trials", type=int, default=None, help="default 10 (quick: 5)")
+    parser.add_argument("--trials", type=int, default=None, help="default 10 (quick: 6)")
     parser.add_argument("--quick", action="store_true", help="fewer images and epochs (for tests)")
     parser.add_argument("--demo-interrupt", action="store_true",
                         help="start fresh, interrupt a child run with SIGINT, then resume here")
     args = parser.parse_args(argv)
-    args.trials = args.trials or (5 if args.quick else 10)
+    args.trials = args.trials or (6 if args.quick else 10)
     if not args.demo_interrupt:
         run_search(args)
         return 0

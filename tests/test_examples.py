@@ -8,6 +8,7 @@ output. Examples on real data skip when ``../shared/data`` is absent.
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import re
 import subprocess
@@ -78,6 +79,11 @@ def test_every_example_has_a_how_to_guide(name):
 # --------------------------------------------------------------------------- synthetic data
 def test_quickstart(tmp_path):
     out = run_example("quickstart.py", "--quick", cwd=tmp_path)
+    # The budget reaches past the 16 baseline trials: the search proposes masks of its own.
+    n_trials, n_baselines, n_searched = map(int, re.search(r"(\d+) trials: (\d+) baselines, (\d+) searched masks",
+                                                           out).groups())
+    assert (n_trials, n_baselines) == (20, 16) and n_searched == 4
+    assert len(re.findall(r"^\s*[01]{36}\s", out, re.M)) == 3  # the three best searched masks, as bit strings
     mask = re.search(r"best mask: (.+) \| lr=(\S+)", out)
     assert mask and "ln:" in mask.group(1) and float(mask.group(2)) > 0
     (score,) = floats(re.search(r"validation min-group AUC: (\S+)", out).group(1))
@@ -86,6 +92,18 @@ def test_quickstart(tmp_path):
             if line.startswith(("majority", "minority"))}
     assert set(rows) == {"majority", "minority"}
     assert sum(float(r[1]) for r in rows.values()) == 120  # 30 % of 400 images held out
+
+
+def test_quickstart_budget_reaches_past_the_baselines_at_both_settings():
+    """Both settings of the quickstart (documented and --quick) leave trials for searched masks."""
+    from skfairtune import FairTuneSearchCV
+    from skfairtune.search._baselines import baseline_lrs
+
+    defaults = {name: p.default for name, p in inspect.signature(FairTuneSearchCV).parameters.items()}
+    n_baselines = len(defaults["baselines"]) * len(baseline_lrs(defaults["baseline_lrs"], defaults["lr_range"]))
+    quick, full = map(int, re.search(r"n_trials=(\d+) if quick else (\d+)",
+                                     (EXAMPLES / "quickstart.py").read_text()).groups())
+    assert n_baselines == 16 and quick > n_baselines and full > n_baselines
 
 
 def test_reading_a_report(tmp_path):
@@ -134,15 +152,65 @@ def test_resume_search_after_an_interrupt(tmp_path):
                       "--storage", str(tmp_path / "search.log"), cwd=tmp_path)
     assert "send SIGINT" in out, "the child finished before it could be interrupted"
     runs = re.findall(r"\] (\d+) trials were stored, this run added (\d+) in .*interrupted: (\w+); "
-                      r"best (\S+) lr=(\S+) score", out)
+                      r"best (\S+) lr=(\S+) score \S+; searched masks: (\d+)", out)
     assert len(runs) == 3  # the interrupted child, the resumed run, the run with nothing left
     (child_before, child_added, child_interrupted, *child_best), resumed, last = runs
     assert (child_before, child_interrupted) == ("0", "True")
-    assert 2 <= int(child_added) < 5  # at least the two complete trials, not all five
-    assert int(resumed[0]) == int(child_added) and int(resumed[0]) + int(resumed[1]) == 5
+    assert 2 <= int(child_added) < 6  # at least the two complete trials, not all six
+    assert int(resumed[0]) == int(child_added) and int(resumed[0]) + int(resumed[1]) == 6
     assert resumed[2] == "False"
-    assert last[:2] == ("5", "0")
+    assert last[:2] == ("6", "0")
     assert last[3:] == resumed[3:]
+    assert int(last[5]) == 2  # 4 baselines (presets at one learning rate), then 2 searched masks
+
+
+def test_timm_families(tmp_path):
+    out = run_example("timm_families.py", "--quick", cwd=tmp_path)
+    assert re.search(r"^Swin: MaskSpace\('ln-attn-mlp', stages=\(2, 1\)\), 9 units", out, re.M)
+    assert re.search(r"^EVA-02: MaskSpace\('ln-attn-mlp', depth=2\), 6 units", out, re.M)
+    (score,) = floats(re.search(r"Swin search: best validation min-group AUC (\S+)", out).group(1))
+    assert 0 <= score <= 1
+    assert "from_patterns: ['blocks.0.attn', 'blocks.0.mlp', 'blocks.1.attn', 'blocks.1.mlp']" in out
+    assert "matched no parameter; parameter names look like" in out
+
+
+def test_distributed_worker_script_runs_a_worker(tmp_path):
+    """examples/distributed_worker.sh with a tiny spec of the same shape as distributed_spec.json."""
+    import json
+    import shutil
+
+    url = os.environ.get("SKFAIRTUNE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL: set SKFAIRTUNE_TEST_POSTGRES_URL (README, command 2, starts one)")
+    spec = json.loads((EXAMPLES / "distributed_spec.json").read_text())
+    spec["data"] = {"source": "synthetic", "n_samples": 120, "image_size": 16}
+    spec["estimator"]["model_kwargs"] = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2}
+    spec["estimator"].update(max_epochs=1, batch_size=32)
+    spec["search"].update(n_trials=2, baselines=["linear"], baseline_lrs=[1e-3])
+    spec["storage"]["study_name"] = f"example-worker-{os.getpid()}-{tmp_path.name}"
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    venv_bin = Path(sys.executable).parent
+    if shutil.which("skfairtune", path=str(venv_bin)) is None:
+        pytest.skip("the skfairtune command is not installed next to this Python (pip install -e .)")
+    env = dict(os.environ, SKFAIRTUNE_STORAGE=url, REFIT_OUT=str(tmp_path / "best.pkl"), OMP_NUM_THREADS="1",
+               PATH=os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")]))
+    proc = subprocess.run(["bash", str(EXAMPLES / "distributed_worker.sh"), str(tmp_path / "spec.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "best.pkl").stat().st_size > 0  # this worker claimed and wrote the refit
+
+
+def test_every_example_runs_in_a_test():
+    """Each file of examples/ is run (or, for the spec, built) by some test."""
+    tests = {p.name: p.read_text() for p in Path(__file__).parent.glob("test_*.py")}
+    here = tests[Path(__file__).name]
+    for example in sorted(p.name for p in EXAMPLES.iterdir() if p.is_file()):
+        ran_here = re.search(rf'run_example\("{re.escape(example)}"', here) or (
+            example.endswith(".sh") and f'EXAMPLES / "{example}"' in here)
+        ran_elsewhere = [name for name, text in tests.items() if name != Path(__file__).name
+                         and f'"examples" / "{example}"' in text]
+        parametrized = example in ("ham10000_search.py", "ham10000_groups.py")
+        assert ran_here or ran_elsewhere or parametrized, f"no test runs examples/{example}"
 
 
 # --------------------------------------------------------------------------- real data

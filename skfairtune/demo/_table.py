@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 __all__ = ["FAIRTUNE_TITLE", "Row", "format_table", "noise_verdict"]
 
-FAIRTUNE_TITLE = "FairTune (searched mask)"
+#: FairTune as it chose (a searched mask, or a baseline it kept); compare_methods' other rows keep their names.
+FAIRTUNE_TITLE = "FairTune"
 
 
 @dataclass
@@ -57,7 +58,9 @@ def noise_verdict(rows: list[Row]) -> str:
     for row in rows:
         if row.method == FAIRTUNE_TITLE:
             continue
-        if row.ci_contains_zero:
+        if math.isnan(row.min_group_auc_diff):
+            said.append(f"{row.method}: not available (no such trial completed)")
+        elif row.ci_contains_zero:
             said.append(f"{row.method}: interval contains 0")
         else:
             better = "FairTune better" if row.min_group_auc_diff < 0 else "the baseline better"
