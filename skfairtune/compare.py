@@ -403,11 +403,19 @@ def _table(collected, y_test, s_test, classes, threshold, resamples) -> pd.DataF
     pooled = {name: None if any(v is None for v in values) else np.concatenate(values)
               for name, values in collected.scores.items()}
 
+    def replicate(score, r):
+        try:
+            return min_group_auc(y_test[r], score[r], sensitive_features=_safe_indexing(s_test, r),
+                                 pos_label=pos_label)
+        except ValueError:
+            # A cluster resample (groups spanning label x group cells) can leave a group with one class.
+            # It depends only on the labels and groups, so it drops out of every method's replicates alike.
+            return np.nan
+
     def boot_min_group_auc(score):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.array([min_group_auc(y_test[r], score[r], sensitive_features=_safe_indexing(s_test, r),
-                                           pos_label=pos_label) for r in resamples])
+            return np.array([replicate(score, r) for r in resamples])
 
     reference = boot_min_group_auc(pooled[FAIRTUNE])
     reference_value = min_group_auc(y_test, pooled[FAIRTUNE], sensitive_features=s_test, pos_label=pos_label)

@@ -178,6 +178,21 @@ def test_groups_make_the_intervals_resample_whole_patients(data, monkeypatch):
                        .astype(float)).all()
 
 
+def test_a_resample_that_leaves_a_group_one_class_drops_out_instead_of_failing(data, monkeypatch):
+    """Patients spanning label x group cells can give such a resample; it must not end the comparison."""
+    import skfairtune.compare as compare
+
+    def with_a_degenerate_resample(clusters, n_boot, random_state, *, strata=None):
+        return cluster_bootstrap_indices(clusters, n_boot, random_state, strata=strata) + [np.array([0, 0])]
+
+    monkeypatch.setattr(compare, "cluster_bootstrap_indices", with_a_degenerate_resample)
+    search = small_search(n_trials=1, baselines=None, baseline_lrs=(1e-3,), pruner="none", n_bootstrap=0)
+    table = compare_methods(search, data.images, data.target, sensitive_features=data.sensitive_features,
+                            groups=np.arange(len(data.target)) // 3, methods=("linear",), n_boot=20, random_state=0)
+    assert np.isfinite(table.loc["linear", ["min_group_auc_diff_ci_low", "min_group_auc_diff_ci_high"]]
+                       .astype(float)).all()
+
+
 @pytest.mark.parametrize("pure", [True, False])
 def test_cluster_bootstrap_resamples_whole_clusters(pure):
     rng = np.random.default_rng(0)
