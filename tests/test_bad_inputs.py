@@ -225,7 +225,8 @@ CASES = [
     ("timeout negative", lambda c: _fit(c, search(c, timeout=-1)), ValueError, r"`timeout` must be a number > 0"),
     ("error_score word", lambda c: _fit(c, search(c, error_score="ignore")), ValueError, r"`error_score` must be"),
     ("scoring unknown", lambda c: _fit(c, search(c, scoring="fairness")), ValueError, r"is not a fairness scorer"),
-    ("sample_weight", lambda c: _fit(c, sample_weight=np.ones(120)), ValueError, r"does not support sample_weight"),
+    ("sample_weight", lambda c: _fit(c, sample_weight=np.ones(120)), ValueError,
+     r"got sample_weight, which FairTuneClassifier does not support; use .*class_weight"),
     # ---- scorers, metrics, reports
     ("scorer unknown", lambda c: get_fairness_scorer("fairness"), ValueError, r"fairness"),
     ("scorer without groups", lambda c: get_fairness_scorer("min_group_auc")(_frozen(c), c.X, c.y), ValueError,
