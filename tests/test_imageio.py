@@ -248,3 +248,20 @@ def test_pil_images_get_timm_eval_pixels(size, image_size, crop_pct, crop_mode, 
     expected = create_transform(**config, is_training=False, use_prefetcher=True)(img)  # timm's uint8 CHW
     ours = np.asarray(resize_crop_pil(img, geometry)).transpose(2, 0, 1)
     np.testing.assert_array_equal(ours, expected.numpy())
+
+
+def test_geometry_of_an_earlier_release_keeps_images_already_at_the_input_size():
+    """Models pickled before timm's own transform was used predict as they did (issue 24, issue 23's pickles)."""
+    import torch
+
+    from skfairtune._images._geometry import Geometry, resize_crop_tensor
+
+    old_state = {"size": (16, 16), "crop_pct": 0.9, "interpolation": "bicubic", "crop_mode": "center"}
+    old = Geometry.__new__(Geometry)
+    old.__setstate__(old_state)
+    assert old.resize_at_size is False and old.keeps(16, 16) and not old.keeps(20, 20)
+    new = Geometry((16, 16), 0.9, "bicubic")
+    assert new.resize_at_size is True and not new.keeps(16, 16)
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(resize_crop_tensor(images, old), images)
+    assert not torch.equal(resize_crop_tensor(images, new), images)

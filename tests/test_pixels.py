@@ -218,7 +218,7 @@ def test_dicom_without_pydicom_names_the_extra(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pydicom)
-    with pytest.raises(ImportError, match=r"skfairtune\[dicom\]"):
+    with pytest.raises(ImportError, match=r"pip install pydicom \(the `dicom` extra"):
         _dicom.read_dicom(tmp_path / "x.dcm")
 
 

@@ -46,12 +46,29 @@ class Geometry:
         timm's interpolation name (``"bicubic"``, ``"bilinear"``, ...).
     crop_mode : str
         ``"center"`` (timm's default) or ``"squash"`` (stretch, then crop).
+    resize_at_size : bool
+        True (timm's way): an image already at ``size`` is resized and cropped
+        like any other. False: it is used as it is, which is how models fitted
+        before timm's own transform was used treated such images; a geometry
+        unpickled from those models gets False, so they keep predicting alike.
     """
 
     size: tuple[int, int]
     crop_pct: float | None = None
     interpolation: str = "bilinear"
     crop_mode: str = "center"
+    resize_at_size: bool = True
+
+    def __setstate__(self, state: dict) -> None:
+        # Pickles of earlier releases lack the field: they skipped images already at the input size.
+        state = {"resize_at_size": False, **state}
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def keeps(self, height: int, width: int) -> bool:
+        """Whether an image of this size reaches the model unchanged (no resampling at all)."""
+        at_size = (height, width) == tuple(self.size)
+        return at_size and (self.crop_pct is None or not self.resize_at_size)
 
 
 def _interpolation(name: str, *, tensor: bool) -> str:
@@ -112,7 +129,7 @@ def resize_crop_tensor(images: torch.Tensor, geometry: Geometry, *, chunk: int =
     input size are resized and cropped too (timm does), unless ``crop_pct`` is
     None (stretching to the same size changes nothing).
     """
-    if geometry.crop_pct is None and tuple(images.shape[-2:]) == tuple(geometry.size):
+    if geometry.keeps(*images.shape[-2:]):
         return images
     steps = eval_resize_crop(geometry, tensor=True)
     limits = _limits(images.dtype)
@@ -140,7 +157,7 @@ def resize_crop_pil(img, geometry: Geometry, *, reducing_gap: float | None = Non
     """
     from PIL import Image
 
-    if geometry.crop_pct is None and (img.height, img.width) == tuple(geometry.size):
+    if geometry.keeps(img.height, img.width):
         return img
     sixteen = img.mode.startswith("I")
     work = eval_resize_crop(geometry)(img.convert("F") if sixteen else img)
