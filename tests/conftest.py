@@ -1,5 +1,6 @@
 """Shared tiny configurations: every model here trains in well under a second per epoch."""
 
+import builtins
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,21 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives in ../shared/data next to the repo)")
     return path
+
+
+#: ``print`` as the session started, before any test's code could replace it.
+_ORIGINAL_PRINT = builtins.print
+
+
+@pytest.fixture(autouse=True)
+def _builtin_print_restored():
+    """Put back ``builtins.print`` if a test's third-party code replaced it.
+
+    In a full run something replaced it (the culprit is not yet found; the Dask,
+    Ray, ONNX and export tests were checked and leave it alone). Everything later
+    then failed to pickle skorch's ``PrintLog`` (it keeps the original ``print``)
+    and doctests saw training tables printed.
+    """
+    yield
+    if builtins.print is not _ORIGINAL_PRINT:
+        builtins.print = _ORIGINAL_PRINT
