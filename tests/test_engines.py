@@ -345,3 +345,21 @@ def test_engine_benchmark_smoke_runs():
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] in (["pool"], ["loky"])]
     assert [(r[0], r[1]) for r in rows] == [("pool", "1"), ("pool", "2"), ("loky", "1"), ("loky", "2")]
     assert all(float(r[2]) > 0 for r in rows)
+
+
+def test_worker_exception_surfaces_with_its_traceback_on_an_engine(tmp_path):
+    """A trial's own error in an engine task is raised here as itself, the worker's traceback in a note."""
+    import re
+
+    import joblib
+
+    from skfairtune.distributed._run import run_trials
+
+    from .test_parallel import FailOn, _journal, _study
+
+    study = _study(_journal(tmp_path / "s.log"))
+    with joblib.parallel_config(backend="loky"), pytest.raises(ValueError, match="boom at x=") as info:
+        run_trials(study, FailOn(0.6), n_trials=12, n_jobs=2, seed=0)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert re.search(r"raised in worker \d+ \(\S+, pid \d+\)", notes), notes  # an engine task, with its host
+    assert 'raise ValueError(f"boom' in notes  # the worker's own traceback

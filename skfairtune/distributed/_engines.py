@@ -60,7 +60,8 @@ from ._budget import counted_trials, work_left
 from ._credentials import has_literal_password, redact_url
 from ._engine_task import STOP_ATTR, run_engine_task
 from ._optuna_compat import storage_of
-from ._pool import _dumps, available_cpus, estimator_device, resolve_n_jobs, worker_devices
+from ._pool import (_dumps, available_cpus, estimator_device, reraise_worker_error, resolve_n_jobs,
+                    worker_devices)
 from ._study import copy_study
 
 __all__ = ["Engine", "EngineUnavailableError", "active_engine", "check_engine_storage", "engine_n_workers",
@@ -320,17 +321,7 @@ def _run_round(engine: Engine, shipment: _Shipment, n_workers: int, poll, report
 
 def _raise_task_error(report: dict):
     error = report["error"]
-    note = f"raised in worker {report['index']} ({report['host']}, pid {report['pid']}):\n{error['traceback']}"
-    exc = None
-    if error.get("exception") is not None:
-        try:
-            exc = pickle.loads(error["exception"])
-        except Exception:  # noqa: BLE001 - an exception type this process cannot rebuild
-            exc = None
-    if isinstance(exc, BaseException):
-        exc.add_note(note)
-        raise exc
-    raise RuntimeError(f"worker {report['index']} failed: {error['summary']}\n\n{note}")
+    reraise_worker_error(error, f"worker {report['index']} ({report['host']}, pid {report['pid']})")
 
 
 def _n_finished(study) -> int:

@@ -374,18 +374,28 @@ def _watch(processes, workdir: Path, poll=lambda: None) -> list[str]:
 def _raise_worker_error(error_file: Path, index: int, pid: int):
     """Raise what :func:`skfairtune.distributed._child.write_error_report` wrote."""
     with open(error_file, "rb") as handle:
-        report = pickle.load(handle)
-    note = f"raised in worker process {index} (pid {pid}):\n{report['traceback']}"
+        reraise_worker_error(pickle.load(handle), f"worker process {index} (pid {pid})")
+
+
+def reraise_worker_error(report: dict, where: str):
+    """Raise a worker's reported error in this process, with the worker's traceback as a note.
+
+    The original exception when this process can rebuild it (so ``except
+    ValueError`` still works), else a ``RuntimeError`` carrying its summary.
+    ``report`` holds ``traceback``, ``summary`` and the pickled ``exception``
+    (or None); ``where`` names the worker in the messages.
+    """
+    note = f"raised in {where}:\n{report['traceback']}"
     exc = None
     if report.get("exception") is not None:
         try:
             exc = pickle.loads(report["exception"])
-        except Exception:  # noqa: BLE001 - an exception type the parent cannot rebuild
+        except Exception:  # noqa: BLE001 - an exception type this process cannot rebuild
             exc = None
     if isinstance(exc, BaseException):
         exc.add_note(note)
         raise exc
-    raise RuntimeError(f"worker process {index} (pid {pid}) failed: {report['summary']}\n\n{note}")
+    raise RuntimeError(f"{where} failed: {report['summary']}\n\n{note}")
 
 
 def _stop(processes) -> None:
