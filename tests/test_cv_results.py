@@ -18,7 +18,6 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from skorch.callbacks import Callback
 
 from skfairtune import FairTuneSearchCV
 from skfairtune.distributed._trial_record import TrialRecord
@@ -26,6 +25,7 @@ from skfairtune.scorers import get_fairness_scorer
 from skfairtune.search._results import rank_min, results_table
 
 from .conftest import tiny_classifier
+from .test_search import _Diverge  # NaN loss for masks that train the first block's attention
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SMALL = dict(embed_dim=16, depth=2, num_heads=2, img_size=16, patch_size=4)
@@ -105,16 +105,6 @@ def test_rank_min_table(scores, states, expected):
 
 
 # ----------------------------------------------------------------------------- a real search
-class _Diverge(Callback):
-    """Make the loss NaN for masks that train the first block's attention ("full", "attention")."""
-
-    def on_batch_begin(self, net, training=False, **kwargs):
-        model = net.module_.vit
-        if training and model.blocks[0].attn.qkv.weight.requires_grad:
-            with __import__("torch").no_grad():
-                model.head.weight.fill_(float("nan"))
-
-
 @pytest.fixture(scope="module")
 def data():
     from skfairtune.datasets import make_biased_images
