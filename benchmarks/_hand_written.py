@@ -8,6 +8,10 @@ validates on the whole validation split after every epoch (skorch's
 reports that to Optuna's pruner after every epoch. Nothing from skfairtune:
 no frozen-prefix cache, no sharing across trials, skorch's own data loaders.
 
+With ``bf16=True`` the forward runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+(a ``NeuralNetClassifier`` whose ``infer`` opens the autocast), as a user who
+knows bf16 writes it; timm's attention keeps its default fused kernel.
+
 With ``n_jobs=2`` it runs trials as a competent user parallelises such a
 script: ``study.optimize(objective, n_jobs=2)`` (two Python threads sharing
 one in-memory study; torch releases the GIL inside its kernels) with
@@ -67,7 +71,15 @@ class ReportToOptuna(Callback):
             raise optuna.TrialPruned()
 
 
-def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: int = 1) -> dict:
+class BF16NeuralNetClassifier(NeuralNetClassifier):
+    """skorch's classifier with its forward under CPU bf16 autocast (logits back in float32)."""
+
+    def infer(self, x, **fit_params):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return super().infer(x, **fit_params).float()
+
+
+def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: int = 1, bf16: bool = False) -> dict:
     if n_jobs > 1:
         # One intra-op thread per trial thread: n_jobs trials fill n_jobs cores.
         torch.set_num_threads(1)
@@ -102,7 +114,7 @@ def run(cfg: BenchConfig, work: Workload, checkpoint: str, seed: int, n_jobs: in
                                       **cfg.model_kwargs)
         for name, param in model.named_parameters():
             param.requires_grad_(trainable(name, bits))
-        net = NeuralNetClassifier(
+        net = (BF16NeuralNetClassifier if bf16 else NeuralNetClassifier)(
             model,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__weight=weights,

@@ -87,15 +87,18 @@ def time_plain(precision: str, width: int, data, args) -> tuple[float, float, st
 
 def bench_width(width: int, data, args) -> dict:
     # One untimed fit each first: one-time costs (allocator, oneDNN kernel selection) out of the timings.
+    def precision_of(contestant: str) -> str:
+        return args.contender if contestant == "auto" else contestant
+
     for precision in CONTESTANTS:
-        time_fit(precision, width, data, args)
+        time_fit(precision_of(precision), width, data, args)
     times = {precision: [] for precision in CONTESTANTS}
     cpu = {precision: [] for precision in CONTESTANTS}
     resolved = {}
     for repeat in range(args.repeats):
         order = CONTESTANTS if repeat % 2 == 0 else CONTESTANTS[::-1]
         for precision in order:
-            seconds, cpu_seconds, resolved[precision] = time_fit(precision, width, data, args)
+            seconds, cpu_seconds, resolved[precision] = time_fit(precision_of(precision), width, data, args)
             times[precision].append(seconds)
             cpu[precision].append(cpu_seconds)
     median = {precision: statistics.median(values) for precision, values in times.items()}
@@ -129,6 +132,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plain", action="store_true",
                         help="also time a plain timm loop in float32 and bf16: what bf16 gains on this machine now")
+    parser.add_argument("--contender", choices=("auto", "bf16"), default="auto",
+                        help="the precision timed against '32': 'bf16' forces bf16 at every width "
+                             "(how BF16_MIN_WIDTH is chosen)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -142,12 +148,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     data = make_biased_images(args.n_images, image_size=args.image_size, random_state=0)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
-          f"native bf16: {cpu_has_native_bf16()}; auto uses bf16 from width {BF16_MIN_WIDTH}")
+          f"native bf16: {cpu_has_native_bf16()}; auto uses bf16 from width {BF16_MIN_WIDTH}; "
+          f"contender: precision={args.contender!r}")
     print(f"depth {args.depth}, {args.image_size} px, patch {args.patch_size}, {args.n_images} images, "
           f"batch {args.batch_size}, {args.epochs} epoch(s), full fine-tuning; "
           f"{args.repeats} interleaved repeats, median fit time")
     rows = []
-    print(f"{'width':>5} {'auto ->':>7} {'fp32 s':>8} {'auto s':>8} {'speedup':>8} {'CPU-time':>8}  paired (wall)")
+    print(f"{'width':>5} {args.contender + ' ->':>7} {'fp32 s':>8} {'auto s':>8} {'speedup':>8} {'CPU-time':>8}  paired (wall)")
     for width in args.widths:
         row = bench_width(width, data, args)
         rows.append(row)
@@ -156,8 +163,8 @@ def main(argv=None) -> int:
               f"{row['median_s']['auto']:>8.2f} {row['speedup']:>7.2f}x {row['cpu_speedup']:>7.2f}x  {paired}",
               flush=True)
     for row in rows:
-        print(f"precision='auto' vs '32' at width {row['width']}: speedup {row['speedup']:.2f}x wall, "
-              f"{row['cpu_speedup']:.2f}x CPU time (auto used {row['auto_resolved_to']})"
+        print(f"precision={args.contender!r} vs '32' at width {row['width']}: speedup {row['speedup']:.2f}x wall, "
+              f"{row['cpu_speedup']:.2f}x CPU time ({args.contender} used {row['auto_resolved_to']})"
               + (f"; a plain timm loop gains {row['plain_bf16_cpu_speedup']:.2f}x CPU time from bf16 here"
                  if "plain_bf16_cpu_speedup" in row else ""))
     if args.json:

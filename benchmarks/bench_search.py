@@ -14,9 +14,15 @@ in its own process so its peak memory is its own:
 2. ``hand_written``: a competent user's Optuna + skorch script (``_hand_written.py``);
 3. ``hand_written_jobs2``: the same script with ``study.optimize(n_jobs=2)`` and
    one torch thread per trial thread, as a competent user parallelises it;
-4. ``skfairtune``: ``FairTuneSearchCV``;
+4. ``skfairtune``: ``FairTuneSearchCV`` (``precision="auto"``: bf16 autocast from width 64 on a CPU
+   with native bf16);
 5. ``skfairtune_jobs2``: ``FairTuneSearchCV(n_jobs=2)``, trials in two
    single-threaded worker processes.
+
+A sixth, ``hand_written_bf16``, runs when ``--contestants`` names it: the
+hand-written script with its forward under ``torch.autocast("cpu", torch.bfloat16)``,
+as a user who knows bf16 would write it, so that the library's edge over a
+float32 script can be split into what bf16 itself gives and the rest.
 
 The ratios are printed at equal resources first (``FairTuneSearchCV(n_jobs=2)``
 against the hand-written script with ``n_jobs=2``: two trials at a time, one
@@ -83,11 +89,12 @@ from _common import (  # noqa: E402
 
 CONTESTANTS = {"reference": "reference-style", "hand_written": "hand-written",
                "hand_written_jobs2": "hand-written n_jobs=2", "skfairtune": "FairTuneSearchCV",
-               "skfairtune_jobs2": "FairTune n_jobs=2"}
+               "skfairtune_jobs2": "FairTune n_jobs=2", "hand_written_bf16": "hand-written bf16"}
 #: (ours, theirs, heading): equal resources first, then one process each.
 COMPARISONS = (
     ("skfairtune_jobs2", "hand_written_jobs2", "equal resources (both n_jobs=2, one torch thread per trial)"),
     ("skfairtune", "hand_written", "one process each"),
+    ("skfairtune", "hand_written_bf16", "one process each, against the script with bf16 autocast"),
     ("skfairtune_jobs2", "hand_written", "n_jobs=2 against one process (unequal resources)"),
     ("skfairtune_jobs2", "reference", "n_jobs=2 against reference-style in one process (unequal resources)"),
     ("skfairtune", "reference", "one process each"),
@@ -180,14 +187,15 @@ def contestant_worker(name: str, cfg: BenchConfig, work: Workload, checkpoint: s
         import _reference_style as module
 
         result = module.run(cfg, work, checkpoint, seed)
-    elif name in ("hand_written", "hand_written_jobs2"):
+    elif name in ("hand_written", "hand_written_jobs2", "hand_written_bf16"):
         import torch
 
         import _hand_written as module
 
         threads = torch.get_num_threads()
         try:
-            result = module.run(cfg, work, checkpoint, seed, n_jobs=2 if name == "hand_written_jobs2" else 1)
+            result = module.run(cfg, work, checkpoint, seed, n_jobs=2 if name == "hand_written_jobs2" else 1,
+                                bf16=name == "hand_written_bf16")
         finally:  # n_jobs=2 sets one thread per trial; an in-process run goes on with the old count
             torch.set_num_threads(threads)
     else:
@@ -502,10 +510,12 @@ def parse_args(argv):
     parser.add_argument("--n-train", type=int)
     parser.add_argument("--n-val", type=int)
     parser.add_argument("--n-test", type=int)
+    parser.add_argument("--embed-dim", type=int, help="model width (default 64; ViT-Tiny: 192)")
+    parser.add_argument("--num-heads", type=int, help="attention heads (default 2; ViT-Tiny: 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: one per core)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--contestants", nargs="+", choices=list(CONTESTANTS),
-                        help="default: all five; with --smoke the three single-process ones "
+                        help="default: the five of the docstring (hand_written_bf16 runs when named); with --smoke the three single-process ones "
                              "(skfairtune_jobs2 spends most of a smoke run starting processes)")
     parser.add_argument("--no-omp-passive", dest="omp_passive", action="store_false",
                         help="do not set OMP_WAIT_POLICY=PASSIVE in the worker processes")
@@ -524,7 +534,8 @@ def parse_args(argv):
 
 def build_config(args) -> BenchConfig:
     overrides = {k: v for k, v in dict(n_trials=args.n_trials, max_epochs=args.max_epochs, n_train=args.n_train,
-                                        n_val=args.n_val, n_test=args.n_test).items() if v is not None}
+                                        n_val=args.n_val, n_test=args.n_test, embed_dim=args.embed_dim,
+                                        num_heads=args.num_heads).items() if v is not None}
     if args.threads or not args.smoke:
         overrides["threads"] = args.threads
     if args.contestants:

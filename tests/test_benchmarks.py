@@ -95,6 +95,18 @@ def test_smoke_equal_resource_comparison_comes_first():
     assert "the contestants sampled identical (mask, lr) sequences" in out
 
 
+def test_smoke_bf16_hand_written_script_at_a_chosen_width():
+    proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--only", "search", "--embed-dim", "32",
+                           "--num-heads", "2", "--contestants", "hand_written_bf16", "skfairtune"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "'embed_dim': 32, 'depth': 12, 'num_heads': 2" in out
+    assert ("one process each, against the script with bf16 autocast: "
+            "FairTuneSearchCV vs hand-written bf16: speedup ") in out
+    assert "the contestants sampled identical (mask, lr) sequences" in out
+
+
 def test_throughput_smoke_table():
     script = REPO / "benchmarks" / "bench_throughput.py"
     proc = subprocess.run([sys.executable, str(script), "--smoke", "--n-images", "128", "--masks", "full", "linear"],
@@ -218,9 +230,32 @@ def test_precision_smoke_prints_a_ratio_per_width(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [row["width"] for row in rows] == [16, 128]
     assert rows[0]["auto_resolved_to"] == "32"  # below the width rule on any CPU
+    assert "contender: precision='auto'" in proc.stdout
     for row in rows:
         assert row["speedup"] > 0 and row["cpu_speedup"] > 0
         assert f"precision='auto' vs '32' at width {row['width']}: speedup " in proc.stdout
+
+
+def test_bf16_accuracy_smoke_pairs_precisions_per_seed(tmp_path):
+    out = tmp_path / "accuracy.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bf16_accuracy.py"), "--smoke",
+                           "--widths", "16", "--masks", "linear", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    fits = {(row["seed"], row["precision"]): row for row in report["rows"]}
+    assert set(fits) == {(0, "32"), (0, "bf16"), (1, "32"), (1, "bf16")}
+    assert {row["used"] for row in report["rows"]} == {"32", "bf16"}  # each fit used what it asked for
+    (summary,) = report["summary"]
+    diffs = [fits[seed, "bf16"]["test_min_group_auc"] - fits[seed, "32"]["test_min_group_auc"] for seed in (0, 1)]
+    assert summary["test_min_group_auc"]["diff_mean"] == pytest.approx(np.mean(diffs))
+    assert "| 16 | linear | 2 | worst-group AUC |" in proc.stdout
+
+
+def test_bf16_accuracy_needs_two_seeds_for_an_interval():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bf16_accuracy.py"), "--seeds", "1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2 and "--seeds must be at least 2 for an interval; got 1" in proc.stderr
 
 
 def test_roofline_smoke_reports_peaks_and_shares(tmp_path):

@@ -17,6 +17,7 @@ from skfairtune._training._precision import (
     exact_float32,
     model_width,
     resolve_precision,
+    unfuse_attention,
 )
 from skfairtune.backbone._vit_split import ViTSuffix, forward_prefix
 from skfairtune.datasets import make_biased_images
@@ -40,7 +41,8 @@ def hardware(monkeypatch):
     ("auto", CPU, 192, True, None, "bf16"),
     ("auto", CPU, BF16_MIN_WIDTH, True, None, "bf16"),
     ("auto", CPU, BF16_MIN_WIDTH - 1, True, None, "32"),
-    ("auto", CPU, 64, True, None, "32"),        # measured 0.95-0.98x: no gain
+    ("auto", CPU, 64, True, None, "bf16"),      # measured 1.77x with unfused attention
+    ("auto", CPU, 32, True, None, "32"),        # the narrowest models stay in float32
     ("auto", CPU, 768, False, None, "32"),      # emulated bf16
     ("auto", CPU, None, True, None, "32"),      # unknown width counts as narrow
     # CUDA: bf16 tensor cores from compute capability 8.0 only.
@@ -187,3 +189,32 @@ def test_a_bf16_cached_prefix_is_upcast_on_use():
         handle.remove()
     assert seen == [torch.float32, torch.float32]
     torch.testing.assert_close(from_bf16, from_float, rtol=0, atol=0)
+
+
+def _fused_layers(module: torch.nn.Module) -> list[bool]:
+    return [layer.fused_attn for layer in module.modules() if isinstance(getattr(layer, "fused_attn", None), bool)]
+
+
+@pytest.mark.parametrize("precision, fused_after_fit", [("bf16", False), ("32", True)])
+def test_bf16_on_a_cpu_trains_with_unfused_attention(monkeypatch, precision, fused_after_fit):
+    """The fused kernel's bf16 backward is slow on CPUs; float32 keeps it."""
+    monkeypatch.setattr(timm.layers.config, "_USE_FUSED_ATTN", 1)  # as timm's default, whatever the env says
+    data = make_biased_images(48, image_size=16, random_state=0)
+    clf = tiny_classifier(precision=precision, max_epochs=1, frozen_cache=False).fit(data.images, data.target)
+    fused = _fused_layers(clf.net_.module_)
+    assert fused and set(fused) == {fused_after_fit}
+
+
+def test_unfused_attention_computes_what_the_fused_kernel_does():
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4, embed_dim=32, depth=2,
+                            num_heads=2, num_classes=2).eval()
+    for layer in vit.modules():
+        if isinstance(getattr(layer, "fused_attn", None), bool):
+            layer.fused_attn = True
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        fused = vit(images)
+        assert unfuse_attention(vit) == 2
+        assert unfuse_attention(vit) == 0  # nothing left to switch
+        unfused = vit(images)
+    torch.testing.assert_close(unfused, fused, rtol=1e-5, atol=1e-5)

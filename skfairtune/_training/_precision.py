@@ -7,11 +7,15 @@ natively *and* it pays:
   which is slower than float32 there;
 - on a CPU, when it has native bf16 instructions (``avx512_bf16`` or
   ``amx_bf16`` in ``/proc/cpuinfo``) and the model is at least
-  :data:`BF16_MIN_WIDTH` wide. Narrower models spend their step in element-wise
-  work and casts, where bf16 saves nothing: measured on an AMD EPYC with
-  ``avx512_bf16``, one thread, a depth-12 ViT at 32 px, patch 4, batch 64, one
-  training step, bf16 autocast against float32: width 64 0.95-0.98x, 96 1.22x,
-  128 1.27x, 192 1.83x (see ``docs/benchmarks.md``).
+  :data:`BF16_MIN_WIDTH` wide. Under bf16 autocast on a CPU, timm's attention
+  runs its explicit maths instead of the fused kernel (:func:`unfuse_attention`).
+  Measured on an AMD EPYC with ``avx512_bf16``, one thread, a
+  ``FairTuneClassifier`` fit (full fine-tuning, depth 12, 32 px, patch 4,
+  batch 64), ``precision="bf16"`` against ``"32"``: width 32 1.36x, 48 1.56x,
+  64 1.77x, 96 1.80x, 192 1.84x; a plain timm step at width 16 0.96x. The
+  threshold sits at 64, where the gain is near its full size, leaving the
+  narrowest models (a few percent of a step in matmuls) in float32 (see
+  ``docs/benchmarks.md``).
 
 The rule is a fixed one, not a timing probe: a probe on a loaded machine could
 answer differently from one fit to the next, and the precision changes the
@@ -39,10 +43,11 @@ __all__ = [
     "exact_float32",
     "model_width",
     "resolve_precision",
+    "unfuse_attention",
 ]
 
 #: Narrowest model (``embed_dim``) that ``precision="auto"`` trains in bf16 on a CPU.
-BF16_MIN_WIDTH = 96
+BF16_MIN_WIDTH = 64
 
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bf16 arithmetic.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -110,7 +115,7 @@ def resolve_precision(setting: str, device: torch.device, width: int | None) -> 
     >>> import torch
     >>> resolve_precision("32", torch.device("cpu"), 768)
     '32'
-    >>> resolve_precision("auto", torch.device("cpu"), 64)  # too narrow to gain anywhere
+    >>> resolve_precision("auto", torch.device("cpu"), 32)  # float32 on every CPU at this width
     '32'
     """
     if setting != "auto":
@@ -120,6 +125,46 @@ def resolve_precision(setting: str, device: torch.device, width: int | None) -> 
     if device.type == "cpu" and cpu_has_native_bf16() and (width or 0) >= BF16_MIN_WIDTH:
         return "bf16"
     return "32"
+
+
+def unfuse_attention(model: torch.nn.Module) -> int:
+    """Switch timm's attention layers from the fused kernel to their explicit maths.
+
+    For bf16 autocast on a CPU. There torch's fused (flash) attention runs its
+    backward pass about 4x slower in bf16 than in float32 (measured on an AMD
+    EPYC with ``avx512_bf16``, torch 2.14, one thread, width 192, 64 tokens,
+    batch 64: 44 ms against 11 ms per block), which cancels most of what bf16
+    gains in the matmuls; the explicit ``softmax(q k^T) v`` is two bf16 matmuls.
+    A training step then takes 0.49x the float32 time instead of 0.70x
+    (``docs/benchmarks.md``). CUDA keeps the fused kernel, which is fast there.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Changed in place: every submodule with a boolean ``fused_attn`` (timm's
+        switch, read at each forward) gets ``fused_attn = False``.
+
+    Returns
+    -------
+    n_layers : int
+        How many layers were switched.
+
+    Examples
+    --------
+    >>> import timm
+    >>> vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4, embed_dim=16,
+    ...                         depth=2, num_heads=2, num_classes=2)
+    >>> unfuse_attention(vit) in (0, 2)  # 0 where timm's config already disables fused attention
+    True
+    >>> any(getattr(layer, "fused_attn", False) for layer in vit.modules())
+    False
+    """
+    switched = 0
+    for layer in model.modules():
+        if getattr(layer, "fused_attn", None) is True:
+            layer.fused_attn = False
+            switched += 1
+    return switched
 
 
 #: The per-backend float32 switches of torch >= 2.9 (``fp32_precision``); "ieee" is exact float32.

@@ -56,7 +56,7 @@ from ._net import (
     TensorDataset,
     WarmupCosineLR,
 )
-from ._precision import compute_scope, model_width, resolve_precision
+from ._precision import compute_scope, model_width, resolve_precision, unfuse_attention
 from ._template import ModelTemplate
 
 __all__ = ["Trainer", "device_memory_available", "encode_targets", "on_device_if_it_fits", "resolve_device",
@@ -338,6 +338,8 @@ class Trainer:
         callbacks.extend(p["callbacks"] or [])
         self.precision = resolve_precision(p["precision"], self.device, model_width(module.vit))
         self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        if self.precision == "bf16" and self.device.type == "cpu":
+            unfuse_attention(module.vit)
         criterion_kwargs = {}
         if class_weights is not None:
             criterion_kwargs["criterion__weight"] = torch.as_tensor(class_weights, dtype=torch.float32)
