@@ -87,7 +87,10 @@ class FairTuneClassifier(PretrainedMixin, ClassifierMixin, BaseEstimator):
         settings (``auto_augment`` such as ``"rand-m9-mstd0.5"``, ``scale``,
         ``ratio``, ``hflip``, ``color_jitter``, ``re_prob``, ...) build timm's
         training transform, applied to every training image every epoch (on
-        an 8-bit copy, from the image at the model's input size); they turn
+        an 8-bit copy, from the image at the model's input size; images on a
+        GPU are augmented there as a batch, with timm's distributions and
+        bilinear crops, unless ``auto_augment``, ``gaussian_blur_prob``, hue
+        jitter or an ``rkrc``/``rkrr`` crop mode is set); they turn
         off the frozen cache, which ``frozen_cache_reason_`` then says. None
         uses the model's data config alone: resize the shorter side to
         ``size / crop_pct``, centre crop, the model's mean and std.

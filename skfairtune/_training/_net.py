@@ -22,6 +22,7 @@ from ._precision import compute_scope
 __all__ = [
     "MaskedViTNet",
     "ImageModel",
+    "use_batched_augment",
     "TensorBatchLoader",
     "TensorDataset",
     "WarmupCosineLR",
@@ -84,6 +85,22 @@ class TensorBatchLoader:
                 yield X[start:start + self.batch_size], y[start:start + self.batch_size]
 
 
+def use_batched_augment(device: torch.device | str, batch_augment) -> bool:
+    """Whether training images on ``device`` are augmented as a batch, there, by ``batch_augment``.
+
+    Only on a CUDA device: there timm's per-image PIL transform would copy every
+    batch to the host and back inside each step. On the CPU that transform costs
+    no copies and is timm's exact one, so it stays. ``batch_augment`` is None
+    when the settings are ones the batched path does not reproduce.
+
+    Examples
+    --------
+    >>> use_batched_augment("cpu", object()), use_batched_augment("cuda:0", None)
+    (False, False)
+    """
+    return batch_augment is not None and torch.device(device).type == "cuda"
+
+
 class ImageModel(torch.nn.Module):
     """The trained network: model-ready images (or a frozen prefix's output) to logits.
 
@@ -104,12 +121,22 @@ class ImageModel(torch.nn.Module):
         Random horizontal flips in training.
     train_transform : callable, default=None
         timm's training transform (PIL in, normalised tensor out).
+    batch_augment : BatchTrainAugment, default=None
+        The same augmentation for a whole batch on its device
+        (:class:`~skfairtune._images._batch_augment.BatchTrainAugment`), used
+        instead of ``train_transform`` for images on a GPU; None where the
+        settings need timm's per-image transform.
     """
 
-    def __init__(self, vit: torch.nn.Module, mean, std, *, augment: bool = False, train_transform=None):
+    #: Models pickled before the batched augmentation existed have none.
+    batch_augment = None
+
+    def __init__(self, vit: torch.nn.Module, mean, std, *, augment: bool = False, train_transform=None,
+                 batch_augment=None):
         super().__init__()
         self.suffix = ViTSuffix(vit, 0)
         self.train_transform = train_transform
+        self.batch_augment = batch_augment
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augment = augment
@@ -148,9 +175,14 @@ class ImageModel(torch.nn.Module):
         return images
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        """timm's training transform, image by image (its RandAugment ops work on 8-bit PIL)."""
+        """timm's training transform: as a batch on a GPU where it can, else image by image on the CPU.
+
+        The per-image path is timm's own (its RandAugment ops work on 8-bit PIL images).
+        """
         from PIL import Image
 
+        if use_batched_augment(images.device, self.batch_augment):
+            return self.batch_augment(self._match_channels(to_unit_float(images)))
         unit = self._match_channels(to_unit_float(images.detach().cpu()))
         pixels = unit.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         grey = pixels.shape[-1] == 1

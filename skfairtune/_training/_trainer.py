@@ -40,6 +40,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_random_state
 
+from .._images._batch_augment import BatchTrainAugment
 from .._images._convert import ImageConverter, check_input
 from .._images._geometry import make_train_transform
 from ..backbone._introspect import count_parameters
@@ -270,11 +271,16 @@ class Trainer:
 
     def _make_module(self, backbone: torch.nn.Module) -> ImageModel:
         augmentation = self.template.augmentation
-        train_transform = None
+        train_transform = batch_augment = None
         if augmentation:
             train_transform = make_train_transform(augmentation, self.input_config, self.geometry)
+            if BatchTrainAugment.supports(augmentation):
+                # Used instead of timm's per-image transform when the images are on a GPU.
+                batch_augment = BatchTrainAugment(augmentation, self.input_config["mean"],
+                                                  self.input_config["std"], self.geometry.size)
         return ImageModel(backbone, self.input_config["mean"], self.input_config["std"],
-                          augment=self.params["augment"], train_transform=train_transform)
+                          augment=self.params["augment"], train_transform=train_transform,
+                          batch_augment=batch_augment)
 
     def _randomness_before_model(self) -> str | None:
         """Why the frozen part's input changes every epoch (augmentation), if it does.
