@@ -30,7 +30,7 @@ from skfairtune.distributed._run import (
     run_trials,
     worker_devices,
 )
-from skfairtune.distributed._pool import assign_device, available_cpus
+from skfairtune.distributed._pool import assign_device, available_cpus, pin_visible_gpu
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -183,6 +183,21 @@ def test_worker_devices_one_gpu_each(monkeypatch, available, count, device, expe
     monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     assert worker_devices(4, device) == expected
+
+
+@pytest.mark.parametrize("parent_visible, device, expected_visible, expected_device", [
+    (None, "cuda:1", "1", "cuda:0"),      # the worker sees its GPU only, as cuda:0
+    ("2,3", "cuda:1", "3", "cuda:0"),     # a parent limited to GPUs 2 and 3 passes the physical id
+    (" 4 , 5 ", "cuda:0", "4", "cuda:0"),
+    ("2,3", None, "2,3", None),           # no GPU of its own: the environment is left alone
+    (None, "cpu", None, "cpu"),
+])
+def test_pin_visible_gpu(parent_visible, device, expected_visible, expected_device):
+    env = {"PATH": "/bin"} if parent_visible is None else {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": parent_visible}
+    before = dict(env)
+    worker_env, worker_device = pin_visible_gpu(env, device)
+    assert worker_env.get("CUDA_VISIBLE_DEVICES") == expected_visible and worker_device == expected_device
+    assert worker_env["PATH"] == "/bin" and env == before  # the shared environment is not changed
 
 
 def test_assign_device_reaches_the_classifier_step():

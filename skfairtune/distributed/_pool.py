@@ -61,6 +61,7 @@ __all__ = [
     "available_cpus",
     "estimator_device",
     "one_worker_per_gpu",
+    "pin_visible_gpu",
     "resolve_n_jobs",
     "run_worker_processes",
     "worker_devices",
@@ -228,6 +229,41 @@ def estimator_device(objective):
     return estimator.get_params().get(f"{step}__device" if step else "device")
 
 
+def pin_visible_gpu(env: dict, device: str | None) -> tuple[dict, str | None]:
+    """A local worker's environment and device when it trains on one GPU of several.
+
+    ``CUDA_VISIBLE_DEVICES`` shows the worker its GPU only, so its CUDA context,
+    its allocator and any library that enumerates devices stay off the others;
+    inside, that GPU is ``cuda:0``. A parent that was itself limited to some
+    GPUs (``CUDA_VISIBLE_DEVICES="2,3"``) passes the physical id on.
+
+    Parameters
+    ----------
+    env : dict
+        The workers' common environment (not changed).
+    device : str or None
+        The worker's device from :func:`worker_devices`.
+
+    Returns
+    -------
+    env : dict
+    device : str or None
+
+    Examples
+    --------
+    >>> pin_visible_gpu({"CUDA_VISIBLE_DEVICES": "2,3"}, "cuda:1")
+    ({'CUDA_VISIBLE_DEVICES': '3'}, 'cuda:0')
+    >>> pin_visible_gpu({}, None)
+    ({}, None)
+    """
+    if not device or not device.startswith("cuda:"):
+        return env, device
+    index = int(device.partition(":")[2])
+    visible = [part.strip() for part in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+    physical = visible[index] if index < len(visible) else str(index)
+    return {**env, "CUDA_VISIBLE_DEVICES": physical}, "cuda:0"
+
+
 def assign_device(objective, device):
     """The objective with its estimator template sent to ``device`` (None: unchanged)."""
     if device is None or getattr(objective, "estimator", None) is None:
@@ -317,10 +353,11 @@ def run_worker_processes(study: optuna.Study, objective: SearchObjective, *, n_w
             pickle.dump({"sys_path": [p for p in sys.path if p], "body": body}, handle)
         env = _child_environment(threads)
         for index in range(n_workers):
+            worker_env, device = pin_visible_gpu(env, devices[index])
             command = [sys.executable, "-m", "skfairtune.distributed._child", str(payload), str(index),
-                       devices[index] or "", str(os.getpid())]
+                       device or "", str(os.getpid())]
             # A session of their own: Ctrl-C reaches the parent only, which then stops them.
-            processes.append(subprocess.Popen(command, env=env, start_new_session=True))
+            processes.append(subprocess.Popen(command, env=worker_env, start_new_session=True))
         try:
             died = _watch(processes, workdir, poll=lambda: feed.poll(shared))
         except KeyboardInterrupt:
