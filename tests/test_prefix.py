@@ -101,3 +101,27 @@ def test_bf16_training_stores_the_prefix_in_bf16_and_predicts_like_the_whole_mod
     whole = predict_proba(trainer.net, images)  # frozen_prefix=0: the whole model from the images
     # Same model, the prefix rounded to bf16 once: agreement at bf16's precision.
     assert abs(cached - whole).max() < 0.05
+
+
+@pytest.mark.parametrize("first, out_dtype", [(0, torch.float32), (0, torch.bfloat16), (2, torch.float32)])
+def test_prefix_activations_in_uneven_batches_equal_one_pass(first, out_dtype):
+    """Written batch by batch into one tensor (no second copy), the result is the whole-set pass."""
+    import timm
+
+    from skfairtune._training._net import ImageModel
+    from skfairtune.backbone._vit_split import forward_prefix, run_half_blocks
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=4, embed_dim=16, depth=2,
+                            num_heads=2, num_classes=2)
+    model = ImageModel(vit, (0.5,) * 3, (0.5,) * 3).eval()
+    images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        x = images if first == 0 else forward_prefix(vit, model.prepare_images(images), first)
+        whole = forward_prefix(vit, model.prepare_images(images), 4) if first == 0 else run_half_blocks(vit, x, first, 4)
+    out = model.prefix_activations(x, first, 4, batch_size=4, device=torch.device("cpu"), autocast_dtype=None,
+                                   out_dtype=out_dtype)
+    assert out.shape == whole.shape and out.dtype == out_dtype
+    torch.testing.assert_close(out, whole.to(out_dtype))  # torch's tolerances for the dtype
+    with pytest.raises(ValueError, match="prefix_activations needs at least one input; got 0"):
+        model.prefix_activations(images[:0], 0, 4, batch_size=4, device=torch.device("cpu"), autocast_dtype=None)
