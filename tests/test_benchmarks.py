@@ -289,3 +289,15 @@ def test_paper_scale_writes_to_the_given_folder_from_a_carried_subset(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads((out / "bench_paper_scale.json").read_text())
     assert report["data"]["source"] == f"HAM10000 ({subset})"
+
+
+def test_attention_smoke_times_the_four_combinations(tmp_path):
+    out = tmp_path / "attention.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_attention.py"), "--smoke",
+                           "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert set(row["ms"]) == {"float32 fused", "float32 unfused", "bf16 fused", "bf16 unfused"}
+    assert all(value > 0 for value in row["ms"].values())
+    assert row["bf16_unfused_vs_float32_fused"] == pytest.approx(row["ms"]["float32 fused"] / row["ms"]["bf16 unfused"])
+    assert "bf16 unfused vs float32 fused" in proc.stdout
