@@ -119,9 +119,11 @@ class FairTuneClassifier(PretrainedMixin, ClassifierMixin, BaseEstimator):
         Arithmetic of training and prediction. ``"auto"`` uses bf16 autocast
         where the hardware computes bf16 natively and it is faster: on CUDA
         from compute capability 8.0, and on a CPU with ``avx512_bf16`` or
-        ``amx_bf16`` for models at least 96 wide (``embed_dim``; narrower ones
-        gain nothing); float32 elsewhere. ``"32"`` is IEEE float32 (TF32 off on
-        CUDA during the fit and prediction); ``"bf16"`` forces bf16 autocast.
+        ``amx_bf16`` for models at least 64 wide (``embed_dim``; 1.7-2.1x
+        float32's speed there); float32 elsewhere. Under bf16 on a CPU, timm's
+        attention runs its explicit maths, since torch's fused CPU attention is
+        slow backwards in bf16. ``"32"`` is IEEE float32 (TF32 off on CUDA
+        during the fit and prediction); ``"bf16"`` forces bf16 autocast.
         ``precision_`` records the one used.
     predict_batch_size : int, default=None
         Batch size for inference; ``None`` uses ``2 * batch_size``.
