@@ -111,6 +111,7 @@ class DeviceProbe:
 
     def __call__(self, trial):
         trial.set_user_attr("device", self.estimator.device)
+        trial.set_user_attr("visible", os.environ.get("CUDA_VISIBLE_DEVICES"))
         return trial.suggest_float("x", 0.0, 1.0)
 
 
@@ -221,7 +222,7 @@ def test_assign_device_reaches_the_classifier_step():
 def test_workers_get_one_gpu_each_and_an_in_memory_study_comes_back(monkeypatch, tmp_path):
     import torch
 
-    # Only the parent decides; the workers just receive "cuda:i" and never touch CUDA here.
+    # Only the parent decides; the workers just receive a GPU and never touch CUDA here.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -231,11 +232,13 @@ def test_workers_get_one_gpu_each_and_an_in_memory_study_comes_back(monkeypatch,
     counted = counted_trials(run.study)  # a worker racing for the last slot leaves an unrun surplus
     by_owner = {}
     for t in counted:
-        by_owner.setdefault(t.system_attrs[OWNER_ATTR]["pid"], set()).add(t.user_attrs["device"])
-    # Each worker process keeps one GPU for all its trials, and no two share one.
-    assert all(len(devices) == 1 for devices in by_owner.values())
-    used = [d for devices in by_owner.values() for d in devices]
-    assert set(used) <= {"cuda:0", "cuda:1"} and len(set(used)) == len(used)
+        by_owner.setdefault(t.system_attrs[OWNER_ATTR]["pid"], set()).add(
+            (t.user_attrs["visible"], t.user_attrs["device"]))
+    # Each worker process sees one GPU (CUDA_VISIBLE_DEVICES), its cuda:0, for all its trials;
+    # no two workers see the same one.
+    assert all(len(gpus) == 1 for gpus in by_owner.values())
+    used = [gpu for gpus in by_owner.values() for gpu in gpus]
+    assert set(used) <= {("0", "cuda:0"), ("1", "cuda:0")} and len(set(used)) == len(used)
     # storage=None: the workers shared a temp journal; the study comes back in memory, whole.
     assert isinstance(run.study._storage, optuna.storages.InMemoryStorage)
     assert len(counted) == 6 and all(t.state == TrialState.COMPLETE for t in counted)
