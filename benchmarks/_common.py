@@ -354,6 +354,23 @@ def group_aucs(y_true: np.ndarray, score: np.ndarray, groups: np.ndarray) -> dic
     return out
 
 
+def paired_t_interval(diffs, target=0.02):
+    """(mean, 95% t-interval low, high, power to detect +target, n) of paired differences (folds, seeds)."""
+    from scipy import stats
+
+    diffs = np.asarray([d for d in diffs if d is not None and np.isfinite(d)], dtype=float)
+    n = len(diffs)
+    if n < 2:
+        return (float(diffs.mean()) if n else float("nan"), float("nan"), float("nan"), float("nan"), n)
+    mean, sd = float(diffs.mean()), float(diffs.std(ddof=1))
+    half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
+    # Power of the two-sided paired t-test at level 0.05 against a true mean difference of +target.
+    critical = stats.t.ppf(0.975, n - 1)
+    noncentrality = target / (sd / np.sqrt(n)) if sd > 0 else np.inf
+    power = float(1 - stats.nct.cdf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality))
+    return mean, mean - half, mean + half, power, n
+
+
 def min_group_auc(y_true, score, groups) -> float:
     aucs = group_aucs(np.asarray(y_true), np.asarray(score), np.asarray(groups))
     return min(v for k, v in aucs.items() if k != "overall")

@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,6 +46,7 @@ from _common import (  # noqa: E402
     group_aucs,
     ham_available,
     ham_workload,
+    paired_t_interval,
     pretrain_backbone,
     synthetic_workload,
 )
@@ -54,17 +54,6 @@ from _common import (  # noqa: E402
 PRECISIONS = ("32", "bf16")
 #: Learning rate per mask: the rate the science benchmark's validation chose most often for it.
 DEFAULT_LRS = {"full": 1e-4, "linear": 1e-2, "attention": 1e-3, "layernorm": 1e-2}
-
-
-def t_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % t-interval; NaN bounds with fewer than two values."""
-    from scipy import stats
-
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def fit_and_score(cfg: BenchConfig, work, checkpoint: Path, *, precision: str, mask: str, lr: float,
@@ -101,7 +90,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for metric in ("test_overall_auc", "test_min_group_auc"):
             f32 = [p["32"][metric] for p in pairs]
             b16 = [p["bf16"][metric] for p in pairs]
-            mean, low, high = t_interval([b - f for b, f in zip(b16, f32)])
+            mean, low, high, *_ = paired_t_interval([b - f for b, f in zip(b16, f32)])
             entry[metric] = {"float32_mean": statistics.fmean(f32), "bf16_mean": statistics.fmean(b16),
                              "float32_seed_sd": statistics.stdev(f32) if len(f32) > 1 else math.nan,
                              "diff_mean": mean, "diff_ci": [low, high]}

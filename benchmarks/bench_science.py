@@ -54,7 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from _common import CACHE_DIR, MODEL, SHARED_DATA, BenchConfig, pretrain_backbone, set_threads  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE_DIR,
+    MODEL,
+    SHARED_DATA,
+    BenchConfig,
+    paired_t_interval,
+    pretrain_backbone,
+    set_threads,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "science"
 ATTRIBUTES = ("age", "sex")
@@ -320,23 +328,6 @@ def summarise(study, *, attribute, epochs) -> dict:
 
 
 # --------------------------------------------------------------------------- tables
-def _t_interval(diffs, target=0.02):
-    """(mean, 95% t-interval low, high, power to detect +target) of paired differences over folds."""
-    from scipy import stats
-
-    diffs = np.asarray([d for d in diffs if d is not None and np.isfinite(d)], dtype=float)
-    n = len(diffs)
-    if n < 2:
-        return (float(diffs.mean()) if n else float("nan"), float("nan"), float("nan"), float("nan"), n)
-    mean, sd = float(diffs.mean()), float(diffs.std(ddof=1))
-    half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
-    # Power of the two-sided paired t-test at level 0.05 against a true mean difference of +target.
-    critical = stats.t.ppf(0.975, n - 1)
-    noncentrality = target / (sd / np.sqrt(n)) if sd > 0 else np.inf
-    power = float(1 - stats.nct.cdf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality))
-    return mean, mean - half, mean + half, power, n
-
-
 def _load_runs(folder: Path):
     runs = []
     path = folder / "runs.jsonl"
@@ -387,7 +378,7 @@ def report(folder: Path, *, out=print) -> dict:
         for label, a, b in COMPARISONS:
             diffs = [(r["methods"][a] or {}).get("min_group_auc", np.nan) - (r["methods"][b] or {}).get("min_group_auc", np.nan)
                      if r["methods"].get(a) and r["methods"].get(b) else None for r in group]
-            mean, low, high, power, n = _t_interval(diffs)
+            mean, low, high, power, n = paired_t_interval(diffs)
             entry[label] = dict(mean=mean, low=low, high=high, power=power, n=n)
             out(f"| {label} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | {n} | {power:.2f} |")
         if phase == "dev":
