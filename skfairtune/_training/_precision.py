@@ -13,9 +13,10 @@ natively *and* it pays:
   ``FairTuneClassifier`` fit (full fine-tuning, depth 12, 32 px, patch 4,
   batch 64), ``precision="bf16"`` against ``"32"``: width 32 1.36x, 48 1.56x,
   64 1.77x, 96 1.80x, 192 1.84x; a plain timm step at width 16 0.96x. The
-  threshold sits at 64, where the gain is near its full size, leaving the
-  narrowest models (a few percent of a step in matmuls) in float32 (see
-  ``docs/benchmarks.md``).
+  threshold sits at 64, where the gain is near its full size and bf16's
+  held-out answers were measured equal to float32's; narrower models, whose
+  gain is smaller and whose bf16 accuracy was not measured, stay in float32
+  (see ``docs/benchmarks.md``).
 
 The rule is a fixed one, not a timing probe: a probe on a loaded machine could
 answer differently from one fit to the next, and the precision changes the
