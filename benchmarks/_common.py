@@ -367,7 +367,12 @@ def paired_t_interval(diffs, target=0.02):
     # Power of the two-sided paired t-test at level 0.05 against a true mean difference of +target.
     critical = stats.t.ppf(0.975, n - 1)
     noncentrality = target / (sd / np.sqrt(n)) if sd > 0 else np.inf
-    power = float(1 - stats.nct.cdf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality))
+    # scipy's noncentral t returns nan for some tails far below 1e-15 (e.g. 3 folds, noncentrality 14);
+    # such a tail adds nothing to the power, so it counts as 0 rather than turning the power into nan.
+    upper = stats.nct.sf(critical, n - 1, noncentrality)
+    lower = stats.nct.cdf(-critical, n - 1, noncentrality)
+    power = float(np.clip(np.nan_to_num(upper, nan=float(stats.norm.sf(critical - noncentrality)))
+                          + np.nan_to_num(lower, nan=0.0), 0.0, 1.0))
     return mean, mean - half, mean + half, power, n
 
 

@@ -301,3 +301,34 @@ def test_attention_smoke_times_the_four_combinations(tmp_path):
     assert all(value > 0 for value in row["ms"].values())
     assert row["bf16_unfused_vs_float32_fused"] == pytest.approx(row["ms"]["float32 fused"] / row["ms"]["bf16 unfused"])
     assert "bf16 unfused vs float32 fused" in proc.stdout
+
+
+@pytest.mark.parametrize("diffs", [
+    [0.0006501182033097352, -0.002552231718898401, -0.0039173789173789775],  # report, age, FairTune - attention: was nan
+    [0.010, 0.011, 0.012, 0.013],
+])
+def test_paired_power_is_a_probability_when_the_spread_is_small(monkeypatch, diffs):
+    from scipy import stats
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from _common import paired_t_interval
+
+    mean, low, high, power, n = paired_t_interval(diffs)
+    assert n == len(diffs) and low < mean < high
+    assert 0.99 < power <= 1.0
+    sd = np.std(diffs, ddof=1)
+    assert high - mean == pytest.approx(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+
+
+def test_paired_power_matches_the_noncentral_t_test(monkeypatch):
+    from scipy import stats
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from _common import paired_t_interval
+
+    diffs = [0.03, -0.02, 0.01, 0.04, -0.01, 0.0]
+    *_, power, n = paired_t_interval(diffs)
+    nc = 0.02 / (np.std(diffs, ddof=1) / np.sqrt(n))
+    critical = stats.t.ppf(0.975, n - 1)
+    expected = stats.nct.sf(critical, n - 1, nc) + stats.nct.cdf(-critical, n - 1, nc)
+    assert power == pytest.approx(expected) and 0.05 < power < 0.5
