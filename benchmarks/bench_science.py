@@ -392,10 +392,32 @@ def report(folder: Path, *, out=print) -> dict:
                 out(f"| {rule} | {np.mean([x['epochs'] for x in rows]):.0f} | {np.mean(ft):.3f} | {np.mean(fs):.3f} |")
         if phase == "dev":
             _development_evidence(group, out)
+        else:
+            _per_fold(group, attribute, out)
         tables[(phase, variant, attribute)] = entry
     if not runs:
         out("no finished runs yet")
     return tables
+
+
+BASELINE_NAMES = {"full": "ERM", "linear": "linear readout", "attention": "attention tuning",
+                  "layernorm": "LayerNorm tuning"}
+
+
+def _per_fold(group, attribute, out) -> None:
+    """Per report fold: FairTune against the validation-selected baseline, on held-out worst-group AUC."""
+    out("\nPer fold, held-out worst-group AUC (the baseline is the one with the best validation score):\n")
+    out("| fold | FairTune (what it chose) | validation-selected baseline | FairTune - baseline "
+        "| searched-only - baseline |")
+    out("|---|---|---|---|---|")
+    for run_ in group:
+        methods = run_["methods"]
+        ft, base, searched = methods["fairtune"], methods["val_selected_baseline"], methods.get("fairtune_searched")
+        chose = BASELINE_NAMES.get(ft.get("baseline"), ft.get("baseline")) if ft.get("baseline") else "searched mask"
+        searched_diff = f"{searched['min_group_auc'] - base['min_group_auc']:+.3f}" if searched else "none finished"
+        out(f"| {attribute} r{run_['repeat']}f{run_['fold']} | {ft['min_group_auc']:.3f} ({chose}) | "
+            f"{base['min_group_auc']:.3f} ({BASELINE_NAMES[base['baseline']]}) | "
+            f"{ft['min_group_auc'] - base['min_group_auc']:+.3f} | {searched_diff} |")
 
 
 def _development_evidence(group, out) -> None:

@@ -332,3 +332,39 @@ def test_paired_power_matches_the_noncentral_t_test(monkeypatch):
     critical = stats.t.ppf(0.975, n - 1)
     expected = stats.nct.sf(critical, n - 1, nc) + stats.nct.cdf(-critical, n - 1, nc)
     assert power == pytest.approx(expected) and 0.05 < power < 0.5
+
+
+def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tmp_path, monkeypatch):
+    """Report folds get a per-fold table whose differences are the paired test differences of each fold."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_science
+
+    rng = np.random.default_rng(0)
+
+    def row(baseline, val):
+        scores = dict(zip(bench_science.METRICS, rng.uniform(0.6, 0.9, len(bench_science.METRICS))))
+        return dict(trial=0, val=val, baseline=baseline, lr=1e-3, mask=baseline or "0101", **scores)
+
+    runs = []
+    for fold in range(3):
+        methods = {p: row(p, 0.7 + 0.01 * i) for i, p in enumerate(bench_science.PRESETS)}
+        methods["val_selected_baseline"] = methods["layernorm"]
+        methods["fairtune_searched"] = row(None, 0.8)
+        # Fold 1: the search re-picked a preset, so FairTune and searched-only differ.
+        methods["fairtune"] = methods["layernorm"] if fold == 1 else methods["fairtune_searched"]
+        runs.append(dict(phase="report", variant="default", attribute="sex", repeat=1, fold=fold, methods=methods))
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    lines = []
+    tables = bench_science.report(tmp_path, out=lines.append)
+    text = "\n".join(lines)
+    assert "### report / default / sex: 3 outer folds (r1f0, r1f1, r1f2)" in text
+    for r in runs:
+        m = r["methods"]
+        chose = "LayerNorm tuning" if r["fold"] == 1 else "searched mask"
+        assert (f"| sex r1f{r['fold']} | {m['fairtune']['min_group_auc']:.3f} ({chose}) | "
+                f"{m['layernorm']['min_group_auc']:.3f} (LayerNorm tuning) | "
+                f"{m['fairtune']['min_group_auc'] - m['layernorm']['min_group_auc']:+.3f} | "
+                f"{m['fairtune_searched']['min_group_auc'] - m['layernorm']['min_group_auc']:+.3f} |") in text
+    diffs = [r["methods"]["fairtune"]["min_group_auc"] - r["methods"]["layernorm"]["min_group_auc"] for r in runs]
+    entry = tables["report", "default", "sex"]["FairTune - validation-selected baseline"]
+    assert entry["n"] == 3 and entry["mean"] == pytest.approx(np.mean(diffs))
