@@ -364,7 +364,8 @@ def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tm
         assert (f"| sex r1f{r['fold']} | {m['fairtune']['min_group_auc']:.3f} ({chose}) | "
                 f"{m['layernorm']['min_group_auc']:.3f} (LayerNorm tuning) | "
                 f"{m['fairtune']['min_group_auc'] - m['layernorm']['min_group_auc']:+.3f} | "
-                f"{m['fairtune_searched']['min_group_auc'] - m['layernorm']['min_group_auc']:+.3f} |") in text
+                f"{m['fairtune_searched']['min_group_auc'] - m['layernorm']['min_group_auc']:+.3f} | "
+                f"{m['fairtune']['val'] - m['layernorm']['val']:+.3f} |") in text
     diffs = [r["methods"]["fairtune"]["min_group_auc"] - r["methods"]["layernorm"]["min_group_auc"] for r in runs]
     entry = tables["report", "default", "sex"]["FairTune - validation-selected baseline"]
     assert entry["n"] == 3 and entry["mean"] == pytest.approx(np.mean(diffs))
