@@ -352,7 +352,8 @@ def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tm
         methods["fairtune_searched"] = row(None, 0.8)
         # Fold 1: the search re-picked a preset, so FairTune and searched-only differ.
         methods["fairtune"] = methods["layernorm"] if fold == 1 else methods["fairtune_searched"]
-        runs.append(dict(phase="report", variant="default", attribute="sex", repeat=1, fold=fold, methods=methods))
+        runs.append(dict(phase="report", variant="default", attribute="sex", repeat=1, fold=fold, methods=methods,
+                         n_train=300, n_valid=100, n_test=100))
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
     lines = []
     tables = bench_science.report(tmp_path, out=lines.append)
@@ -369,3 +370,19 @@ def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tm
     diffs = [r["methods"]["fairtune"]["min_group_auc"] - r["methods"]["layernorm"]["min_group_auc"] for r in runs]
     entry = tables["report", "default", "sex"]["FairTune - validation-selected baseline"]
     assert entry["n"] == 3 and entry["mean"] == pytest.approx(np.mean(diffs))
+    # Test part / outer training part = 100 / 400: the corrected variance factor is 1/3 + 1/4.
+    low, high = entry["corrected"]
+    assert (high - low) / (entry["high"] - entry["low"]) == pytest.approx(np.sqrt((1 / 3 + 1 / 4) / (1 / 3)))
+
+
+def test_corrected_cv_interval_is_the_plain_interval_without_shared_training_data(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from _common import corrected_cv_interval, paired_t_interval
+
+    diffs = [0.03, -0.02, 0.01, 0.04, -0.01]
+    _, low, high, _, _ = paired_t_interval(diffs)
+    assert corrected_cv_interval(diffs, 0.0) == pytest.approx((low, high))
+    wide_low, wide_high = corrected_cv_interval(diffs, 0.25)
+    assert wide_low < low and wide_high > high
+    assert (wide_high - wide_low) / (high - low) == pytest.approx(np.sqrt((1 / 5 + 0.25) * 5))
+    assert all(np.isnan(corrected_cv_interval([0.01], 0.25)))
