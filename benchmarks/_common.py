@@ -382,16 +382,11 @@ def corrected_cv_interval(diffs, test_to_train):
     Folds of one cross-validation train on overlapping data, so their differences are positively
     correlated and the plain t-interval is too narrow. The corrected resampled t-test (Nadeau and
     Bengio 2003; Bouckaert and Frank 2004 for repeated k-fold) replaces the variance factor 1/n by
-    1/n + n_test/n_train. Returns (low, high).
+    1/n + n_test/n_train, which widens the plain interval by sqrt(1 + n * n_test/n_train).
+    Returns (low, high); nan below two differences.
     """
-    from scipy import stats
-
-    diffs = np.asarray([d for d in diffs if d is not None and np.isfinite(d)], dtype=float)
-    n = len(diffs)
-    if n < 2:
-        return float("nan"), float("nan")
-    mean = float(diffs.mean())
-    half = stats.t.ppf(0.975, n - 1) * np.sqrt((1 / n + test_to_train) * diffs.var(ddof=1))
+    mean, low, high, _, n = paired_t_interval(diffs)
+    half = (high - low) / 2 * np.sqrt(1 + n * test_to_train)
     return mean - half, mean + half
 
 
