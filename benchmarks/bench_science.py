@@ -36,6 +36,7 @@ variant's study with their rung records, not retrained).
     python benchmarks/bench_science.py run --phase dev --variant tpe --attribute age --fold 0
     python benchmarks/bench_science.py run --phase report --attribute sex --repeat 1 --fold 3
     python benchmarks/bench_science.py report            # tables from benchmarks/results/science/
+    python benchmarks/bench_science.py docs --as-of "HH:MM UTC on DATE"   # rewrite those tables into the docs
     python benchmarks/bench_science.py run --smoke --out DIR   # synthetic data, tiny ViT, seconds
 """
 
@@ -65,7 +66,8 @@ from _common import (  # noqa: E402
     set_threads,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results" / "science"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "science"
 ATTRIBUTES = ("age", "sex")
 PRESETS = ("full", "linear", "attention", "layernorm")
 N_FOLDS = 5
@@ -450,7 +452,7 @@ def _development_evidence(group, out) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("command", choices=("run", "report", "docs"))
     parser.add_argument("--phase", choices=("dev", "report"), default="dev")
     parser.add_argument("--variant", choices=tuple(VARIANTS), default=None,
                         help="dev: the sampler compared (default: tpe); report: always 'default'")
@@ -464,9 +466,24 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--smoke", action="store_true", help="synthetic data, a tiny ViT, 2 epochs, a few trials")
+    docs = parser.add_argument_group("docs", "rewrite docs/science.md's report section and README's status")
+    docs.add_argument("--as-of", help="when the results were taken, e.g. '22:40 UTC on 7 December 2026'")
+    docs.add_argument("--resumed", nargs="*", default=[], help="report folds resumed from a journal, e.g. r1f1")
+    docs.add_argument("--remaining", default="The remaining report folds were still running when this was written.",
+                      help="a sentence on what has not run")
+    docs.add_argument("--docs", default=str(REPO / "docs" / "science.md"))
+    docs.add_argument("--readme", default=str(REPO / "README.md"))
     args = parser.parse_args(argv)
     if args.command == "report":
         report(Path(args.out))
+        return 0
+    if args.command == "docs":
+        if not args.as_of:
+            parser.error("docs needs --as-of, the time the results were taken (e.g. '22:40 UTC on 7 December 2026').")
+        import _science_docs
+
+        _science_docs.write(Path(args.out), docs=Path(args.docs), readme=Path(args.readme), as_of=args.as_of,
+                            resumed=args.resumed, remaining=args.remaining)
         return 0
     if args.variant is None:
         args.variant = "tpe" if args.phase == "dev" else "default"

@@ -13,6 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_search.py"
 
 
+@pytest.fixture
+def bench_modules(monkeypatch):
+    """Make ``benchmarks/`` importable, as the scripts themselves do, for the duration of one test."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+
+
 @pytest.fixture(scope="module")
 def smoke_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "report.json"
@@ -307,10 +313,9 @@ def test_attention_smoke_times_the_four_combinations(tmp_path):
     [0.0006501182033097352, -0.002552231718898401, -0.0039173789173789775],  # report, age, FairTune - attention: was nan
     [0.010, 0.011, 0.012, 0.013],
 ])
-def test_paired_power_is_a_probability_when_the_spread_is_small(monkeypatch, diffs):
+def test_paired_power_is_a_probability_when_the_spread_is_small(bench_modules, diffs):
     from scipy import stats
 
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from _common import paired_t_interval
 
     mean, low, high, power, n = paired_t_interval(diffs)
@@ -320,10 +325,9 @@ def test_paired_power_is_a_probability_when_the_spread_is_small(monkeypatch, dif
     assert high - mean == pytest.approx(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
 
 
-def test_paired_power_matches_the_noncentral_t_test(monkeypatch):
+def test_paired_power_matches_the_noncentral_t_test(bench_modules):
     from scipy import stats
 
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from _common import paired_t_interval
 
     diffs = [0.03, -0.02, 0.01, 0.04, -0.01, 0.0]
@@ -334,11 +338,8 @@ def test_paired_power_matches_the_noncentral_t_test(monkeypatch):
     assert power == pytest.approx(expected) and 0.05 < power < 0.5
 
 
-def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tmp_path, monkeypatch):
-    """Report folds get a per-fold table whose differences are the paired test differences of each fold."""
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    import bench_science
-
+def _synthetic_report_runs(bench_science, folder, attributes=("sex",), n_folds=3):
+    """Report runs with random scores; on fold 1 the search re-picked a preset (FairTune != searched-only)."""
     rng = np.random.default_rng(0)
 
     def row(baseline, val):
@@ -346,15 +347,23 @@ def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tm
         return dict(trial=0, val=val, baseline=baseline, lr=1e-3, mask=baseline or "0101", **scores)
 
     runs = []
-    for fold in range(3):
-        methods = {p: row(p, 0.7 + 0.01 * i) for i, p in enumerate(bench_science.PRESETS)}
-        methods["val_selected_baseline"] = methods["layernorm"]
-        methods["fairtune_searched"] = row(None, 0.8)
-        # Fold 1: the search re-picked a preset, so FairTune and searched-only differ.
-        methods["fairtune"] = methods["layernorm"] if fold == 1 else methods["fairtune_searched"]
-        runs.append(dict(phase="report", variant="default", attribute="sex", repeat=1, fold=fold, methods=methods,
-                         n_train=300, n_valid=100, n_test=100))
-    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    for attribute in attributes:
+        for fold in range(n_folds):
+            methods = {p: row(p, 0.7 + 0.01 * i) for i, p in enumerate(bench_science.PRESETS)}
+            methods["val_selected_baseline"] = methods["layernorm"]
+            methods["fairtune_searched"] = row(None, 0.8)
+            methods["fairtune"] = methods["layernorm"] if fold == 1 else methods["fairtune_searched"]
+            runs.append(dict(phase="report", variant="default", attribute=attribute, repeat=1, fold=fold,
+                             methods=methods, n_train=300, n_valid=100, n_test=100))
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return runs
+
+
+def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tmp_path, bench_modules):
+    """Report folds get a per-fold table whose differences are the paired test differences of each fold."""
+    import bench_science
+
+    runs = _synthetic_report_runs(bench_science, tmp_path)
     lines = []
     tables = bench_science.report(tmp_path, out=lines.append)
     text = "\n".join(lines)
@@ -375,8 +384,7 @@ def test_science_report_pairs_each_fold_with_its_validation_selected_baseline(tm
     assert (high - low) / (entry["high"] - entry["low"]) == pytest.approx(np.sqrt((1 / 3 + 1 / 4) / (1 / 3)))
 
 
-def test_corrected_cv_interval_is_the_plain_interval_without_shared_training_data(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+def test_corrected_cv_interval_is_the_plain_interval_without_shared_training_data(bench_modules):
     from _common import corrected_cv_interval, paired_t_interval
 
     diffs = [0.03, -0.02, 0.01, 0.04, -0.01]
@@ -386,3 +394,75 @@ def test_corrected_cv_interval_is_the_plain_interval_without_shared_training_dat
     assert wide_low < low and wide_high > high
     assert (wide_high - wide_low) / (high - low) == pytest.approx(np.sqrt((1 / 5 + 0.25) * 5))
     assert all(np.isnan(corrected_cv_interval([0.01], 0.25)))
+
+
+def _docs_pair(folder):
+    docs = folder / "science.md"
+    readme = folder / "README.md"
+    docs.write_text("# Science\n\nintro kept\n\n## Report folds (repeats 1-2): what has run\n\nold section\n\n"
+                    "### What the development folds say\n\ndevelopment text kept\n")
+    readme.write_text("# skfairtune\n\nThe science benchmark reports paired differences over folds. "
+                      "**Status (1 January 2026): stale, and what is\nleft to run.\n\n## Install\n")
+    return docs, readme
+
+
+def test_science_docs_rewrite_only_the_generated_parts_from_the_results(tmp_path, bench_modules):
+    import bench_science
+
+    runs = _synthetic_report_runs(bench_science, tmp_path, attributes=("age", "sex"))
+    docs, readme = _docs_pair(tmp_path)
+    argv = ["docs", "--out", str(tmp_path), "--as-of", "12:00 UTC on 1 January 2027", "--resumed", "r1f1",
+            "--docs", str(docs), "--readme", str(readme)]
+    assert bench_science.main(argv) == 0
+    text, status = docs.read_text(), readme.read_text()
+    assert text.startswith("# Science\n\nintro kept\n\n## Report folds (repeats 1-2): what has run\n")
+    assert text.endswith("### What the development folds say\n\ndevelopment text kept\n")
+    assert "old section" not in text and "stale" not in status
+    assert status.startswith("# skfairtune\n") and status.endswith("left to run.\n\n## Install\n")
+    assert "**6 of the 20 report runs have finished**" in text and "12:00 UTC on 1 January 2027" in text
+    assert "The runs r1f1 of each attribute were resumed" in " ".join(text.split())
+    lines = []
+    tables = bench_science.report(tmp_path, out=lines.append)
+    for attribute in ("age", "sex"):
+        entry = tables["report", "default", attribute]["FairTune - validation-selected baseline"]
+        group = [r for r in runs if r["attribute"] == attribute]
+        erm = np.mean([r["methods"]["full"]["min_group_auc"] for r in group])
+        assert (f"| {attribute} | 3 | {erm:.3f} |") in status
+        assert f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]" in status
+        assert f"- {attribute}: mean {entry['mean']:+.3f}, 95% CI [{entry['low']:+.3f}, {entry['high']:+.3f}]" in text
+        assert all(f"| {attribute} r1f{k} |" in text for k in range(3))
+    assert "FairTune chose a searched mask on 4 of these 6 folds" in text
+    # Generated from the results alone: a second run changes nothing.
+    assert bench_science.main(argv) == 0
+    assert (docs.read_text(), readme.read_text()) == (text, status)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["docs"], "docs needs --as-of"),
+])
+def test_science_docs_bad_arguments(argv, message, capsys, bench_modules):
+    import bench_science
+
+    with pytest.raises(SystemExit):
+        bench_science.main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_science_docs_refuse_a_file_without_its_marker(tmp_path, bench_modules):
+    import _science_docs
+    import bench_science
+
+    _synthetic_report_runs(bench_science, tmp_path)
+    docs, readme = _docs_pair(tmp_path)
+    docs.write_text("# Science without the section\n")
+    with pytest.raises(ValueError, match="science.md has no '## Report folds.*Restore the marker from git"):
+        _science_docs.write(tmp_path, docs=docs, readme=readme, as_of="now", resumed=[], remaining="")
+    assert docs.read_text() == "# Science without the section\n" and "stale" in readme.read_text()
+
+
+def test_science_docs_need_report_runs(tmp_path, bench_modules):
+    import _science_docs
+
+    docs, readme = _docs_pair(tmp_path)
+    with pytest.raises(ValueError, match="no report runs in .*runs.jsonl: nothing to document yet"):
+        _science_docs.write(tmp_path, docs=docs, readme=readme, as_of="now", resumed=[], remaining="")
