@@ -20,7 +20,7 @@ _TONE_MINORITY = np.array([0.50, 0.36, 0.28], dtype=np.float32)
 _BLOB_MAJORITY = np.array([1.00, 0.90, 0.80], dtype=np.float32)
 _BLOB_MINORITY = np.array([0.60, 0.30, 0.90], dtype=np.float32)
 # Calibrated so that a linear model on pixels (a logistic regression or the
-# ridge classifier of tests/test_datasets.py) reaches an out-of-fold AUC near
+# ridge classifier of tests/datasets/test_datasets.py) reaches an out-of-fold AUC near
 # 0.89 on the majority and 0.72 on the minority at 16 and 32 px with the
 # defaults (mean of seeds 0-2); the test asserts the gap, not these values.
 _BLOB_AMPLITUDE = 0.35

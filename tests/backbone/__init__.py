@@ -1,0 +1,1 @@
+"""Tests of skfairtune.backbone: timm model building and checkpoint loading."""

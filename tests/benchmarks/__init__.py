@@ -1,0 +1,1 @@
+"""Smoke modes and helpers of benchmarks/."""

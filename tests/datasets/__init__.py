@@ -1,0 +1,1 @@
+"""Tests of skfairtune.datasets: synthetic and real image datasets."""

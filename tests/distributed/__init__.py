@@ -1,0 +1,1 @@
+"""Tests of skfairtune.distributed and skfairtune.worker: parallel and cluster search."""

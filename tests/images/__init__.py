@@ -1,0 +1,1 @@
+"""Tests of skfairtune._images: decoding, pixels, file caches and batch augmentation."""

@@ -1,0 +1,1 @@
+"""Tests of skfairtune.masks: mask layouts, presets, unit families and LoRA units."""

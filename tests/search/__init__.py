@@ -1,0 +1,1 @@
+"""Tests of skfairtune.search: the search, selection rules, results and resuming."""

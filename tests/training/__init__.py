@@ -1,0 +1,1 @@
+"""Tests of skfairtune._training: the trainer, precision and GPU paths."""
