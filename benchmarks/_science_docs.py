@@ -5,7 +5,7 @@ numbers cannot drift from the results file. Only the text between two fixed mark
 in each file; everything else is left byte for byte.
 
     python benchmarks/bench_science.py docs --as-of "22:40 UTC on 7 December 2026" \
-        --resumed r1f1 r1f3 --remaining "Sex r2f4 did not run."
+        --resumed "r1f1 and r1f3 of each attribute" "sex r2f1" --remaining "Sex r2f4 did not run."
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def render(folder: Path, *, as_of: str, resumed: list[str], remaining: str) -> t
     n = len(runs)
     chose_searched = sum(r["methods"]["fairtune"].get("baseline") is None for r in runs)
     finished = " and ".join(f"{_fold_names(by_attribute[a])} of {a}" for a in attributes)
-    resumed_sentence = (f"The runs {' and '.join(resumed)} of each attribute were resumed from their journals (a "
-                        "stop ended them), so their `wall_s` counts only the part after resuming. " if resumed else "")
+    resumed_sentence = ("Resumed from their journals after a stop ended them, so that their `wall_s` counts only the "
+                        f"part after resuming: {', '.join(resumed)}. " if resumed else "")
     opening = textwrap.fill(
         f"**{n} of the {TOTAL_REPORT_RUNS} report runs have finished**: {finished}. These are the runs finished by "
         f"{as_of}. All ran with the library at the pinned commit 423c9ae. {resumed_sentence}{remaining} This "
@@ -137,8 +137,12 @@ def _status(by_attribute, attributes, entries, verdicts, n, chose_searched) -> s
                     + ("both intervals include 0." if len(attributes) == 2 else "the interval includes 0."))
         narrow = [a for a, e in intervals.items() if e["high"] < 0.02]
         if narrow:
-            headline += (" On " + " and ".join(narrow) + " the interval also excludes a gain of +0.02 or more (the "
-                         "interval corrected for the training data folds share does not; see docs/science.md).")
+            wide = [a for a in narrow if intervals[a]["corrected"][1] >= 0.02]
+            corrected = ("the interval corrected for the training data folds share does not" if wide == narrow else
+                         f"on {' and '.join(wide)} the interval corrected for the training data folds share does not"
+                         if wide else "so does the interval corrected for the training data folds share")
+            headline += (" On " + " and ".join(narrow) + " the interval also excludes a gain of +0.02 or more ("
+                         + corrected + "; see docs/science.md).")
     else:
         headline = "On them: " + "; ".join(verdicts[a] for a in attributes) + "."
     searched = ("FairTune chose a searched mask on every one of these folds." if chose_searched == n else

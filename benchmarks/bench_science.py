@@ -468,7 +468,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="synthetic data, a tiny ViT, 2 epochs, a few trials")
     docs = parser.add_argument_group("docs", "rewrite docs/science.md's report section and README's status")
     docs.add_argument("--as-of", help="when the results were taken, e.g. '22:40 UTC on 7 December 2026'")
-    docs.add_argument("--resumed", nargs="*", default=[], help="report folds resumed from a journal, e.g. r1f1")
+    docs.add_argument("--resumed", nargs="*", default=[], help="report runs resumed from a journal, e.g. 'sex r2f1'")
     docs.add_argument("--remaining", default="The remaining report folds were still running when this was written.",
                       help="a sentence on what has not run")
     docs.add_argument("--docs", default=str(REPO / "docs" / "science.md"))

@@ -411,7 +411,7 @@ def test_science_docs_rewrite_only_the_generated_parts_from_the_results(tmp_path
 
     runs = _synthetic_report_runs(bench_science, tmp_path, attributes=("age", "sex"))
     docs, readme = _docs_pair(tmp_path)
-    argv = ["docs", "--out", str(tmp_path), "--as-of", "12:00 UTC on 1 January 2027", "--resumed", "r1f1",
+    argv = ["docs", "--out", str(tmp_path), "--as-of", "12:00 UTC on 1 January 2027", "--resumed", "age r1f1",
             "--docs", str(docs), "--readme", str(readme)]
     assert bench_science.main(argv) == 0
     text, status = docs.read_text(), readme.read_text()
@@ -420,7 +420,7 @@ def test_science_docs_rewrite_only_the_generated_parts_from_the_results(tmp_path
     assert "old section" not in text and "stale" not in status
     assert status.startswith("# skfairtune\n") and status.endswith("left to run.\n\n## Install\n")
     assert "**6 of the 20 report runs have finished**" in text and "12:00 UTC on 1 January 2027" in text
-    assert "The runs r1f1 of each attribute were resumed" in " ".join(text.split())
+    assert "counts only the part after resuming: age r1f1." in " ".join(text.split())
     lines = []
     tables = bench_science.report(tmp_path, out=lines.append)
     for attribute in ("age", "sex"):
@@ -466,3 +466,19 @@ def test_science_docs_need_report_runs(tmp_path, bench_modules):
     docs, readme = _docs_pair(tmp_path)
     with pytest.raises(ValueError, match="no report runs in .*runs.jsonl: nothing to document yet"):
         _science_docs.write(tmp_path, docs=docs, readme=readme, as_of="now", resumed=[], remaining="")
+
+
+@pytest.mark.parametrize("corrected_high, says", [
+    ({"age": 0.03, "sex": 0.03}, "(the interval corrected for the training data folds share does not;"),
+    ({"age": 0.03, "sex": 0.019}, "(on age the interval corrected for the training data folds share does not;"),
+    ({"age": 0.019, "sex": 0.019}, "(so does the interval corrected for the training data folds share;"),
+])
+def test_science_status_says_which_corrected_intervals_reach_a_gain(corrected_high, says, bench_modules):
+    import _science_docs
+
+    run = dict(methods={m: dict(min_group_auc=0.8) for m in ("full", "val_selected_baseline", "fairtune")})
+    entries = {a: {"FairTune - validation-selected baseline": dict(
+        mean=0.0, low=-0.01, high=0.01, power=0.9, n=3, corrected=(-0.02, corrected_high[a]))} for a in ("age", "sex")}
+    status = _science_docs._status({"age": [run], "sex": [run]}, ["age", "sex"], entries, {}, 2, 2)
+    assert says in " ".join(status.split())
+    assert "On age and sex the interval also excludes a gain of +0.02 or more" in " ".join(status.split())
