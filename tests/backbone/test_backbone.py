@@ -27,14 +27,6 @@ from skfairtune.backbone import (
 )
 from skfairtune.masks import MaskSpace, apply_mask, frozen_prefix_length
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # The models here are tiny: thread start-up and contention on a shared CPU cost more than they save.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 ARCH = "vit_tiny_patch16_224"
 SMALL = dict(patch_size=4, embed_dim=16, depth=2, num_heads=2)

@@ -11,7 +11,6 @@ import re
 import numpy as np
 import pytest
 import timm
-import torch
 from torch import nn
 
 from skfairtune.masks import Mask, MaskSpace, apply_mask, frozen_prefix_length
@@ -53,14 +52,6 @@ REFERENCE_PRESETS = {
     "layernorm": lambda n: "norm" in n or n.startswith(HEAD),
     "bitfit": lambda n: "bias" in n or n.startswith(HEAD),
 }
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def build(family):

@@ -21,14 +21,6 @@ from skfairtune.masks import (
     resolve_mask,
 )
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # The models here are tiny: thread start-up and contention on a shared CPU cost more than they save.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 BITS_PER_BLOCK = {"ln-attn-mlp": 3, "attn": 1, "ln": 1, "block": 1, "norm1-attn-norm2-mlp": 4}
 
