@@ -9,13 +9,10 @@ import optuna
 import pytest
 from sklearn.base import clone
 
-from skfairtune import FairTuneSearchCV
 from skfairtune import _credentials
 from skfairtune.distributed._credentials import expand_storage_url
-from skfairtune.classifier import FairTuneClassifier
-from skfairtune._training._trainer import Trainer
 
-from ..conftest import TINY_VIT
+from ._helpers import biased_images, tiny_search
 
 SECRET = "hunter2-s3cret"
 URL = f"postgresql+psycopg://ann:{SECRET}@127.0.0.1:1/search"
@@ -24,26 +21,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_search(**overrides):
-    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=1, batch_size=32, lr=1e-3,
-                             model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
-    params = dict(n_trials=2, baselines=("linear",), pruner="none", random_state=0, refit=False,
-                  study_name="s")
-    params.update(overrides)
-    return FairTuneSearchCV(clf, **params)
+    return tiny_search(**{"max_epochs": 1, "n_trials": 2, "baselines": ("linear",), "study_name": "s",
+                          **overrides})
 
 
-def _data():
-    from skfairtune.datasets import make_biased_images
-
-    return make_biased_images(96, image_size=16, random_state=0)
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(Trainer, "step", refuse)
+_data = biased_images
 
 
 def test_pickle_and_clone_hold_the_redacted_url():

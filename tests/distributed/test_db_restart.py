@@ -20,14 +20,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from skfairtune import FairTuneSearchCV
 from skfairtune.distributed._run import counted_trials
 from skfairtune.exceptions import StorageRetryWarning, StorageUnavailableError
 from skfairtune.distributed._study import make_storage
-from skfairtune.classifier import FairTuneClassifier
 from skfairtune._training._trainer import Trainer
 
-from ..conftest import TINY_VIT
+from ._helpers import biased_images, fit_search, tiny_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,23 +78,12 @@ def cluster():
 
 
 def make_search(storage, **overrides):
-    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=32, lr=1e-3,
-                             model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
-    params = dict(n_trials=4, baselines=("linear", "full"), pruner="none", random_state=0, refit=False,
-                  storage=storage, study_name=f"restart-{uuid.uuid4().hex[:10]}")
-    params.update(overrides)
-    return FairTuneSearchCV(clf, **params)
-
-
-def _data():
-    from skfairtune.datasets import make_biased_images
-
-    return make_biased_images(96, image_size=16, random_state=0)
+    return tiny_search(**{"n_trials": 4, "storage": storage, "study_name": f"restart-{uuid.uuid4().hex[:10]}",
+                          **overrides})
 
 
 def _fit(search):
-    data = _data()
-    return search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+    return fit_search(search, biased_images())
 
 
 def _on_training_call(monkeypatch, number, action):

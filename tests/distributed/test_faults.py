@@ -18,7 +18,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from skfairtune import FairTuneSearchCV
 from skfairtune.exceptions import TornJournalWarning
 from skfairtune.distributed._run import counted_trials
 from skfairtune.distributed._study import make_storage
@@ -26,27 +25,18 @@ from skfairtune.classifier import FairTuneClassifier
 from skfairtune._training._trainer import Trainer
 
 from ..conftest import TINY_VIT
+from ._helpers import biased_images, fit_search, tiny_search
 
 REPO = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_search(**overrides):
-    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=32, lr=1e-3,
-                             model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
-    params = dict(n_trials=3, baselines=("linear", "full"), pruner="none", random_state=0, refit=False)
-    params.update(overrides)
-    return FairTuneSearchCV(clf, **params)
+    return tiny_search(**{"n_trials": 3, **overrides})
 
 
-def make_data():
-    from skfairtune.datasets import make_biased_images
-
-    return make_biased_images(96, image_size=16, random_state=0)
-
-
-def _fit(search, data):
-    return search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
+make_data = biased_images
+_fit = fit_search
 
 
 def _load(path, study_name="s"):

@@ -16,14 +16,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from skfairtune import FairTuneSearchCV
 from skfairtune.distributed._run import OWNER_ATTR, counted_trials, recover_dead_trials
 from skfairtune.distributed._credentials import redact_url
 from skfairtune.distributed._study import make_storage
-from skfairtune.classifier import FairTuneClassifier
-from skfairtune._training._trainer import Trainer
 
 from ..conftest import TINY_VIT
+from ._helpers import biased_images, fit_search, tiny_search
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hunter2"
@@ -31,32 +29,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_search(**overrides):
-    """A deterministic search: fixed baselines, seeded sampler and training, no pruning."""
-    clf = FairTuneClassifier("vit_tiny_patch16_224", pretrained=False, max_epochs=2, batch_size=32, lr=1e-3,
-                             model_kwargs=dict(TINY_VIT, embed_dim=16, depth=1))
-    params = dict(n_trials=5, baselines=("linear", "full"), baseline_lrs=None, pruner="none", random_state=0,
-                  refit=False)
-    params.update(overrides)
-    return FairTuneSearchCV(clf, **params)
+    return tiny_search(**{"n_trials": 5, "baseline_lrs": None, **overrides})
 
 
 def make_data():
-    from skfairtune.datasets import make_biased_images
-
-    return make_biased_images(160, image_size=16, random_state=0)
+    return biased_images(160)
 
 
-def _fit(search, data):
-    return search.fit(data.images, data.target, sensitive_features=data.sensitive_features)
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    """Fail the test if any trial starts training."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started although the search should have been refused")
-
-    monkeypatch.setattr(Trainer, "step", refuse)
+_fit = fit_search
 
 
 # ----------------------------------------------------------------------------- URLs and storages
