@@ -76,9 +76,12 @@ class UndefinedGroupWarning(UserWarning):
 
 
 def _keep_defined_groups(
-    data: GroupData, on_undefined: str, caller: str, what: str
+    data: GroupData, on_undefined: str, caller: str, what: str, *, stacklevel: int = 3
 ) -> GroupData:
-    """Raise for, or drop with a warning, groups whose ``y_true`` has one class."""
+    """Raise for, or drop with a warning, groups whose ``y_true`` has one class.
+
+    ``stacklevel`` points the warning at the line that called the public metric.
+    """
     undefined, summary = single_class_groups(data, what)
     if not undefined.any():
         return data
@@ -89,11 +92,19 @@ def _keep_defined_groups(
             f"{caller}: {summary}. Pass on_undefined='drop' to ignore them, or merge "
             "small groups."
         )
-    warnings.warn(f"{caller} drops {summary}.", UndefinedGroupWarning, stacklevel=3)
+    warnings.warn(f"{caller} drops {summary}.", UndefinedGroupWarning, stacklevel=stacklevel)
     return data.subset(~undefined)
 
 
-def _group_auc_series(data: GroupData) -> pd.Series:
+def _group_auc_series(
+    y_true: Any, y_score: Any, sensitive_features: Any, *, pos_label: Any, on_undefined: str, caller: str
+) -> pd.Series:
+    """Validated per-group ROC AUC over the groups ``on_undefined`` keeps, named for ``caller``'s errors."""
+    check_choice(on_undefined, "on_undefined", _ON_UNDEFINED)
+    data = validate_group_inputs(
+        y_true, y_score, sensitive_features, response="score", caller=caller, pos_label=pos_label,
+    )
+    data = _keep_defined_groups(data, on_undefined, caller, "ROC AUC", stacklevel=4)
     auc = rank_group_auc(data.y, data.response, data.codes, data.n_groups)
     return pd.Series(auc, index=data.groups, name="roc_auc")
 
@@ -146,13 +157,9 @@ def group_auc(
     M    0.5
     Name: roc_auc, dtype: float64
     """
-    check_choice(on_undefined, "on_undefined", _ON_UNDEFINED)
-    data = validate_group_inputs(
-        y_true, y_score, sensitive_features, response="score",
-        caller="group_auc", pos_label=pos_label,
+    return _group_auc_series(
+        y_true, y_score, sensitive_features, pos_label=pos_label, on_undefined=on_undefined, caller="group_auc"
     )
-    data = _keep_defined_groups(data, on_undefined, "group_auc", "ROC AUC")
-    return _group_auc_series(data)
 
 
 def min_group_auc(
@@ -197,13 +204,11 @@ def min_group_auc(
     >>> min_group_auc(y, score, sensitive_features=[0, 0, 0, 0, 1, 1, 1, 1])
     0.5
     """
-    check_choice(on_undefined, "on_undefined", _ON_UNDEFINED)
-    data = validate_group_inputs(
-        y_true, y_score, sensitive_features, response="score",
-        caller="min_group_auc", pos_label=pos_label,
+    per_group = _group_auc_series(
+        y_true, y_score, sensitive_features, pos_label=pos_label, on_undefined=on_undefined,
+        caller="min_group_auc",
     )
-    data = _keep_defined_groups(data, on_undefined, "min_group_auc", "ROC AUC")
-    return float(_group_auc_series(data).min())
+    return float(per_group.min())
 
 
 def auc_gap(
@@ -243,13 +248,9 @@ def auc_gap(
     >>> auc_gap(y, score, sensitive_features=[0, 0, 0, 0, 1, 1, 1, 1])
     0.5
     """
-    check_choice(on_undefined, "on_undefined", _ON_UNDEFINED)
-    data = validate_group_inputs(
-        y_true, y_score, sensitive_features, response="score",
-        caller="auc_gap", pos_label=pos_label,
+    per_group = _group_auc_series(
+        y_true, y_score, sensitive_features, pos_label=pos_label, on_undefined=on_undefined, caller="auc_gap"
     )
-    data = _keep_defined_groups(data, on_undefined, "auc_gap", "ROC AUC")
-    per_group = _group_auc_series(data)
     return float(per_group.max() - per_group.min())
 
 
