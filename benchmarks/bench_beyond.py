@@ -68,6 +68,7 @@ from _common import (  # noqa: E402
     Workload,
     baseline_masks,
     emit,
+    finish_report,
     group_aucs,
     ham_available,
     ham_workload,
@@ -527,11 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"config": json.loads(cfg.to_json()), "seeds": seeds, "reference_point": list(REFERENCE_POINT),
               "machine": _machine(), "results": results}
     report["summary"] = print_report(results)
-    report["total_s"] = time.perf_counter() - started
-    print(f"# total wall time: {report['total_s']:.0f} s; load average at end: "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    finish_report(report, started, args.json)
     scratch.cleanup()
     return 0
 

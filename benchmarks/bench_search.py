@@ -78,6 +78,7 @@ from _common import (  # noqa: E402
     Timer,
     Workload,
     emit,
+    finish_report,
     group_aucs,
     ham_available,
     ham_workload,
@@ -625,11 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in args.only:
         report["scaling"] = _run_worker(kind="scaling", checkpoint=checkpoint, **run)
         _print_scaling(report["scaling"])
-    report["total_s"] = time.perf_counter() - started
-    print(f"\n# total wall time: {report['total_s']:.0f} s; load average at end: "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    finish_report(report, started, args.json, blank_line=True)
     scratch.cleanup()
     return 0
 
