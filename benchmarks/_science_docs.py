@@ -51,24 +51,25 @@ def _verdict(attribute: str, entry: dict, diffs: list) -> str:
 
 def render(folder: Path, *, as_of: str, resumed: list[str], remaining: str) -> tuple[str, str]:
     """The docs section and the README status paragraph, as Markdown."""
-    lines = []
-    tables = bench_science.report(folder, out=lines.append)
-    text = "\n".join(lines)
     runs = [r for r in bench_science._load_runs(folder) if r["phase"] == "report"]
-    by_attribute = {a: sorted((r for r in runs if r["attribute"] == a), key=lambda r: (r["repeat"], r["fold"]))
-                    for a in ATTRIBUTES}
+    by_attribute = {a: bench_science.runs_of(runs, "report", "default", a) for a in ATTRIBUTES}
     attributes = [a for a in ATTRIBUTES if by_attribute[a]]
     if not attributes:
         raise ValueError(f"no report runs in {folder / 'runs.jsonl'}: nothing to document yet.")
-    entries = {a: tables["report", "default", a] for a in attributes}
+    blocks, entries = {}, {}
+    for a in attributes:
+        lines = []
+        entries[a] = bench_science.report_block(by_attribute[a], "report", "default", a, out=lines.append)
+        # The report's own heading gives way to the docs' heading level and wording.
+        blocks[a] = (f"#### Report: {a}: {len(by_attribute[a])} outer folds ({_fold_names(by_attribute[a])})\n\n"
+                     + "\n".join(lines[1:]).rstrip())
 
     def diffs(attribute):
         return [r["methods"]["fairtune"]["min_group_auc"] - r["methods"]["val_selected_baseline"]["min_group_auc"]
                 for r in by_attribute[attribute]]
 
     verdicts = {a: _verdict(a, entries[a]["FairTune - validation-selected baseline"], diffs(a)) for a in attributes}
-    blocks = {a: text.split(f"### report / default / {a}")[1].split("\n### ")[0] for a in attributes}
-    per_fold = [line for a in attributes for line in blocks[a].splitlines() if line.startswith(f"| {a} r")]
+    per_fold = [row for a in attributes for row in bench_science.per_fold_rows(by_attribute[a], a)]
     summary = ["| attribute | folds | FairTune - baseline: mean | 95% t-interval | corrected 95% interval "
                "| power to detect +0.02 | searched-only - baseline: mean | 95% t-interval |",
                "|---|---|---|---|---|---|---|---|"]
@@ -114,8 +115,7 @@ n_test/n_train = 0.25.
 FairTune chose a searched mask on {chose_searched} of these {n} folds. The target (FairTune >= the
 validation-selected baseline on report folds):
 
-""" + "".join(f"- {verdicts[a]}.\n" for a in attributes) + "\n" + "\n\n".join(
-        f"#### Report: {a}" + blocks[a].rstrip() for a in attributes) + "\n\n"
+""" + "".join(f"- {verdicts[a]}.\n" for a in attributes) + "\n" + "\n\n".join(blocks[a] for a in attributes) + "\n\n"
     return section, _status(by_attribute, attributes, entries, verdicts, n, chose_searched)
 
 

@@ -358,54 +358,61 @@ def report(folder: Path, *, out=print) -> dict:
     """Markdown tables of every phase, variant and attribute found in ``folder``."""
     runs = _load_runs(folder)
     tables = {}
-    keys = sorted({(r["phase"], r["variant"], r["attribute"]) for r in runs})
-    for phase, variant, attribute in keys:
-        group = sorted((r for r in runs if (r["phase"], r["variant"], r["attribute"]) == (phase, variant, attribute)),
-                       key=lambda r: (r["repeat"], r["fold"]))
-        out(f"\n### {phase} / {variant} / {attribute}: {len(group)} outer folds "
-            "(" + ", ".join(f"r{r['repeat']}f{r['fold']}" for r in group) + ")\n")
-        out("| method | " + " | ".join(METRICS) + " | chosen |")
-        out("|---|" + "---|" * (len(METRICS) + 1))
-        for method in (*PRESETS, "val_selected_baseline", "fairtune", "fairtune_searched"):
-            rows = [r["methods"].get(method) for r in group]
-            rows = [row for row in rows if row]
-            if not rows:
-                continue
-            means = [np.mean([row[m] for row in rows if row[m] is not None and np.isfinite(row[m])]) for m in METRICS]
-            chosen = ", ".join(sorted({str(row.get("baseline") or "searched") for row in rows}))
-            out(f"| {method} | " + " | ".join(f"{v:.3f}" for v in means) + f" | {chosen} |")
-        out("\nPaired differences of held-out worst-group AUC over folds (mean, 95 % t-interval, power for +0.02; "
-            "the corrected interval allows for the training data the folds share):\n")
-        out("| comparison | mean | 95 % CI | corrected 95 % CI | folds | power (+0.02) |")
-        out("|---|---|---|---|---|---|")
-        # Each run trains on its outer training part (inner training + validation) and tests on the rest.
-        test_to_train = float(np.mean([r["n_test"] / (r["n_train"] + r["n_valid"]) for r in group]))
-        entry = {}
-        for label, a, b in COMPARISONS:
-            diffs = [(r["methods"][a] or {}).get("min_group_auc", np.nan) - (r["methods"][b] or {}).get("min_group_auc", np.nan)
-                     if r["methods"].get(a) and r["methods"].get(b) else None for r in group]
-            mean, low, high, power, n = paired_t_interval(diffs)
-            corrected = corrected_cv_interval(diffs, test_to_train)
-            entry[label] = dict(mean=mean, low=low, high=high, power=power, n=n, corrected=corrected)
-            out(f"| {label} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | [{corrected[0]:+.3f}, {corrected[1]:+.3f}] "
-                f"| {n} | {power:.2f} |")
-        if phase == "dev":
-            out("\nPruning rules replayed on the unpruned trials (mean over folds):\n")
-            out("| rule | epochs trained | FairTune worst-group AUC | searched-only worst-group AUC |")
-            out("|---|---|---|---|")
-            for rule in ("successive_halving", "late_successive_halving", "none"):
-                rows = [r["pruning_replay"][rule] for r in group]
-                ft = [x["fairtune"]["min_group_auc"] for x in rows if x["fairtune"]]
-                fs = [x["fairtune_searched"]["min_group_auc"] for x in rows if x["fairtune_searched"]]
-                out(f"| {rule} | {np.mean([x['epochs'] for x in rows]):.0f} | {np.mean(ft):.3f} | {np.mean(fs):.3f} |")
-        if phase == "dev":
-            _development_evidence(group, out)
-        else:
-            _per_fold(group, attribute, out)
-        tables[(phase, variant, attribute)] = entry
+    for key in sorted({(r["phase"], r["variant"], r["attribute"]) for r in runs}):
+        tables[key] = report_block(runs_of(runs, *key), *key, out=out)
     if not runs:
         out("no finished runs yet")
     return tables
+
+
+def runs_of(runs, phase: str, variant: str, attribute: str) -> list:
+    """The runs of one (phase, variant, attribute), in (repeat, fold) order."""
+    return sorted((r for r in runs if (r["phase"], r["variant"], r["attribute"]) == (phase, variant, attribute)),
+                  key=lambda r: (r["repeat"], r["fold"]))
+
+
+def report_block(group, phase: str, variant: str, attribute: str, *, out=print) -> dict:
+    """One (phase, variant, attribute)'s tables; returns each comparison's paired interval."""
+    out(f"\n### {phase} / {variant} / {attribute}: {len(group)} outer folds "
+        "(" + ", ".join(f"r{r['repeat']}f{r['fold']}" for r in group) + ")\n")
+    out("| method | " + " | ".join(METRICS) + " | chosen |")
+    out("|---|" + "---|" * (len(METRICS) + 1))
+    for method in (*PRESETS, "val_selected_baseline", "fairtune", "fairtune_searched"):
+        rows = [r["methods"].get(method) for r in group]
+        rows = [row for row in rows if row]
+        if not rows:
+            continue
+        means = [np.mean([row[m] for row in rows if row[m] is not None and np.isfinite(row[m])]) for m in METRICS]
+        chosen = ", ".join(sorted({str(row.get("baseline") or "searched") for row in rows}))
+        out(f"| {method} | " + " | ".join(f"{v:.3f}" for v in means) + f" | {chosen} |")
+    out("\nPaired differences of held-out worst-group AUC over folds (mean, 95 % t-interval, power for +0.02; "
+        "the corrected interval allows for the training data the folds share):\n")
+    out("| comparison | mean | 95 % CI | corrected 95 % CI | folds | power (+0.02) |")
+    out("|---|---|---|---|---|---|")
+    # Each run trains on its outer training part (inner training + validation) and tests on the rest.
+    test_to_train = float(np.mean([r["n_test"] / (r["n_train"] + r["n_valid"]) for r in group]))
+    entry = {}
+    for label, a, b in COMPARISONS:
+        diffs = [(r["methods"][a] or {}).get("min_group_auc", np.nan) - (r["methods"][b] or {}).get("min_group_auc", np.nan)
+                 if r["methods"].get(a) and r["methods"].get(b) else None for r in group]
+        mean, low, high, power, n = paired_t_interval(diffs)
+        corrected = corrected_cv_interval(diffs, test_to_train)
+        entry[label] = dict(mean=mean, low=low, high=high, power=power, n=n, corrected=corrected)
+        out(f"| {label} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | [{corrected[0]:+.3f}, {corrected[1]:+.3f}] "
+            f"| {n} | {power:.2f} |")
+    if phase == "dev":
+        out("\nPruning rules replayed on the unpruned trials (mean over folds):\n")
+        out("| rule | epochs trained | FairTune worst-group AUC | searched-only worst-group AUC |")
+        out("|---|---|---|---|")
+        for rule in ("successive_halving", "late_successive_halving", "none"):
+            rows = [r["pruning_replay"][rule] for r in group]
+            ft = [x["fairtune"]["min_group_auc"] for x in rows if x["fairtune"]]
+            fs = [x["fairtune_searched"]["min_group_auc"] for x in rows if x["fairtune_searched"]]
+            out(f"| {rule} | {np.mean([x['epochs'] for x in rows]):.0f} | {np.mean(ft):.3f} | {np.mean(fs):.3f} |")
+        _development_evidence(group, out)
+    else:
+        _per_fold(group, attribute, out)
+    return entry
 
 
 BASELINE_NAMES = {"full": "ERM", "linear": "linear readout", "attention": "attention tuning",
@@ -422,14 +429,23 @@ def _per_fold(group, attribute, out) -> None:
     out("| fold | FairTune (what it chose) | validation-selected baseline | FairTune - baseline "
         "| searched-only - baseline | the same difference on validation |")
     out("|---|---|---|---|---|---|")
+    for row in per_fold_rows(group, attribute):
+        out(row)
+
+
+def per_fold_rows(group, attribute) -> list[str]:
+    """The Markdown rows of :func:`_per_fold`'s table, one per report fold."""
+    rows = []
     for run_ in group:
         methods = run_["methods"]
         ft, base, searched = methods["fairtune"], methods["val_selected_baseline"], methods.get("fairtune_searched")
         chose = BASELINE_NAMES.get(ft.get("baseline"), ft.get("baseline")) if ft.get("baseline") else "searched mask"
         searched_diff = f"{searched['min_group_auc'] - base['min_group_auc']:+.3f}" if searched else "none finished"
-        out(f"| {attribute} r{run_['repeat']}f{run_['fold']} | {ft['min_group_auc']:.3f} ({chose}) | "
-            f"{base['min_group_auc']:.3f} ({BASELINE_NAMES[base['baseline']]}) | "
-            f"{ft['min_group_auc'] - base['min_group_auc']:+.3f} | {searched_diff} | {ft['val'] - base['val']:+.3f} |")
+        rows.append(f"| {attribute} r{run_['repeat']}f{run_['fold']} | {ft['min_group_auc']:.3f} ({chose}) | "
+                    f"{base['min_group_auc']:.3f} ({BASELINE_NAMES[base['baseline']]}) | "
+                    f"{ft['min_group_auc'] - base['min_group_auc']:+.3f} | {searched_diff} | "
+                    f"{ft['val'] - base['val']:+.3f} |")
+    return rows
 
 
 def _development_evidence(group, out) -> None:
