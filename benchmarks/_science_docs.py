@@ -19,7 +19,8 @@ import bench_science
 DOCS_START = "## Report folds (repeats 1-2): what has run"
 DOCS_END = "### What the development folds say"
 README_START = re.compile(r"\*\*Status \(")
-README_END = re.compile(r"and what is\s+left to run\.")
+#: The status paragraph ends one way while report folds are missing, another once all have run.
+README_END = re.compile(r"(and what is\s+left to run|and the commands that\s+rerun any fold)\.")
 ATTRIBUTES = ("age", "sex")
 TOTAL_REPORT_RUNS = 20
 #: README's status paragraph starts after 49 characters of an existing line.
@@ -28,6 +29,10 @@ README_INDENT = 49
 
 def _fold_names(runs) -> str:
     return ", ".join(f"r{r['repeat']}f{r['fold']}" for r in runs)
+
+
+def _how_many_finished(n: int) -> str:
+    return f"All {n}" if n == TOTAL_REPORT_RUNS else f"{n} of the {TOTAL_REPORT_RUNS}"
 
 
 def _verdict(attribute: str, entry: dict, diffs: list) -> str:
@@ -84,12 +89,15 @@ def render(folder: Path, *, as_of: str, resumed: list[str], remaining: str) -> t
     finished = " and ".join(f"{_fold_names(by_attribute[a])} of {a}" for a in attributes)
     resumed_sentence = ("Resumed from their journals after a stop ended them, so that their `wall_s` counts only the "
                         f"part after resuming: {', '.join(resumed)}. " if resumed else "")
-    opening = textwrap.fill(
-        f"**{n} of the {TOTAL_REPORT_RUNS} report runs have finished**: {finished}. These are the runs finished by "
-        f"{as_of}. All ran with the library at the pinned commit 423c9ae. {resumed_sentence}{remaining} This "
-        "section and README's science status are written by `python benchmarks/bench_science.py docs` from "
+    sentences = [
+        f"**{_how_many_finished(n)} report runs have finished**: {finished}.",
+        f"These are the runs finished by {as_of}.",
+        "All ran with the library at the pinned commit 423c9ae.",
+        resumed_sentence.strip(), remaining.strip(),
+        "This section and README's science status are written by `python benchmarks/bench_science.py docs` from "
         "`benchmarks/results/science/runs.jsonl`.",
-        100, break_on_hyphens=False)
+    ]
+    opening = textwrap.fill(" ".join(s for s in sentences if s), 100, break_on_hyphens=False)
     section = f"""{DOCS_START}
 
 {opening}
@@ -150,7 +158,7 @@ def _status(by_attribute, attributes, entries, verdicts, n, chose_searched) -> s
     paragraphs = [
         f"**Status (7 December 2026): development is done (folds 0-1 of repeat 0, age, cut from 5 for compute and "
         "said so before it finished); every default it tested stayed (TPE variant, successive halving, 15 epochs, "
-        f"`lr_range`). {n} of the {TOTAL_REPORT_RUNS} report folds have finished. {headline}** Report folds, "
+        f"`lr_range`). {_how_many_finished(n)} report folds have finished. {headline}** Report folds, "
         "held-out worst-group AUC (mean over folds; the difference is FairTune minus the validation-selected "
         "baseline, with its 95% t-interval over folds):",
         "| attribute | report folds | ERM | validation-selected baseline | FairTune | difference [95% CI] | power "
@@ -159,7 +167,7 @@ def _status(by_attribute, attributes, entries, verdicts, n, chose_searched) -> s
         "there it scored *below* the validation-selected baseline on the held-out fold (by 0.016 to 0.043): "
         "consistent with a winner's curse from picking the best of 60 validation scores. `docs/science.md` holds "
         "the protocol, the decision rules fixed before the runs, every table (per fold, per method, every metric), "
-        "and what is left to run.",
+        + ("and the commands that rerun any fold." if n == TOTAL_REPORT_RUNS else "and what is left to run."),
     ]
     wrapped = [p if p.startswith("|") else
                textwrap.fill(p, 100, initial_indent=" " * (README_INDENT if i == 0 else 0),
