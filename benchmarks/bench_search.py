@@ -64,6 +64,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
@@ -82,6 +84,7 @@ from _common import (  # noqa: E402
     group_aucs,
     ham_available,
     ham_workload,
+    paired_t_interval,
     peak_rss_mb,
     pretrain_backbone,
     set_threads,
@@ -251,8 +254,6 @@ def _minimal_loop(cfg: BenchConfig, checkpoint: str, bits: str, images, y, weigh
 
 
 def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
-    import numpy as np
-
     from _common import balanced_class_weights
     from skfairtune._images._decode import decode_images
     from skfairtune._training._trainer import Trainer
@@ -295,7 +296,6 @@ def floor_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
 
 # --------------------------------------------------------------------------- scaling
 def scaling_worker(cfg: BenchConfig, work: Workload, checkpoint: str) -> dict:
-    import numpy as np
     import optuna
 
     from skfairtune import FairTuneSearchCV
@@ -456,6 +456,13 @@ def _print_search(results: list[dict], seeds) -> dict:
         print(f"{heading}: {CONTESTANTS[ours]} vs {CONTESTANTS[theirs]}: speedup {wall:.2f}x  "
               f"(in CPU time: {cpu:.2f}x; per seed, wall: {per_seed('search_s', theirs, ours)}; "
               f"CPU: {per_seed('search_cpu_s', theirs, ours)})")
+        if len(seeds) > 1:
+            # Seeds are the unit of replication: a t-interval on the log of the per-seed ratios.
+            mean, low, high, _, n = paired_t_interval(np.log(ratios[key]["wall_per_seed"]))
+            ratios[key]["wall_geomean"] = float(np.exp(mean))
+            ratios[key]["wall_geomean_ci"] = [float(np.exp(low)), float(np.exp(high))]
+            print(f"    per-seed wall ratio: geometric mean {np.exp(mean):.2f}x, "
+                  f"95% t-interval over {n} seeds [{np.exp(low):.2f}x, {np.exp(high):.2f}x]")
         vals = lambda who: ", ".join(f"{pick(who, s, 'best_val_min_group_auc'):.3f}" for s in seeds)  # noqa: E731
         print(f"    best val per seed {list(seeds)}: {CONTESTANTS[ours]} {vals(ours)}; "
               f"{CONTESTANTS[theirs]} {vals(theirs)}")
@@ -499,6 +506,37 @@ def _print_scaling(scaling: dict) -> None:
           "cache peak never above its bound")
 
 
+def merge_reports(paths: list[Path], *, json_path: Path | None = None) -> int:
+    """Search tables and ratios over the union of the seeds of several reports of one configuration."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    def without_seeds(report):
+        return {k: v for k, v in report["config"].items() if k != "seeds"}
+
+    first = without_seeds(reports[0])
+    for path, other in zip(paths[1:], reports[1:]):
+        if without_seeds(other) != first:
+            differing = sorted(k for k in first.keys() | without_seeds(other).keys()
+                               if without_seeds(other).get(k) != first.get(k))
+            print(f"--merge: {path} has another configuration than {paths[0]} (differs in {differing}); "
+                  "merge only runs of one configuration, split with --first-seed.", file=sys.stderr)
+            return 2
+    results = [row for rep in reports for row in rep.get("search", [])]
+    seeds = sorted({row["seed"] for row in results})
+    if len(seeds) != len(results) // len({row["contestant"] for row in results} or {None}):
+        print(f"--merge: the files repeat a seed ({[r['seed'] for r in results]}); merge each seed once.",
+              file=sys.stderr)
+        return 2
+    print(f"# bench_search --merge of {len(paths)} reports: {', '.join(str(p) for p in paths)}; seeds {seeds}")
+    for path, rep in zip(paths, reports):
+        print(f"#   {path}: machine {rep.get('machine')}, seeds {rep['config']['seeds']}")
+    merged = {"config": dict(reports[0]["config"], seeds=seeds), "machine": reports[0].get("machine"),
+              "merged_from": [str(p) for p in paths], "search": results}
+    merged["speedups"] = _print_search(results, seeds)
+    if json_path:
+        json_path.write_text(json.dumps(merged, indent=1))
+    return 0
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -524,6 +562,9 @@ def parse_args(argv):
                         help="run everything in this process (default for --smoke); peak memory is then shared")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="print the search tables and ratios over the seeds of several --json files of one "
+                             "configuration (runs split with --first-seed); runs nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -556,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(_dispatch(args.worker, cfg, work, args.checkpoint or None, args.seed, pick))
         return 0
 
+    if args.merge:
+        return merge_reports(args.merge, json_path=args.json)
     cfg = build_config(args)
     if not cfg.smoke and not ham_available():
         print(f"HAM10000 is not at {SHARED_DATA / 'ham10000'}: the full benchmark needs it "

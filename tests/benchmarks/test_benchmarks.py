@@ -1,6 +1,8 @@
 """The search benchmark's smoke mode, and the cross-trial activation cache it measures."""
 
+import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,54 @@ def test_smoke_floor_and_scaling(smoke_report):
         assert 0 < r["cache"]["peak_bytes"] <= r["cache"]["max_bytes"]
     # The bound is chosen so the full size cannot keep every prefix: it must evict.
     assert scaling[-1]["cache"]["evictions"] > 0
+
+
+def _split_smoke_run(report, tmp_path, *, slower_second_seed=1.5):
+    """The smoke report as two runs split with --first-seed; the script is slower in the second seed."""
+    first, second = copy.deepcopy(report), copy.deepcopy(report)
+    second["config"]["seeds"] = [1]
+    for row in second["search"]:
+        row["seed"] = 1
+        if row["contestant"] == "hand_written":
+            row["search_s"] *= slower_second_seed
+    paths = [tmp_path / "seed0.json", tmp_path / "seed1.json"]
+    for path, rep in zip(paths, (first, second)):
+        path.write_text(json.dumps(rep))
+    return paths
+
+
+def test_merge_pools_the_seeds_of_split_runs_with_an_interval_on_the_ratio(smoke_report, tmp_path, bench_modules,
+                                                                           capsys):
+    import bench_search
+
+    paths = _split_smoke_run(smoke_report[1], tmp_path)
+    out = tmp_path / "merged.json"
+    assert bench_search.main(["--merge", *map(str, paths), "--json", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["config"]["seeds"] == [0, 1]
+    rows = {(r["contestant"], r["seed"]): r for r in merged["search"]}
+    ratio0 = rows["hand_written", 0]["search_s"] / rows["skfairtune", 0]["search_s"]
+    speedup = merged["speedups"]["skfairtune vs hand_written"]
+    assert speedup["wall_per_seed"] == pytest.approx([ratio0, 1.5 * ratio0])
+    assert speedup["wall_geomean"] == pytest.approx(ratio0 * 1.5 ** 0.5)
+    low, high = speedup["wall_geomean_ci"]
+    assert low < speedup["wall_geomean"] < high
+    assert "95% t-interval over 2 seeds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda second: second["config"].update(n_trials=99), r"another configuration .*\(differs in \['n_trials'\]\)"),
+    (lambda second: [row.update(seed=0) for row in second["search"]], r"repeat a seed"),
+])
+def test_merge_refuses_runs_that_do_not_pool(smoke_report, tmp_path, bench_modules, capsys, change, message):
+    import bench_search
+
+    paths = _split_smoke_run(smoke_report[1], tmp_path)
+    second = json.loads(paths[1].read_text())
+    change(second)
+    paths[1].write_text(json.dumps(second))
+    assert bench_search.main(["--merge", *map(str, paths)]) == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_full_mode_exits_clearly_without_the_data(monkeypatch, capsys):
@@ -482,3 +532,22 @@ def test_science_status_says_which_corrected_intervals_reach_a_gain(corrected_hi
     status = _science_docs._status({"age": [run], "sex": [run]}, ["age", "sex"], entries, {}, 2, 2)
     assert says in " ".join(status.split())
     assert "On age and sex the interval also excludes a gain of +0.02 or more" in " ".join(status.split())
+
+
+def test_science_docs_once_every_report_run_has_finished(tmp_path, bench_modules, monkeypatch):
+    import _science_docs
+    import bench_science
+
+    _synthetic_report_runs(bench_science, tmp_path, attributes=("age", "sex"))
+    monkeypatch.setattr(_science_docs, "TOTAL_REPORT_RUNS", 6)  # the six synthetic runs are all there are
+    docs, readme = _docs_pair(tmp_path)
+    argv = ["docs", "--out", str(tmp_path), "--as-of", "now", "--docs", str(docs), "--readme", str(readme)]
+    assert bench_science.main(argv) == 0
+    text, status = " ".join(docs.read_text().split()), " ".join(readme.read_text().split())
+    assert "**All 6 report runs have finished**" in text and "now. All ran with" in text
+    assert "All 6 report folds have finished." in status
+    assert status.endswith("and the commands that rerun any fold. ## Install")
+    # The finished paragraph ends differently, and a rerun still finds where it ends.
+    first = readme.read_text()
+    assert bench_science.main(argv) == 0
+    assert readme.read_text() == first
