@@ -45,6 +45,20 @@ def _image_cache_in_tmp(tmp_path_factory):
         os.environ["SKFAIRTUNE_IMAGE_CACHE"] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_the_tests():
+    # A shell starts a background job (`pytest &`, nohup) with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt; the Ctrl-C tests, and the children they start, need the usual handler.
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        yield
+
+
 @pytest.fixture
 def biased_data():
     from skfairtune.datasets import make_biased_images
