@@ -326,6 +326,56 @@ def test_submitit_array_tasks_share_one_study(tmp_path, monkeypatch):
     assert isinstance(again.function, SearchTask) and again.function.args == ("x",)
 
 
+def _preempted_search_task(path, marker):
+    """An array task fitting a real search; in its first life it signals itself mid-trial, as SLURM does."""
+    import signal
+
+    from skfairtune._training._trainer import Trainer
+
+    from ._helpers import biased_images, fit_search, tiny_search
+
+    step, calls = Trainer.step, []
+
+    def step_then_preempt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5 and not Path(marker).exists():  # the first epoch of trial 2
+            Path(marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return step(self, *args, **kwargs)
+
+    Trainer.step = step_then_preempt
+    search = fit_search(tiny_search(storage=path, study_name="s", n_trials=4), biased_images())
+    return len(counted_trials(search.study_, 4))
+
+
+@pytest.mark.slow
+def test_submitit_preempted_task_requeues_its_trial_and_the_requeued_task_finishes_the_search(tmp_path, monkeypatch):
+    """submitit's preemption path: USR2 mid-trial, SearchTask.checkpoint, the task requeued, the search resumed."""
+    submitit = pytest.importorskip("submitit", reason="needs the `cluster` extra: pip install "
+                                                      "'skfairtune[cluster]'")
+    from skfairtune.distributed import submit_search_workers
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    path, marker = str(tmp_path / "study.log"), tmp_path / "preempted"
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    [job] = submit_search_workers(lambda: _preempted_search_task(path, str(marker)), 1, executor=executor,
+                                  timeout_min=5)
+
+    assert job.result() == 4
+    log = (job.stderr() or "") + (job.stdout() or "")
+    # Locally submitit calls USR2 a time-out; SLURM preemption takes the same checkpoint-and-requeue path.
+    assert marker.exists() and "Caught signal SIGUSR2" in log
+    assert "Calling checkpoint method" in log and "Requeued job" in log
+    study = optuna.load_study(study_name="s", storage=make_storage(path))
+    counted = counted_trials(study, 4)
+    assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
+    # The preempted trial failed, and its parameters trained again to the end in the requeued task.
+    [preempted] = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert preempted.number == 2 and preempted.system_attrs[OWNER_ATTR]["pid"] == int(marker.read_text())
+    assert preempted.params in [t.params for t in counted]
+    assert len({t.system_attrs[OWNER_ATTR]["pid"] for t in counted}) == 2  # before and after the requeue
+
+
 def test_submit_search_workers_checks_its_arguments():
     from skfairtune.distributed import submit_search_workers
 
