@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from ._search import (  # noqa: F401 - re-exported
-    plot_group_auc_curves,
-    plot_hypervolume_history,
-    plot_mask_selection,
-    plot_pareto,
-    plot_pareto_front,
-    plot_report,
-    plot_search_convergence,
-)
+from ._pareto import plot_hypervolume_history, plot_pareto_front  # noqa: F401 - re-exported
+from ._reports import plot_group_auc_curves, plot_report  # noqa: F401 - re-exported
+from ._search import plot_mask_selection, plot_pareto, plot_search_convergence  # noqa: F401 - re-exported
 
 __all__ = [
     "plot_hypervolume_history",
