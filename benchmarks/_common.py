@@ -441,7 +441,8 @@ def emit(result: dict) -> None:
 def finish_report(report: dict, started: float, json_path: Path | None, *, blank_line: bool = False) -> None:
     """Close a driver's report: total wall time and load (other load skews timings), then its JSON file."""
     report["total_s"] = time.perf_counter() - started
-    print(f"{chr(10) if blank_line else ''}# total wall time: {report['total_s']:.0f} s; load average at end: "
+    gap = "\n" if blank_line else ""
+    print(f"{gap}# total wall time: {report['total_s']:.0f} s; load average at end: "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if json_path:
         json_path.write_text(json.dumps(report, indent=1))

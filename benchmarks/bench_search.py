@@ -509,23 +509,20 @@ def _print_scaling(scaling: dict) -> None:
 def merge_reports(paths: list[Path], *, json_path: Path | None = None) -> int:
     """Search tables and ratios over the union of the seeds of several reports of one configuration."""
     reports = [json.loads(path.read_text()) for path in paths]
-    def without_seeds(report):
-        return {k: v for k, v in report["config"].items() if k != "seeds"}
-
-    first = without_seeds(reports[0])
-    for path, other in zip(paths[1:], reports[1:]):
-        if without_seeds(other) != first:
-            differing = sorted(k for k in first.keys() | without_seeds(other).keys()
-                               if without_seeds(other).get(k) != first.get(k))
+    configs = [{k: v for k, v in report["config"].items() if k != "seeds"} for report in reports]
+    for path, config in zip(paths[1:], configs[1:]):
+        if config != configs[0]:
+            differing = sorted(k for k in config.keys() | configs[0].keys() if config.get(k) != configs[0].get(k))
             print(f"--merge: {path} has another configuration than {paths[0]} (differs in {differing}); "
                   "merge only runs of one configuration, split with --first-seed.", file=sys.stderr)
             return 2
     results = [row for rep in reports for row in rep.get("search", [])]
-    seeds = sorted({row["seed"] for row in results})
-    if len(seeds) != len(results) // len({row["contestant"] for row in results} or {None}):
+    runs = [(row["contestant"], row["seed"]) for row in results]
+    if len(set(runs)) != len(runs):
         print(f"--merge: the files repeat a seed ({[r['seed'] for r in results]}); merge each seed once.",
               file=sys.stderr)
         return 2
+    seeds = sorted({row["seed"] for row in results})
     print(f"# bench_search --merge of {len(paths)} reports: {', '.join(str(p) for p in paths)}; seeds {seeds}")
     for path, rep in zip(paths, reports):
         print(f"#   {path}: machine {rep.get('machine')}, seeds {rep['config']['seeds']}")

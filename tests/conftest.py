@@ -51,12 +51,11 @@ def _ctrl_c_reaches_the_tests():
     # raises KeyboardInterrupt; the Ctrl-C tests, and the children they start, need the usual handler.
     import signal
 
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        yield
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    else:
-        yield
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

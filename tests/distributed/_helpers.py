@@ -1,7 +1,8 @@
 """Tiny seeded searches and data shared by the storage, fault and credential tests.
 
-The subprocess scripts of those tests import these too (``from tests.distributed._helpers
-import ...``), so a crashed or preempted child runs exactly the search its parent resumes.
+The subprocess scripts of those tests import them through the test modules' own names
+(``from tests.distributed.test_faults import _fit, make_data, make_search``), so a crashed or
+preempted child runs exactly the search its parent resumes.
 """
 
 from __future__ import annotations
